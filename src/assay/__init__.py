@@ -1,0 +1,44 @@
+"""assay: replicate-based analyses on a content-addressed artifact store.
+
+Everything a user or plugin author needs is importable from here; submodules are private.
+Heavy modules (pandas, duckdb, matplotlib) load only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .actions import action_key
+from .artifacts import (
+    SCHEMA_VERSION,
+    Artifact,
+    ArtifactSidecarRef,
+    ComparisonArtifact,
+    ConditionArtifact,
+    ReplicateArtifact,
+    RunArtifact,
+)
+from .errors import (
+    ArtifactIntegrityError,
+    ArtifactSchemaError,
+    ArtifactStoreError,
+    AssayError,
+    ConfigError,
+    PayloadError,
+    PluginError,
+    SidecarPathError,
+)
+from .hashing import canonical_json
+from .payload import METRICS, strict_json_payload
+from .refs import Ref, read_ref, write_ref
+from .store import ArtifactStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEMA_VERSION", "METRICS", "Artifact", "ArtifactSidecarRef", "ArtifactStore",
+    "RunArtifact", "ReplicateArtifact", "ConditionArtifact", "ComparisonArtifact",
+    "AssayError", "ArtifactStoreError", "ArtifactIntegrityError", "ArtifactSchemaError",
+    "SidecarPathError", "PayloadError", "ConfigError", "PluginError",
+    "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",
+]

@@ -1,0 +1,71 @@
+"""The input-addressed action cache: action key -> artifact digest, plus when/where/how long."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .artifacts import SCHEMA_VERSION
+from .atomic import atomic_write_bytes
+from .errors import ArtifactSchemaError
+from .hashing import canonical_json, is_digest, is_sha256_hex, sha256_hex
+from .payload import strict_json_payload
+
+
+def action_key(*, stage: str, plugin: str, code_digest: str, settings: Any,
+               inputs: list[str] | dict[str, Any] | None = None,
+               schema_version: int = SCHEMA_VERSION, **extra: Any) -> str:
+    """sha256 hex of everything that determines a job's result (never time or host)."""
+    body = {"stage": stage, "plugin": plugin, "code_digest": code_digest,
+            "settings": settings, "inputs": inputs or [], "schema_version": schema_version,
+            **extra}
+    return sha256_hex(canonical_json(strict_json_payload(body, analysis_name="action key",
+                                                         max_array_items=1 << 20)))
+
+
+class ActionCache:
+    def __init__(self, actions_dir: Path) -> None:
+        self.dir = Path(actions_dir)
+
+    def path_for(self, key: str) -> Path:
+        if not is_sha256_hex(key):
+            raise ArtifactSchemaError(f"action key must be 64 lowercase hex, got {key!r}")
+        return self.dir / key[:2] / f"{key}.json"
+
+    def read(self, key: str) -> dict[str, Any] | None:
+        path = self.path_for(key)
+        try:
+            record = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (ValueError, UnicodeDecodeError):
+            return None  # a damaged record is a cache miss, never an error
+        if not isinstance(record, dict) or not is_digest(record.get("digest")):
+            return None
+        return record
+
+    def record(self, key: str, digest: str, **record: Any) -> Path:
+        if not is_digest(digest):
+            raise ArtifactSchemaError(f"action digest must be 'sha256:<hex>', got {digest!r}")
+        body = {"key": key, "digest": digest,
+                **strict_json_payload(record, analysis_name="action record")}
+        path = self.path_for(key)
+        atomic_write_bytes(path, canonical_json(body) + b"\n")
+        return path
+
+    def remove(self, key: str) -> None:
+        try:
+            self.path_for(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def iter_records(self):
+        if not self.dir.is_dir():
+            return
+        for path in sorted(self.dir.glob("??/*.json")):
+            key = path.stem
+            if is_sha256_hex(key):
+                record = self.read(key)
+                if record is not None:
+                    yield key, record

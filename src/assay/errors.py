@@ -1,0 +1,35 @@
+"""One exception hierarchy, so callers can catch everything assay raises with one clause."""
+
+from __future__ import annotations
+
+
+class AssayError(Exception):
+    """Base of every error assay raises on purpose."""
+
+
+class ArtifactStoreError(AssayError):
+    """The store could not do what was asked (bad path, missing ref, wrong artifact type)."""
+
+
+class ArtifactIntegrityError(ArtifactStoreError):
+    """Stored bytes are missing or do not match their recorded size or digest."""
+
+
+class ArtifactSchemaError(ArtifactStoreError):
+    """A manifest or ref does not follow the schema this library understands."""
+
+
+class SidecarPathError(ArtifactStoreError, ValueError):
+    """A sidecar path is not a safe artifact-relative POSIX path."""
+
+
+class PayloadError(AssayError, ValueError):
+    """A value cannot be stored as strict JSON in a manifest."""
+
+
+class ConfigError(AssayError, ValueError):
+    """A study configuration is invalid."""
+
+
+class PluginError(AssayError):
+    """An analysis or runner plugin could not be found or misbehaved."""

@@ -1,0 +1,130 @@
+"""SHA-256, spelled one way: ``sha256:<64 hex>`` for ids, bare hex for a sidecar's ``sha256``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from .errors import ArtifactSchemaError
+
+DIGEST_PREFIX = "sha256:"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+READ_CHUNK = 8 * 1024 * 1024
+
+
+def is_sha256_hex(value: object) -> bool:
+    return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+
+
+def format_digest(hex_digest: str) -> str:
+    if not is_sha256_hex(hex_digest):
+        raise ArtifactSchemaError(f"not a sha256 hex digest: {hex_digest!r}")
+    return DIGEST_PREFIX + hex_digest
+
+
+def parse_digest(digest: str) -> str:
+    """Return the bare hex of a ``sha256:<hex>`` id, refusing any other spelling."""
+    if not isinstance(digest, str) or not digest.startswith(DIGEST_PREFIX):
+        raise ArtifactSchemaError(
+            f"artifact digest must be spelled 'sha256:<64 lowercase hex>', got {digest!r}"
+        )
+    hex_digest = digest[len(DIGEST_PREFIX):]
+    if not is_sha256_hex(hex_digest):
+        raise ArtifactSchemaError(
+            f"artifact digest must be spelled 'sha256:<64 lowercase hex>', got {digest!r}"
+        )
+    return hex_digest
+
+
+def is_digest(value: object) -> bool:
+    return (isinstance(value, str) and value.startswith(DIGEST_PREFIX)
+            and is_sha256_hex(value[len(DIGEST_PREFIX):]))
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, no NaN: the same value always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def sha256_hex(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """Hex digest and size of a file, read in large chunks into one reused buffer."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(READ_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while True:
+            n = handle.readinto(buffer)
+            if not n:
+                break
+            digest.update(view[:n])
+            size += n
+    return digest.hexdigest(), size
+
+
+class BackgroundHasher:
+    """Hashes chunks on a second thread so SHA-256 overlaps the I/O of the caller.
+
+    hashlib releases the GIL on large buffers, so the writer (or reader) and the hasher run
+    on two cores. Chunks must be immutable (bytes) or not reused until ``hexdigest()``.
+    Small chunks are batched to keep queue traffic low.
+    """
+
+    _SMALL = 64 * 1024
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._queue: queue.SimpleQueue[bytes | memoryview | None] = queue.SimpleQueue()
+        self._pending = bytearray()
+        self._thread = threading.Thread(target=self._run, name="assay-hasher", daemon=True)
+        self._error: BaseException | None = None
+        self._thread.start()
+        self.size = 0
+
+    def _run(self) -> None:
+        try:
+            while True:
+                chunk = self._queue.get()
+                if chunk is None:
+                    return
+                self._digest.update(chunk)
+        except BaseException as exc:  # surfaced in hexdigest()
+            self._error = exc
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        n = len(chunk)
+        self.size += n
+        if n < self._SMALL:
+            self._pending += chunk
+            if len(self._pending) >= self._SMALL:
+                self._queue.put(bytes(self._pending))
+                self._pending.clear()
+            return
+        if self._pending:
+            self._queue.put(bytes(self._pending))
+            self._pending.clear()
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        if self._pending:
+            self._queue.put(bytes(self._pending))
+            self._pending.clear()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
+
+    def abandon(self) -> None:
+        self._queue.put(None)
+        self._thread.join()

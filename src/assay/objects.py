@@ -1,0 +1,255 @@
+"""Immutable blobs named by the SHA-256 of their bytes: ``objects/<2 hex>/<64 hex>``."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .atomic import fsync_and_close
+from .errors import ArtifactIntegrityError
+from .hashing import BackgroundHasher, hash_file, is_sha256_hex, sha256_hex
+
+OBJECT_MODE = 0o444
+TMP_SUFFIX = ".part"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    sha256: str
+    size_bytes: int
+
+
+class HashingFileWriter:
+    """A write-only, non-seekable file that hashes on a second thread while it writes.
+
+    It is deliberately not seekable: writers such as zipfile then stream (data descriptors)
+    instead of seeking back, which is what lets one pass both write and hash the bytes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._hasher = BackgroundHasher()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the hasher thread must see bytes nobody will mutate
+        self._hasher.update(data)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._hasher.size  # append-only: the position is the bytes written so far
+
+    def seek(self, *args: object) -> int:
+        raise OSError("HashingFileWriter is not seekable")
+
+    def finish(self) -> StoredObject:
+        """fsync, close and return the digest; the file stays at ``self.path``."""
+        fsync_and_close(self._fd)
+        self.closed = True
+        return StoredObject(self._hasher.hexdigest(), self._hasher.size)
+
+    def abort(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+            self.closed = True
+            self._hasher.abandon()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class ObjectStore:
+    """Writes and verifies content-addressed blobs; knows nothing about artifacts."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.objects_dir = self.root / "objects"
+        self.tmp_dir = self.root / "tmp"
+        self._verified: dict[str, tuple[int, int, int]] = {}
+        self._lock = threading.Lock()
+
+    # paths -------------------------------------------------------------
+    def path_for(self, sha256: str) -> Path:
+        return self.objects_dir / sha256[:2] / sha256
+
+    def new_tmp_path(self) -> Path:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.tmp_dir / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
+
+    # writes ------------------------------------------------------------
+    def publish(self, tmp_path: Path, sha256: str, size: int) -> StoredObject:
+        """Move a finished, fsynced tmp file into place unless an intact twin already exists.
+
+        Two writers of the same bytes both succeed: the loser finds the object and drops its
+        tmp file. An existing object with the wrong size is damaged and is replaced.
+        """
+        dest = self.path_for(sha256)
+        try:
+            existing = dest.stat().st_size
+        except FileNotFoundError:
+            existing = -1
+        if existing == size:
+            os.unlink(tmp_path)
+            return StoredObject(sha256, size)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp_path, OBJECT_MODE)
+        os.replace(tmp_path, dest)
+        return StoredObject(sha256, size)
+
+    def put_bytes(self, data: bytes) -> StoredObject:
+        sha = sha256_hex(data)
+        dest = self.path_for(sha)
+        try:
+            if dest.stat().st_size == len(data):
+                return StoredObject(sha, len(data))
+        except FileNotFoundError:
+            pass
+        tmp = self.new_tmp_path()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        fsync_and_close(fd)
+        return self.publish(tmp, sha, len(data))
+
+    def put_stream(self, produce: Callable[[HashingFileWriter], None]) -> StoredObject:
+        """Let ``produce`` write into a hashing tmp file, then publish it under its digest."""
+        writer = HashingFileWriter(self.new_tmp_path())
+        try:
+            produce(writer)
+            stored = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        return self.publish(writer.path, stored.sha256, stored.size_bytes)
+
+    def put_file(self, source: Path, *, move: bool) -> StoredObject:
+        """Ingest an existing file: hash it, then move (same filesystem) or copy it in."""
+        sha, size = hash_file(source)
+        dest = self.path_for(sha)
+        try:
+            if dest.stat().st_size == size:
+                if move:
+                    os.unlink(source)
+                return StoredObject(sha, size)
+        except FileNotFoundError:
+            pass
+        tmp = self.new_tmp_path()
+        if move:
+            fd = os.open(source, os.O_RDONLY)
+            fsync_and_close(fd)
+            os.replace(source, tmp)
+        else:
+            with open(source, "rb") as src:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    while chunk := src.read(8 * 1024 * 1024):
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view):]
+                finally:
+                    fsync_and_close(fd)
+            copied_sha, copied_size = hash_file(tmp)
+            if (copied_sha, copied_size) != (sha, size):
+                os.unlink(tmp)
+                raise ArtifactIntegrityError(
+                    f"{source} changed while it was being copied into the store; retry")
+        return self.publish(tmp, sha, size)
+
+    # reads -------------------------------------------------------------
+    def _damaged(self, sha256: str, what: str, problem: str) -> ArtifactIntegrityError:
+        return ArtifactIntegrityError(
+            f"{what}: object sha256:{sha256} {problem} (at {self.path_for(sha256)}). "
+            "Run `assay verify --repair` and rerun the workflow to recompute it.")
+
+    def verify(self, sha256: str, size: int | None, *, what: str, full: bool = False) -> Path:
+        """Check an object's size and digest; a stat-cache hit skips re-hashing."""
+        if not is_sha256_hex(sha256):
+            raise ArtifactIntegrityError(f"{what}: {sha256!r} is not a sha256 hex digest")
+        path = self.path_for(sha256)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise self._damaged(sha256, what, "is missing") from None
+        if size is not None and st.st_size != size:
+            self.forget(sha256)
+            raise self._damaged(sha256, what, f"has {st.st_size} bytes, expected {size}")
+        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if not full and self._verified.get(sha256) == signature:
+            return path
+        actual, _ = hash_file(path)
+        if actual != sha256:
+            self.forget(sha256)
+            raise self._damaged(sha256, what, f"has different bytes (sha256:{actual})")
+        with self._lock:
+            self._verified[sha256] = signature
+        return path
+
+    def mark_verified(self, sha256: str, path: Path) -> None:
+        st = path.stat()
+        with self._lock:
+            self._verified[sha256] = (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def is_stat_verified(self, sha256: str) -> bool:
+        try:
+            st = self.path_for(sha256).stat()
+        except FileNotFoundError:
+            return False
+        return self._verified.get(sha256) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def forget(self, sha256: str) -> None:
+        with self._lock:
+            self._verified.pop(sha256, None)
+
+    def read_bytes(self, sha256: str, size: int | None, *, what: str) -> bytes:
+        """Whole small object, always hashed (manifests are small; hashing them is cheap)."""
+        path = self.path_for(sha256)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise self._damaged(sha256, what, "is missing") from None
+        if size is not None and len(data) != size:
+            raise self._damaged(sha256, what, f"has {len(data)} bytes, expected {size}")
+        actual = sha256_hex(data)
+        if actual != sha256:
+            raise self._damaged(sha256, what, f"has different bytes (sha256:{actual})")
+        return data
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).exists()
+
+    def iter_objects(self):
+        """Yield (sha256, path) of every object file, skipping anything not named by a digest."""
+        if not self.objects_dir.is_dir():
+            return
+        for shard in sorted(os.scandir(self.objects_dir), key=lambda e: e.name):
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            for entry in sorted(os.scandir(shard.path), key=lambda e: e.name):
+                if is_sha256_hex(entry.name) and entry.name[:2] == shard.name:
+                    yield entry.name, Path(entry.path)

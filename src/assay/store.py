@@ -1,0 +1,394 @@
+"""ArtifactStore: the one entry point for writing and reading artifacts and sidecars."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from .actions import ActionCache
+from .artifacts import (
+    Artifact,
+    ArtifactSidecarRef,
+    ComparisonArtifact,
+    ConditionArtifact,
+    ReplicateArtifact,
+    RunArtifact,
+    artifact_from_manifest,
+)
+from .cache import MISSING, CacheInfo, LRUCache
+from .errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreError
+from .hashing import format_digest, is_digest, parse_digest
+from .objects import ObjectStore
+from .refs import Ref, read_ref, write_ref
+from .sidecar_paths import check_sidecar_path, guess_media_type
+
+if TYPE_CHECKING:
+    from .npz import VerifiedNpz
+
+Verify = Literal["stat", "full"]
+DEFAULT_REF = "result.json"
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+BINARY_FORMATS = ("joblib",)
+
+
+class ArtifactStore:
+    """A content-addressed store rooted at a directory shared by every job.
+
+    Layout: ``objects/<2 hex>/<64 hex>`` (immutable blobs), ``actions/`` (action cache),
+    ``tmp/`` (staging on the same filesystem, so publishing is an atomic rename).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, cache_size: int = 256) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ArtifactStoreError(f"store root {self.root} exists and is not a directory")
+        for sub in ("objects", "actions", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.objects = ObjectStore(self.root)
+        self.actions = ActionCache(self.root / "actions")
+        self._cache = LRUCache(cache_size)
+        self._staging = self.root / "tmp" / f"staging-{uuid.uuid4().hex}"
+        self._owners: dict[tuple[str, str], str] = {}
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({str(self.root)!r})"
+
+    # --- sidecars: write ---------------------------------------------------------------
+    def _ref(self, path: str, stored: Any, media_type: str | None,
+             metadata: dict[str, Any] | None) -> ArtifactSidecarRef:
+        return ArtifactSidecarRef(path=path, sha256=stored.sha256, size_bytes=stored.size_bytes,
+                                  media_type=media_type or guess_media_type(path),
+                                  metadata=dict(metadata or {}))
+
+    def write_npz_sidecar(self, path: str, *, metadata: dict[str, Any] | None = None,
+                          compress: bool = False, **arrays: Any) -> ArtifactSidecarRef:
+        """Write arrays as a deterministic NPZ, hashing on a second core while writing."""
+        from .npz import write_npz_stream
+
+        check_sidecar_path(path)
+        if not arrays:
+            raise ArtifactStoreError(f"write_npz_sidecar({path!r}) got no arrays")
+        stored = self.objects.put_stream(
+            lambda handle: write_npz_stream(handle, arrays, compress=compress))
+        self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
+        return self._ref(path, stored, "application/x-npz", metadata)
+
+    def write_table_sidecar(self, path: str, frame: Any, *,
+                            metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
+        """Write a DataFrame (or dict of columns) as CSV or Parquet, chosen by suffix."""
+        from .tables import TABLE_FORMATS, table_bytes, table_format
+
+        check_sidecar_path(path)
+        suffix = table_format(path)
+        data = table_bytes(frame, suffix)
+        stored = self.objects.put_bytes(data)
+        meta = {"n_rows": int(len(frame)), **(metadata or {})}
+        return self._ref(path, stored, TABLE_FORMATS[suffix], meta)
+
+    def write_bytes_sidecar(self, path: str, data: bytes, *, media_type: str | None = None,
+                            metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
+        check_sidecar_path(path)
+        return self._ref(path, self.objects.put_bytes(bytes(data)), media_type, metadata)
+
+    def resolve_sidecar(self, path: str) -> Path:
+        """A private staging path to write a sidecar to; ``register_sidecar`` ingests it."""
+        check_sidecar_path(path)
+        return self._staging.joinpath(*path.split("/"))
+
+    def register_sidecar(self, path: str, *, media_type: str | None = None,
+                         metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
+        """Move a file written at ``resolve_sidecar(path)`` into the store and describe it."""
+        staged = self.resolve_sidecar(path)
+        if not staged.is_file() or staged.is_symlink():
+            raise ArtifactStoreError(
+                f"register_sidecar({path!r}): nothing staged at {staged}; write the file at "
+                "store.resolve_sidecar(path) first")
+        stored = self.objects.put_file(staged, move=True)
+        return self._ref(path, stored, media_type, metadata)
+
+    def ingest_file(self, source: str | os.PathLike[str], path: str, *,
+                    media_type: str | None = None, metadata: dict[str, Any] | None = None,
+                    link: bool = True) -> ArtifactSidecarRef:
+        """Ingest a file that already exists elsewhere without changing it.
+
+        With ``link`` a hard link is tried first (no second copy on the same filesystem);
+        the object is made read-only, which the linked original then shares.
+        """
+        check_sidecar_path(path)
+        source = Path(source)
+        if not source.is_file():
+            raise ArtifactStoreError(f"cannot ingest {source}: not a regular file")
+        stored = None
+        if link:
+            stored = self._link_in(source)
+        if stored is None:
+            stored = self.objects.put_file(source, move=False)
+        return self._ref(path, stored, media_type, metadata)
+
+    def _link_in(self, source: Path):
+        from .hashing import hash_file
+        from .objects import StoredObject
+
+        sha, size = hash_file(source)
+        dest = self.objects.path_for(sha)
+        if dest.exists() and dest.stat().st_size == size:
+            return StoredObject(sha, size)
+        tmp = self.objects.new_tmp_path()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            return None
+        if hash_file(tmp) != (sha, size):  # changed between hashing and linking
+            os.unlink(tmp)
+            return None
+        return self.objects.publish(tmp, sha, size)
+
+    def sidecar_ref_for(self, digest: str, path: str, *, media_type: str | None = None,
+                        metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
+        """Describe an object already in the store (e.g. a ``save_artifact`` id) as a sidecar."""
+        sha = parse_digest(digest) if is_digest(digest) else digest
+        check_sidecar_path(path)
+        obj = self.objects.verify(sha, None, what=f"sidecar {path}")
+        from .objects import StoredObject
+
+        return self._ref(path, StoredObject(sha, obj.stat().st_size), media_type, metadata)
+
+    # --- sidecars: read ----------------------------------------------------------------
+    def _what(self, ref: ArtifactSidecarRef) -> str:
+        owner = self._owners.get((ref.path, ref.sha256))
+        return f"artifact {owner} sidecar {ref.path!r}" if owner else f"sidecar {ref.path!r}"
+
+    def validate_sidecar(self, ref: ArtifactSidecarRef, *, verify: Verify = "stat") -> Path:
+        """Verified, read-only path to a sidecar's bytes (size and SHA-256 checked)."""
+        if not isinstance(ref, ArtifactSidecarRef):
+            raise ArtifactStoreError(f"validate_sidecar expects an ArtifactSidecarRef, got {ref!r:.80}")
+        return self.objects.verify(ref.sha256, ref.size_bytes, what=self._what(ref),
+                                   full=verify == "full")
+
+    def load_npz_sidecar(self, ref: ArtifactSidecarRef, *, verify: Verify = "stat") -> "VerifiedNpz":
+        """Open an NPZ sidecar; arrays are handed out only after the digest checks out."""
+        from .npz import VerifiedNpz
+
+        if not isinstance(ref, ArtifactSidecarRef):
+            raise ArtifactStoreError(f"load_npz_sidecar expects an ArtifactSidecarRef, got {ref!r:.80}")
+        what = self._what(ref)
+        path = self.objects.path_for(ref.sha256)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise self.objects._damaged(ref.sha256, what, "is missing") from None
+        if size != ref.size_bytes:
+            self.objects.forget(ref.sha256)
+            raise self.objects._damaged(ref.sha256, what,
+                                        f"has {size} bytes, expected {ref.size_bytes}")
+        trusted = verify != "full" and self.objects.is_stat_verified(ref.sha256)
+
+        def mismatch(actual: str) -> Exception:
+            self.objects.forget(ref.sha256)
+            self._cache.discard(lambda key: key[:2] == ("npz", ref.sha256))
+            return self.objects._damaged(ref.sha256, what, f"has different bytes (sha256:{actual})")
+
+        def cache_get(name: str) -> Any:
+            if not trusted:
+                return None
+            hit = self._cache.get(("npz", ref.sha256, name))
+            return None if hit is MISSING else hit
+
+        return VerifiedNpz(
+            path, expected_sha256=None if trusted else ref.sha256, on_mismatch=mismatch,
+            on_verified=lambda: self.objects.mark_verified(ref.sha256, path),
+            cache_get=cache_get,
+            cache_put=lambda name, array: self._cache.put(("npz", ref.sha256, name), array,
+                                                          array.nbytes))
+
+    def load_table_sidecar(self, ref: ArtifactSidecarRef, *, verify: Verify = "stat") -> Any:
+        from .tables import read_table, table_format
+
+        return read_table(self.validate_sidecar(ref, verify=verify), table_format(ref.path))
+
+    # --- artifacts ---------------------------------------------------------------------
+    def write_artifact(self, artifact: Artifact) -> str:
+        """Store the canonical manifest; every sidecar it names must already be stored."""
+        if not isinstance(artifact, Artifact):
+            raise ArtifactStoreError(f"write_artifact expects an artifact, got {artifact!r:.80}")
+        for ref in artifact.sidecars:
+            self.objects.verify(ref.sha256, ref.size_bytes,
+                                what=f"{artifact.artifact_type} artifact sidecar {ref.path!r}")
+        for item in artifact.inputs:
+            if not self.objects.exists(parse_digest(item["digest"])):
+                raise ArtifactStoreError(
+                    f"{artifact.artifact_type} artifact input {item['digest']} "
+                    f"({item['role']}) is not in the store {self.root}")
+        data = artifact.manifest_bytes()
+        stored = self.objects.put_bytes(data)
+        digest = format_digest(stored.sha256)
+        self._cache.put(("manifest", stored.sha256), data, len(data))
+        for ref in artifact.sidecars:
+            self._owners[(ref.path, ref.sha256)] = digest
+        return digest
+
+    def _digest_of(self, ref: str | os.PathLike[str] | Ref | None) -> str:
+        if ref is None:
+            default = self.root / DEFAULT_REF
+            if not default.exists():
+                raise ArtifactStoreError(
+                    f"no artifact given and no default ref {default}; pass a digest or a ref path")
+            return read_ref(default).digest
+        if isinstance(ref, Ref):
+            return ref.digest
+        if isinstance(ref, str) and is_digest(ref):
+            return ref
+        if isinstance(ref, str) and ref.startswith("sha256:"):
+            parse_digest(ref)  # raises with the exact spelling rule
+        return read_ref(ref).digest
+
+    def manifest_bytes(self, ref: str | os.PathLike[str] | Ref | None) -> tuple[str, bytes]:
+        digest = self._digest_of(ref)
+        sha = parse_digest(digest)
+        cached = self._cache.get(("manifest", sha))
+        if cached is not MISSING:
+            return digest, cached
+        path = self.objects.path_for(sha)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise self.objects._damaged(sha, f"artifact {digest}", "is missing") from None
+        if size > MAX_MANIFEST_BYTES:
+            raise ArtifactSchemaError(f"artifact {digest}: manifest is {size} bytes, more than "
+                                      f"{MAX_MANIFEST_BYTES}; not a manifest")
+        data = self.objects.read_bytes(sha, None, what=f"artifact {digest}")
+        self._cache.put(("manifest", sha), data, len(data))
+        return digest, data
+
+    def read_artifact(self, ref: str | os.PathLike[str] | Ref | None = None,
+                      *, verify_sidecars: bool = False) -> Artifact:
+        """Read and validate a manifest by digest, ref file or Ref."""
+        digest, data = self.manifest_bytes(ref)
+        try:
+            manifest = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactSchemaError(f"artifact {digest} is not a JSON manifest ({exc})") from None
+        artifact = artifact_from_manifest(manifest, where=f"artifact {digest}")
+        for sidecar in artifact.sidecars:
+            self._owners[(sidecar.path, sidecar.sha256)] = digest
+            if verify_sidecars:
+                self.validate_sidecar(sidecar)
+        return artifact
+
+    def _read_typed(self, ref: Any, cls: type[Artifact]) -> Any:
+        artifact = self.read_artifact(ref)
+        if not isinstance(artifact, cls):
+            raise ArtifactStoreError(
+                f"{self._digest_of(ref)} is a {artifact.artifact_type} artifact, "
+                f"not a {cls.artifact_type} artifact")
+        return artifact
+
+    def read_run_result(self, ref: Any = None) -> RunArtifact:
+        return self._read_typed(ref, RunArtifact)
+
+    def read_replicate_result(self, ref: Any = None) -> ReplicateArtifact:
+        return self._read_typed(ref, ReplicateArtifact)
+
+    def read_condition_result(self, ref: Any = None) -> ConditionArtifact:
+        return self._read_typed(ref, ConditionArtifact)
+
+    def read_comparison_result(self, ref: Any = None) -> ComparisonArtifact:
+        return self._read_typed(ref, ComparisonArtifact)
+
+    def verify_artifact(self, ref: Any, *, verify: Verify = "full") -> Artifact:
+        """Manifest plus every sidecar, hashed; raises on the first damaged object."""
+        artifact = self.read_artifact(ref)
+        for sidecar in artifact.sidecars:
+            self.validate_sidecar(sidecar, verify=verify)
+        return artifact
+
+    # --- binary objects (models, fitted transformers) -----------------------------------
+    def save_artifact(self, obj: Any, operator_class: str, artifact_type: str,
+                      format: str = "joblib") -> str:
+        """Pickle with joblib into the store; identical bytes give the identical id."""
+        if format not in BINARY_FORMATS:
+            raise ArtifactStoreError(f"save_artifact format {format!r} is not supported; "
+                                     f"use one of {BINARY_FORMATS}")
+        if not isinstance(operator_class, str) or not isinstance(artifact_type, str):
+            raise ArtifactStoreError("save_artifact needs operator_class and artifact_type strings")
+        import joblib
+
+        stored = self.objects.put_stream(lambda handle: joblib.dump(obj, handle))
+        self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
+        return format_digest(stored.sha256)
+
+    def load_artifact(self, artifact_id: str, *, verify: Verify = "stat") -> Any:
+        """Unpickle only after the digest verifies; results are cached in-process."""
+        sha = parse_digest(artifact_id)
+        cached = self._cache.get(("binary", sha))
+        if cached is not MISSING and verify != "full":
+            return cached
+        path = self.objects.verify(sha, None, what=f"binary {artifact_id}", full=verify == "full")
+        import joblib
+
+        obj = joblib.load(path)
+        self._cache.put(("binary", sha), obj, path.stat().st_size)
+        return obj
+
+    def get_artifact_path(self, artifact_id: str) -> Path:
+        return self.objects.verify(parse_digest(artifact_id), None, what=f"object {artifact_id}")
+
+    # --- refs and the action cache ------------------------------------------------------
+    @staticmethod
+    def write_ref(path: str | os.PathLike[str], digest: str, **identity: Any) -> Ref:
+        return write_ref(path, digest, **identity)
+
+    @staticmethod
+    def read_ref(path: str | os.PathLike[str]) -> Ref:
+        return read_ref(path)
+
+    @staticmethod
+    def action_key(**parts: Any) -> str:
+        from .actions import action_key
+
+        return action_key(**parts)
+
+    def lookup_action(self, key: str, *, verify: Verify = "stat") -> str | None:
+        """The cached artifact digest for this action, only if it and its sidecars verify."""
+        record = self.actions.read(key)
+        if record is None:
+            return None
+        try:
+            self.verify_artifact(record["digest"], verify=verify)
+        except (ArtifactIntegrityError, ArtifactSchemaError):
+            return None
+        return record["digest"]
+
+    def record_action(self, key: str, digest: str, **record: Any) -> Path:
+        return self.actions.record(key, digest, **record)
+
+    # --- cache -------------------------------------------------------------------------
+    def cache_info(self) -> CacheInfo:
+        return self._cache.info()
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def set_cache_size(self, size: int) -> None:
+        self._cache.resize(size)
+
+    @property
+    def cache_size(self) -> int:
+        return self._cache.max_size
+
+    @cache_size.setter
+    def cache_size(self, size: int) -> None:
+        self._cache.resize(size)
+
+    def close(self) -> None:
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+    def __enter__(self) -> "ArtifactStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
