@@ -1,0 +1,1 @@
+"""Built-in analysis plugins (found by name through the ``assay.analyses`` entry points)."""

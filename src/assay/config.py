@@ -1,0 +1,123 @@
+"""A study's configuration: schema validation with defaults, then the checks a schema cannot do."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+from .errors import ConfigError
+from .hashing import canonical_json, sha256_hex
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    plugin: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Study:
+    """The validated study: what to run, how often, and what to compute from it."""
+
+    store: str
+    results: str
+    seed: int
+    conditions: dict[str, dict[str, Any]]
+    control: str
+    replicates: list[int]
+    runner: PluginSpec
+    analyses: dict[str, PluginSpec]
+    aggregation: dict[str, Any]
+    plots: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
+        """Validate (filling defaults) and build; raises ConfigError naming key and problem."""
+        config = validate_config(config)
+        labels = [c["label"] for c in config["conditions"]]
+        seen: set[str] = set()
+        for label in labels:
+            if label in seen:
+                raise ConfigError(f"conditions: duplicate condition label {label!r}; "
+                                  "each condition needs its own label")
+            seen.add(label)
+        if config["control"] not in seen:
+            raise ConfigError(f"control: {config['control']!r} is not one of the condition "
+                              f"labels {labels}")
+        for key in ("store", "results"):
+            if ".." in PurePath(config[key]).parts:
+                raise ConfigError(f"{key}: {config[key]!r} contains '..'; use a path inside "
+                                  "the workflow directory or an absolute path")
+        replicates = config["replicates"]
+        if isinstance(replicates, int):
+            replicates = list(range(1, replicates + 1))
+        study = cls(
+            store=config["store"], results=config["results"], seed=config["seed"],
+            conditions={c["label"]: dict(c.get("params", {})) for c in config["conditions"]},
+            control=config["control"], replicates=sorted(replicates),
+            runner=PluginSpec(config["runner"]["plugin"], dict(config["runner"]["settings"])),
+            analyses={name: PluginSpec(a["plugin"], dict(a["settings"]))
+                      for name, a in config["analyses"].items()},
+            aggregation=dict(config["aggregation"]), plots=dict(config["plots"]))
+        if check_plugins:
+            from .plugins import resolve_analysis, resolve_runner
+
+            resolve_runner(study.runner.plugin, where="runner.plugin")
+            for name, spec in study.analyses.items():
+                resolve_analysis(spec.plugin, where=f"analyses.{name}.plugin")
+        return study
+
+    def seed_for(self, condition: str, replicate: int) -> int:
+        """Independent, reproducible seeds per condition x replicate (not shared noise)."""
+        digest = sha256_hex(canonical_json([self.seed, condition, replicate]))
+        return int(digest[:8], 16)
+
+
+def _format_path(path: Any) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """jsonschema validation that also fills the schema's defaults, on a copy."""
+    import jsonschema
+    import yaml
+
+    if not isinstance(config, dict):
+        raise ConfigError(f"config must be a mapping, got {type(config).__name__}")
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    base = jsonschema.validators.validator_for(schema)
+
+    def fill_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    validator_cls = jsonschema.validators.extend(base, {"properties": fill_defaults})
+    config = copy.deepcopy(config)
+    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        raise ConfigError(f"config key {_format_path(first.absolute_path)}: {first.message}")
+    return config
+
+
+def load_config(path: str | Path) -> Study:
+    import yaml
+
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    return Study.from_config(config or {})

@@ -1,0 +1,83 @@
+"""The entry point of every Snakemake job: ``assay job STAGE --spec JSON ...``.
+
+Kept separate from the user-facing CLI so a job imports only what its stage needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+REF_DIR = {"run": "runs", "collect": "replicates", "aggregate": "conditions",
+           "compare": "comparisons"}
+ARTIFACT_TYPE = {"run": "run", "collect": "replicate", "aggregate": "condition",
+                 "compare": "comparison"}
+
+
+def ref_identity(spec: dict) -> dict:
+    """What a ref records besides the digest: enough to read it without the manifest."""
+    identity = {"artifact_type": ARTIFACT_TYPE[spec["stage"]]}
+    if "analysis" in spec:
+        identity["analysis"] = spec["analysis"]
+    if "condition" in spec:
+        identity["condition"] = spec["condition"]
+    if "replicate" in spec:
+        identity["replicate"] = spec["replicate"]
+    return identity
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assay job", description=__doc__)
+    parser.add_argument("stage", choices=["run", "collect", "aggregate", "compare", "plot"])
+    parser.add_argument("--store", required=True, help="store directory")
+    parser.add_argument("--spec", required=True, help="job spec as JSON")
+    parser.add_argument("--inputs", nargs="*", default=[], help="input ref files")
+    parser.add_argument("--output", help="ref file to write (artifact stages)")
+    parser.add_argument("--plots", nargs="*", default=[], help="figure files (plot stage)")
+    parser.add_argument("--no-cache", action="store_true", help="ignore the action cache")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.monotonic()
+
+    from .errors import AssayError
+    from .refs import read_ref, write_ref
+    from .store import ArtifactStore
+
+    def log(message: str) -> None:
+        print(f"[assay {args.stage}] {message}", file=sys.stderr, flush=True)
+
+    try:
+        spec = json.loads(args.spec)
+        if spec.get("stage") != args.stage:
+            raise AssayError(f"spec is for stage {spec.get('stage')!r}, not {args.stage!r}")
+        store = ArtifactStore(args.store)
+        inputs = [read_ref(path).digest for path in args.inputs]
+        if args.stage == "plot":
+            from .plotting import run_plot
+
+            [comparison] = inputs
+            run_plot(store, spec, comparison, args.plots)
+            log(f"wrote {len(args.plots)} figure(s) in {time.monotonic() - started:.2f}s")
+            return 0
+        from .stages import execute
+
+        if not args.output:
+            raise AssayError("--output REF is required for artifact stages")
+        digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log)
+        write_ref(args.output, digest, **ref_identity(spec))
+        store.close()
+        log(f"ref {args.output} -> {digest} ({time.monotonic() - started:.2f}s)")
+        return 0
+    except AssayError as exc:
+        log(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The plot stage: figures drawn only from artifacts and registered sidecars.
+
+Figures are outputs for people, not artifacts; they are written atomically and the same
+artifacts always give the same picture.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from .context import PlotContext
+from .payload import CONDITIONS, CONTROL, METRICS
+from .plugins import resolve_analysis
+from .store import ArtifactStore
+
+
+def load_plot_context(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str) -> PlotContext:
+    comparison = store.read_comparison_result(comparison_digest)
+    conditions, replicates = {}, {}
+    for item in comparison.inputs:
+        condition = store.read_condition_result(item["digest"])
+        label = condition.condition_label
+        conditions[label] = condition
+        replicates[label] = {}
+        for rep in condition.inputs:
+            artifact = store.read_replicate_result(rep["digest"])
+            replicates[label][artifact.replicate] = artifact
+    order = spec.get("conditions") or comparison.payload.get(CONDITIONS, sorted(conditions))
+    control = comparison.payload.get(CONTROL, spec["control"])
+    order = [control] + [c for c in order if c != control]
+    return PlotContext(
+        analysis_name=spec["analysis"], control=control, settings=spec["settings"],
+        comparison=comparison, conditions={c: conditions[c] for c in order},
+        replicates={c: replicates[c] for c in order}, artifact_store=store,
+        plot_options=spec.get("plots", {}))
+
+
+def _stars(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."
+
+
+def draw_summary(ctx: PlotContext, figure: Any) -> None:
+    """Per metric: condition means with t confidence intervals, replicate values as dots."""
+    metrics = sorted({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
+    ncols = min(3, len(metrics)) or 1
+    nrows = math.ceil(len(metrics) / ncols) or 1
+    axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
+    comparisons = ctx.comparison.payload.get("comparisons", {})
+    labels = list(ctx.conditions)
+    for ax, metric in zip(axes, metrics):
+        confidence = None
+        for x, label in enumerate(labels):
+            stats = ctx.conditions[label].payload[METRICS].get(metric)
+            if stats is None:
+                continue
+            confidence = stats["confidence"]
+            values = [a.metrics[metric] for a in ctx.replicates[label].values()
+                      if metric in a.metrics]
+            jitter = [x + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
+            ax.scatter(jitter, values, s=14, color="0.55", zorder=2)
+            lower = stats["mean"] - stats["ci_low"] if stats["ci_low"] is not None else 0.0
+            upper = stats["ci_high"] - stats["mean"] if stats["ci_high"] is not None else 0.0
+            ax.errorbar([x], [stats["mean"]], yerr=[[lower], [upper]], fmt="o", color="C0",
+                        markersize=7, capsize=6, linewidth=2, zorder=3)
+            if label != ctx.control:
+                p = comparisons.get(label, {}).get(metric, {}).get("p")
+                ax.annotate(_stars(p), (x, 1.0), xycoords=("data", "axes fraction"),
+                            ha="center", va="top", fontsize=9)
+        ax.set_xticks(range(len(labels)), labels, rotation=20)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        ax.set_title(metric, fontsize=10)
+        ax.margins(y=0.15)
+        if confidence is not None:
+            ax.set_ylabel(f"mean ± {confidence:.0%} CI")
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    figure.suptitle(f"{ctx.analysis_name}: conditions vs control {ctx.control!r} "
+                    "(Welch t-test: * p<0.05, ** p<0.01, *** p<0.001)", fontsize=10)
+
+
+def save_figure(figure: Any, path: Path, *, dpi: int) -> None:
+    """Render to a temp file beside the target and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."),
+                       metadata={"Software": None} if path.suffix == ".png" else None)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def plot_outputs(analysis_plugin: Any, results: str, analysis: str, fmt: str) -> list[str]:
+    names = ["summary"] + (["detail"] if hasattr(analysis_plugin, "plot") else [])
+    return [f"{results}/plots/{analysis}/{name}.{fmt}" for name in names]
+
+
+def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,
+             outputs: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    ctx = load_plot_context(store, spec, comparison_digest)
+    dpi = int(ctx.plot_options.get("dpi", 120))
+    plugin = resolve_analysis(spec["plugin"])()
+    for output in map(Path, outputs):
+        n_metrics = len({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
+        if output.stem == "summary":
+            figure = Figure(figsize=(4.2 * min(3, max(n_metrics, 1)),
+                                     3.6 * math.ceil(max(n_metrics, 1) / 3)),
+                            layout="constrained")
+            draw_summary(ctx, figure)
+        else:
+            figure = Figure(figsize=(10, 4.2), layout="constrained")
+            plugin.plot(ctx, figure)
+        save_figure(figure, output, dpi=dpi)

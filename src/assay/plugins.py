@@ -1,0 +1,120 @@
+"""Finding analyses and runners by name, and fingerprinting their code.
+
+Snakemake cannot see imported Python code, so each plugin's code digest goes into the
+rule's params and the action key: editing a plugin reruns exactly its jobs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import PluginError
+from .hashing import DIGEST_PREFIX, canonical_json, sha256_hex
+
+ANALYSES_GROUP = "assay.analyses"
+RUNNERS_GROUP = "assay.runners"
+
+BUILTIN_ANALYSES = {
+    "radius_of_gyration": "assay.analyses.polymer:RadiusOfGyration",
+    "distance_matrix": "assay.analyses.polymer:DistanceMatrix",
+    "contact_events": "assay.analyses.polymer:ContactEvents",
+}
+BUILTIN_RUNNERS = {
+    "polymer_langevin": "assay.runners:PolymerLangevinRunner",
+    "python": "assay.runners:PythonCallableRunner",
+    "shell": "assay.runners:ShellRunner",
+    "import": "assay.runners:ImportRunner",
+}
+# Framework modules whose code shapes every stage's result.
+FRAMEWORK_MODULES = ("assay.stages", "assay.statistics", "assay.plotting", "assay.artifacts",
+                     "assay.npz", "assay.tables")
+
+
+def _entry_points(group: str) -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=group)}
+
+
+def plugin_target(name: str, group: str, builtins: dict[str, str], *, where: str) -> str:
+    """'module:attr' for a plugin name (builtin, entry point) or a literal 'module:attr'."""
+    if ":" in name:
+        return name
+    if name in builtins:
+        return builtins[name]
+    found = _entry_points(group)
+    if name in found:
+        return found[name]
+    known = sorted(set(builtins) | set(found))
+    raise PluginError(f"{where}: unknown plugin {name!r}; known: {', '.join(known)}; or give "
+                      "'module:attr'")
+
+
+def load_target(target: str, *, where: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PluginError(f"{where}: cannot import {module_name!r} for plugin {target!r}: "
+                          f"{exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise PluginError(f"{where}: module {module_name!r} has no attribute {attr!r}") \
+                from None
+    return obj
+
+
+def resolve_analysis(name: str, *, where: str = "analysis") -> Any:
+    target = plugin_target(name, ANALYSES_GROUP, BUILTIN_ANALYSES, where=where)
+    cls = load_target(target, where=where)
+    if not hasattr(cls, "collect"):
+        raise PluginError(f"{where}: {target} has no collect(ctx) method; an analysis is a "
+                          "class with collect and optional aggregate, compare, plot")
+    return cls
+
+
+def resolve_runner(name: str, *, where: str = "runner") -> Any:
+    target = plugin_target(name, RUNNERS_GROUP, BUILTIN_RUNNERS, where=where)
+    runner = load_target(target, where=where)
+    if isinstance(runner, type):
+        if not hasattr(runner, "run"):
+            raise PluginError(f"{where}: runner class {target} has no run(ctx) method")
+        return runner
+    if not callable(runner):
+        raise PluginError(f"{where}: {target} is neither a runner class nor a callable")
+    return runner
+
+
+def _module_file(module_name: str) -> Path:
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise PluginError(f"cannot locate the source of module {module_name!r}")
+    return Path(spec.origin)
+
+
+@lru_cache(maxsize=None)
+def modules_digest(module_names: tuple[str, ...]) -> str:
+    """sha256 over the source of the named modules, in name order."""
+    parts = [[name, sha256_hex(_module_file(name).read_bytes())]
+             for name in sorted(set(module_names))]
+    return DIGEST_PREFIX + sha256_hex(canonical_json(parts))
+
+
+def code_digest(plugin: Any) -> str:
+    """Digest of a plugin's own module plus the modules it declares in ``code_dependencies``."""
+    module = getattr(plugin, "__module__", None)
+    if module is None:
+        raise PluginError(f"cannot tell which module defines {plugin!r}")
+    deps = tuple(getattr(plugin, "code_dependencies", ()))
+    return modules_digest((module, *deps))
+
+
+def framework_digest() -> str:
+    return modules_digest(FRAMEWORK_MODULES)

@@ -1,0 +1,318 @@
+"""The five stages as plain functions: run, collect, aggregate, compare, plot.
+
+Each stage is described by a *spec* (a JSON dict built from the study at DAG time and
+passed to the job) plus its input digests. The spec and inputs form the action key; the
+spec is also recorded in the artifact's provenance, which is what `assay reproduce` uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from . import __version__
+from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtifact
+from .context import AggregateContext, CollectorContext, CompareContext, RunContext
+from .errors import AssayError, PluginError
+from .hashing import canonical_json, format_digest, sha256_hex
+from .payload import CONDITIONS, CONTROL, METRICS, SKIPPED
+from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
+from .store import ArtifactStore
+
+STAGES = ("run", "collect", "aggregate", "compare")
+INPUT_ROLES = {"run": None, "collect": "run", "aggregate": "replicate", "compare": "condition"}
+# Spec keys per stage: exactly what provenance must hold to recompute an artifact.
+SPEC_KEYS = {
+    "run": ("stage", "plugin", "settings", "condition", "replicate", "params", "seed",
+            "code_digest"),
+    "collect": ("stage", "analysis", "plugin", "settings", "settings_fingerprint",
+                "condition", "replicate", "params", "code_digest"),
+    "aggregate": ("stage", "analysis", "plugin", "settings", "settings_fingerprint",
+                  "condition", "aggregation", "code_digest"),
+    "compare": ("stage", "analysis", "plugin", "settings", "settings_fingerprint",
+                "control", "confidence", "code_digest"),
+}
+
+
+def settings_fingerprint(plugin: str, settings: dict[str, Any]) -> str:
+    return format_digest(sha256_hex(canonical_json({"plugin": plugin, "settings": settings})))
+
+
+# --- specs (built at DAG time from the study) ------------------------------------------
+def run_spec(study: Any, condition: str, replicate: int) -> dict[str, Any]:
+    runner = resolve_runner(study.runner.plugin, where="runner.plugin")
+    return {"stage": "run", "plugin": study.runner.plugin, "settings": study.runner.settings,
+            "condition": condition, "replicate": replicate,
+            "params": study.conditions[condition], "seed": study.seed_for(condition, replicate),
+            "code_digest": code_digest(runner)}
+
+
+def _analysis_spec(study: Any, analysis: str, stage: str) -> dict[str, Any]:
+    spec = study.analyses[analysis]
+    cls = resolve_analysis(spec.plugin, where=f"analyses.{analysis}.plugin")
+    return {"stage": stage, "analysis": analysis, "plugin": spec.plugin,
+            "settings": spec.settings,
+            "settings_fingerprint": settings_fingerprint(spec.plugin, spec.settings),
+            "code_digest": code_digest(cls)}
+
+
+def collect_spec(study: Any, analysis: str, condition: str, replicate: int) -> dict[str, Any]:
+    return {**_analysis_spec(study, analysis, "collect"), "condition": condition,
+            "replicate": replicate, "params": study.conditions[condition]}
+
+
+def aggregate_spec(study: Any, analysis: str, condition: str) -> dict[str, Any]:
+    return {**_analysis_spec(study, analysis, "aggregate"), "condition": condition,
+            "aggregation": study.aggregation}
+
+
+def compare_spec(study: Any, analysis: str) -> dict[str, Any]:
+    return {**_analysis_spec(study, analysis, "compare"), "control": study.control,
+            "confidence": study.aggregation["confidence"]}
+
+
+def plot_spec(study: Any, analysis: str) -> dict[str, Any]:
+    return {**_analysis_spec(study, analysis, "plot"), "control": study.control,
+            "conditions": list(study.conditions), "plots": study.plots}
+
+
+# --- execution -------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import numpy
+
+    return {"assay": __version__, "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+            "numpy": numpy.__version__}
+
+
+def stage_action_key(spec: dict[str, Any], input_digests: list[str]) -> str:
+    from .actions import action_key
+
+    return action_key(stage=spec["stage"], plugin=spec["plugin"],
+                      code_digest=spec["code_digest"], settings=spec,
+                      inputs=sorted(input_digests), framework=framework_digest())
+
+
+def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str], *,
+            use_cache: bool = True, log: Callable[[str], None] = lambda _m: None) -> str:
+    """Run one stage job: action-cache hit, or compute, store and record the action."""
+    stage = spec.get("stage")
+    if stage not in STAGES:
+        raise AssayError(f"unknown stage {stage!r} in job spec; expected one of {STAGES}")
+    key = stage_action_key(spec, input_digests)
+    if use_cache:
+        cached = store.lookup_action(key)
+        if cached is not None:
+            log(f"action cache hit {key[:12]}: {cached}")
+            return cached
+    started = time.monotonic()
+    artifact = COMPUTE[stage](store, spec, input_digests)
+    role = INPUT_ROLES[stage]
+    # "sources" (stat of imported files) belongs in the key, not the manifest: touching a
+    # file must not change an artifact's digest.
+    recorded = {k: v for k, v in spec.items() if k != "sources"}
+    provenance = {**artifact.provenance, **recorded, "versions": _versions()}
+    artifact = dataclasses.replace(
+        artifact, provenance=provenance,
+        inputs=[{"role": role, "digest": d} for d in input_digests] if role else [])
+    digest = store.write_artifact(artifact)
+    store.record_action(key, digest, stage=stage, plugin=spec["plugin"],
+                        when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        host=socket.gethostname(), pid=os.getpid(),
+                        duration_s=round(time.monotonic() - started, 6))
+    log(f"computed {stage} {digest} in {time.monotonic() - started:.3f}s")
+    return digest
+
+
+def _check_identity(artifact: Artifact, cls: type, spec: dict[str, Any], who: str) -> None:
+    if not isinstance(artifact, cls):
+        raise PluginError(f"{who} returned {type(artifact).__name__}, expected {cls.__name__}")
+    expected = {"condition_label": spec.get("condition"), "replicate": spec.get("replicate")}
+    for field_name, value in expected.items():
+        if value is not None and getattr(artifact, field_name) != value:
+            raise PluginError(f"{who} returned {field_name}={getattr(artifact, field_name)!r}, "
+                              f"expected {value!r}")
+
+
+def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
+    runner = resolve_runner(spec["plugin"], where="runner.plugin")
+    ctx = RunContext(condition_label=spec["condition"], replicate=spec["replicate"],
+                     params=spec["params"], settings=spec["settings"], seed=spec["seed"],
+                     artifact_store=store, runner_name=_runner_label(spec["plugin"]))
+    run = runner().run(ctx) if isinstance(runner, type) else runner(ctx)
+    if isinstance(run, dict):  # a callable may return arrays: store them as one NPZ
+        sidecar = store.write_npz_sidecar("sidecars/run.npz", metadata={"kind": "run"}, **run)
+        run = ctx.result(payload={"arrays": sorted(run)}, sidecars=[sidecar])
+    who = f"runner {spec['plugin']!r}"
+    _check_identity(run, RunArtifact, spec, who)
+    return run
+
+
+def _runner_label(plugin: str) -> str:
+    label = plugin.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    return "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in label) or "run"
+
+
+def compute_collect(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
+    from .artifacts import ReplicateArtifact
+
+    [run_digest] = inputs
+    cls = resolve_analysis(spec["plugin"], where=f"analyses.{spec['analysis']}.plugin")
+    ctx = CollectorContext(
+        analysis_name=spec["analysis"], condition_label=spec["condition"],
+        replicate=spec["replicate"], settings=spec["settings"],
+        settings_fingerprint=spec["settings_fingerprint"],
+        run=store.read_run_result(run_digest), run_digest=run_digest, artifact_store=store,
+        params=spec["params"])
+    result = cls().collect(ctx)
+    _check_identity(result, ReplicateArtifact, spec, f"analysis {spec['plugin']!r} collect")
+    if result.analysis_name != spec["analysis"]:
+        result = dataclasses.replace(result, analysis_name=spec["analysis"])
+    metadata = {**result.metadata, "settings_fingerprint": spec["settings_fingerprint"]}
+    return dataclasses.replace(result, metadata=metadata)
+
+
+def default_aggregate(ctx: AggregateContext, min_replicates: int,
+                      allow_partial: bool) -> ConditionArtifact:
+    """n/mean/std/SEM/t-interval of every payload metric; records skipped replicates."""
+    from .statistics import summarize
+
+    skipped, usable = [], {}
+    for number, artifact in sorted(ctx.replicates.items()):
+        reason = artifact.payload.get("skipped")
+        if reason or not artifact.metrics:
+            skipped.append({"replicate": number, "reason": str(reason or "no metrics")})
+        else:
+            usable[number] = artifact.metrics
+    warnings = []
+    if len(usable) < min_replicates:
+        message = (f"condition {ctx.condition_label!r} of analysis {ctx.analysis_name!r} has "
+                   f"{len(usable)} usable replicate(s), fewer than min_replicates="
+                   f"{min_replicates}")
+        if not allow_partial or not usable:
+            raise AssayError(message + "; set aggregation.allow_partial: true to aggregate "
+                             "anyway, or add replicates")
+        warnings.append(message)
+    names = sorted({name for metrics in usable.values() for name in metrics})
+    metrics = {}
+    for name in names:
+        values = [float(m[name]) for m in usable.values() if name in m]
+        metrics[name] = summarize(values, ctx.confidence)
+    return ConditionArtifact(
+        analysis_name=ctx.analysis_name, condition_label=ctx.condition_label,
+        replicates=sorted(usable), payload={METRICS: metrics, SKIPPED: skipped},
+        metadata={"settings_fingerprint": ctx.settings_fingerprint}, warnings=warnings)
+
+
+def compute_aggregate(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
+    replicates = {}
+    for digest in inputs:
+        artifact = store.read_replicate_result(digest)
+        fingerprint = artifact.metadata.get("settings_fingerprint")
+        if fingerprint != spec["settings_fingerprint"]:
+            raise AssayError(
+                f"replicate {artifact.replicate} of {spec['analysis']}/{spec['condition']} "
+                f"({digest}) was collected with settings fingerprint {fingerprint}, not "
+                f"{spec['settings_fingerprint']}; rerun its collect job")
+        if artifact.condition_label != spec["condition"]:
+            raise AssayError(f"{digest} belongs to condition {artifact.condition_label!r}, "
+                             f"not {spec['condition']!r}")
+        if artifact.replicate in replicates:
+            raise AssayError(f"replicate {artifact.replicate} given twice for "
+                             f"{spec['analysis']}/{spec['condition']}")
+        replicates[artifact.replicate] = artifact
+    options = spec["aggregation"]
+    ctx = AggregateContext(
+        analysis_name=spec["analysis"], condition_label=spec["condition"],
+        settings=spec["settings"], settings_fingerprint=spec["settings_fingerprint"],
+        replicates=replicates, confidence=options["confidence"], artifact_store=store)
+    result = default_aggregate(ctx, options["min_replicates"], options["allow_partial"])
+    plugin = resolve_analysis(spec["plugin"])()
+    if hasattr(plugin, "aggregate"):
+        result = plugin.aggregate(ctx, result)
+        _check_identity(result, ConditionArtifact, spec, f"analysis {spec['plugin']!r} aggregate")
+    return result
+
+
+def compute_compare(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
+    from .statistics import welch
+
+    conditions = {}
+    for digest in inputs:
+        artifact = store.read_condition_result(digest)
+        conditions[artifact.condition_label] = artifact
+    control = spec["control"]
+    if control not in conditions:
+        raise AssayError(f"compare {spec['analysis']}: control {control!r} is not among the "
+                         f"aggregated conditions {sorted(conditions)}")
+    base = conditions[control].payload[METRICS]
+    comparisons: dict[str, Any] = {}
+    for label, artifact in sorted(conditions.items()):
+        if label == control:
+            continue
+        own = artifact.payload[METRICS]
+        comparisons[label] = {name: welch(own[name], base[name], spec["confidence"])
+                              for name in sorted(own) if name in base}
+    result = ComparisonArtifact(
+        analysis_name=spec["analysis"],
+        payload={CONTROL: control, CONDITIONS: sorted(conditions), "comparisons": comparisons,
+                 "confidence": spec["confidence"]},
+        metadata={"settings_fingerprint": spec["settings_fingerprint"]})
+    plugin = resolve_analysis(spec["plugin"])()
+    if hasattr(plugin, "compare"):
+        ctx = CompareContext(analysis_name=spec["analysis"], control=control,
+                             settings=spec["settings"], conditions=conditions,
+                             confidence=spec["confidence"], artifact_store=store)
+        result = plugin.compare(ctx, result)
+        _check_identity(result, ComparisonArtifact, spec, f"analysis {spec['plugin']!r} compare")
+    return result
+
+
+COMPUTE: dict[str, Callable[[ArtifactStore, dict[str, Any], list[str]], Artifact]] = {
+    "run": compute_run, "collect": compute_collect, "aggregate": compute_aggregate,
+    "compare": compute_compare,
+}
+
+
+# --- reproduce -------------------------------------------------------------------------
+def spec_from_provenance(artifact: Artifact) -> dict[str, Any]:
+    stage = artifact.provenance.get("stage")
+    if stage not in SPEC_KEYS:
+        raise AssayError(f"{artifact.artifact_type} artifact has no recorded stage; it was not "
+                         "made by an assay workflow job and cannot be reproduced")
+    missing = [k for k in SPEC_KEYS[stage] if k not in artifact.provenance]
+    if missing:
+        raise AssayError(f"provenance lacks {missing}; cannot reproduce")
+    return {k: artifact.provenance[k] for k in SPEC_KEYS[stage]}
+
+
+def copy_closure(source: ArtifactStore, digests: list[str], target: ArtifactStore) -> None:
+    """Copy artifacts, their sidecars and their inputs (recursively) into another store."""
+    from .hashing import parse_digest
+
+    pending, seen = list(digests), set()
+    while pending:
+        digest = pending.pop()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        artifact = source.verify_artifact(digest, verify="stat")
+        _, data = source.manifest_bytes(digest)
+        target.objects.put_bytes(data)
+        for sidecar in artifact.sidecars:
+            target.objects.put_file(source.objects.path_for(sidecar.sha256), move=False)
+        pending.extend(item["digest"] for item in artifact.inputs)
+        parse_digest(digest)
+
+
+def recompute(store: ArtifactStore, digest: str, scratch: ArtifactStore) -> str:
+    """Recompute an artifact from its recorded provenance inside ``scratch``; new digest."""
+    artifact = store.read_artifact(digest)
+    spec = spec_from_provenance(artifact)
+    inputs = [item["digest"] for item in artifact.inputs]
+    copy_closure(store, inputs, scratch)
+    return execute(scratch, spec, inputs, use_cache=False)

@@ -1,0 +1,130 @@
+"""What the Snakefile needs from a study: ref paths, job specs, targets.
+
+Kept in the library so the rules stay thin and everything here is testable without
+Snakemake. Building a plan imports the plugins (to fingerprint their code), nothing heavier.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from .config import Study
+from .hashing import canonical_json
+from .plotting import plot_outputs
+from .plugins import resolve_analysis
+from . import stages
+
+
+class WorkflowPlan:
+    def __init__(self, config: dict[str, Any], workdir: str | Path = ".") -> None:
+        self.study = Study.from_config(config)
+        self.workdir = Path(workdir)
+        self.store = self.study.store
+        self.results = self.study.results.rstrip("/")
+
+    # --- paths ----------------------------------------------------------------------
+    def run_ref(self, condition: str, replicate: int | str) -> str:
+        return f"{self.results}/runs/{condition}/{replicate}.json"
+
+    def replicate_ref(self, analysis: str, condition: str, replicate: int | str) -> str:
+        return f"{self.results}/replicates/{analysis}/{condition}/{replicate}.json"
+
+    def condition_ref(self, analysis: str, condition: str) -> str:
+        return f"{self.results}/conditions/{analysis}/{condition}.json"
+
+    def comparison_ref(self, analysis: str) -> str:
+        return f"{self.results}/comparisons/{analysis}.json"
+
+    @cached_property
+    def plot_format(self) -> str:
+        return self.study.plots["format"]
+
+    def has_detail_plot(self, analysis: str) -> bool:
+        return hasattr(resolve_analysis(self.study.analyses[analysis].plugin), "plot")
+
+    # --- wildcard constraints ---------------------------------------------------------
+    @staticmethod
+    def _alternatives(names: list[str]) -> str:
+        return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+    @property
+    def condition_pattern(self) -> str:
+        return self._alternatives(list(self.study.conditions))
+
+    @property
+    def analysis_pattern(self) -> str:
+        return self._alternatives(list(self.study.analyses))
+
+    # --- specs ----------------------------------------------------------------------
+    @lru_cache(maxsize=None)
+    def _spec(self, stage: str, analysis: str | None, condition: str | None,
+              replicate: int | None) -> str:
+        if stage == "run":
+            spec = stages.run_spec(self.study, condition, replicate)
+            runner = stages.resolve_runner(self.study.runner.plugin)
+            extras = getattr(runner, "spec_extras", None)
+            if extras is not None:
+                spec["sources"] = extras(self.study.runner.settings, condition, replicate,
+                                         self.study.conditions[condition], self.workdir)
+        elif stage == "collect":
+            spec = stages.collect_spec(self.study, analysis, condition, replicate)
+        elif stage == "aggregate":
+            spec = stages.aggregate_spec(self.study, analysis, condition)
+        elif stage == "compare":
+            spec = stages.compare_spec(self.study, analysis)
+        else:
+            spec = stages.plot_spec(self.study, analysis)
+        return shlex.quote(canonical_json(spec).decode())
+
+    def spec(self, stage: str, wildcards: Any) -> str:
+        """Shell-quoted canonical JSON: also Snakemake's params, so any change reruns."""
+        get = lambda name: getattr(wildcards, name, None)  # noqa: E731
+        replicate = get("replicate")
+        return self._spec(stage, get("analysis"), get("condition"),
+                          int(replicate) if replicate is not None else None)
+
+    def run_sources(self, wildcards: Any) -> list[str]:
+        """Files an import runner reads: Snakemake inputs, so their changes rerun the run."""
+        runner = stages.resolve_runner(self.study.runner.plugin)
+        sources = getattr(runner, "source_files", None)
+        if sources is None:
+            return []
+        return sources(self.study.runner.settings, wildcards.condition, int(wildcards.replicate),
+                       self.study.conditions[wildcards.condition])
+
+    # --- inputs -----------------------------------------------------------------------
+    def replicate_refs(self, wildcards: Any) -> list[str]:
+        return [self.replicate_ref(wildcards.analysis, wildcards.condition, r)
+                for r in self.study.replicates]
+
+    def condition_refs(self, wildcards: Any) -> list[str]:
+        return [self.condition_ref(wildcards.analysis, c) for c in self.study.conditions]
+
+    def all_refs(self) -> list[str]:
+        refs = [self.run_ref(c, r) for c in self.study.conditions for r in self.study.replicates]
+        for analysis in self.study.analyses:
+            refs += [self.replicate_ref(analysis, c, r)
+                     for c in self.study.conditions for r in self.study.replicates]
+            refs += [self.condition_ref(analysis, c) for c in self.study.conditions]
+            refs.append(self.comparison_ref(analysis))
+        return refs
+
+    def plots(self) -> list[str]:
+        out = []
+        for analysis in self.study.analyses:
+            plugin = resolve_analysis(self.study.analyses[analysis].plugin)
+            out += plot_outputs(plugin, self.results, analysis, self.plot_format)
+        return out
+
+    def targets(self) -> list[str]:
+        return self.plots() + [f"{self.results}/catalog.duckdb"]
+
+
+def spec_json(quoted: str) -> dict[str, Any]:
+    """Inverse of the quoting in ``WorkflowPlan.spec`` (for tests and debugging)."""
+    return json.loads(shlex.split(quoted)[0])

@@ -1,0 +1,18 @@
+# Helpers shared by the rules: everything comes from assay.workflow.WorkflowPlan.
+import os
+
+from assay.workflow import WorkflowPlan
+
+# Jobs run `python -m assay.jobs`; with --use-conda the job's Python finds this checkout's
+# library through PYTHONPATH (the conda env holds only the dependencies).
+shell.prefix(f'export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+
+PLAN = WorkflowPlan(config, workdir=workflow.basedir)
+STORE = PLAN.store
+RESULTS = PLAN.results
+
+
+wildcard_constraints:
+    condition=PLAN.condition_pattern,
+    analysis=PLAN.analysis_pattern,
+    replicate=r"[1-9][0-9]*",

@@ -1,0 +1,44 @@
+# Figures are drawn from the comparison artifact and everything it was built from,
+# read through the store; they are outputs for people (and the report), not artifacts.
+rule plot_summary:
+    input:
+        f"{RESULTS}/comparisons/{{analysis}}.json",
+    output:
+        report(
+            f"{RESULTS}/plots/{{analysis}}/summary.{PLAN.plot_format}",
+            caption="../report/summary.rst",
+            category="Conditions",
+            subcategory="{analysis}",
+        ),
+    params:
+        store=STORE,
+        spec=lambda wildcards: PLAN.spec("plot", wildcards),
+    log:
+        f"{RESULTS}/logs/plot/{{analysis}}/summary.log",
+    conda:
+        "../envs/assay.yaml"
+    shell:
+        "python -m assay.jobs plot --store {params.store:q} --spec {params.spec} "
+        "--inputs {input:q} --plots {output:q} > {log:q} 2>&1"
+
+
+rule plot_detail:
+    input:
+        f"{RESULTS}/comparisons/{{analysis}}.json",
+    output:
+        report(
+            f"{RESULTS}/plots/{{analysis}}/detail.{PLAN.plot_format}",
+            caption="../report/detail.rst",
+            category="Details",
+            subcategory="{analysis}",
+        ),
+    params:
+        store=STORE,
+        spec=lambda wildcards: PLAN.spec("plot", wildcards),
+    log:
+        f"{RESULTS}/logs/plot/{{analysis}}/detail.log",
+    conda:
+        "../envs/assay.yaml"
+    shell:
+        "python -m assay.jobs plot --store {params.store:q} --spec {params.spec} "
+        "--inputs {input:q} --plots {output:q} > {log:q} 2>&1"
