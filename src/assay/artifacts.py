@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import ArtifactSchemaError, PayloadError
+from .errors import ArtifactSchemaError, PayloadError, SidecarPathError
 from .hashing import canonical_json, is_digest, is_sha256_hex
 from .payload import strict_json_payload
 from .sidecar_paths import check_sidecar_path
@@ -292,5 +292,5 @@ def artifact_from_manifest(manifest: Any, *, where: str = "manifest") -> Artifac
         )
     except PayloadError as exc:
         raise ArtifactSchemaError(f"{where}: {exc}") from exc
-    except ArtifactSchemaError as exc:
+    except (ArtifactSchemaError, SidecarPathError) as exc:
         raise ArtifactSchemaError(f"{where}: {exc}") from exc

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import ArtifactStoreError
 from .hashing import hash_file
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -25,7 +26,8 @@ def write_npz_stream(handle: Any, arrays: Mapping[str, Any], *, compress: bool) 
     ordered = {name: np.asanyarray(arrays[name]) for name in sorted(arrays)}
     for name, array in ordered.items():
         if array.dtype.hasobject:
-            raise TypeError(f"array {name!r} has dtype object; NPZ sidecars never pickle")
+            raise ArtifactStoreError(f"array {name!r} has dtype object; NPZ sidecars never "
+                                     "pickle: convert it to a numeric or string dtype")
     compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     with zipfile.ZipFile(handle, mode="w", compression=compression, allowZip64=True) as archive:
         for name, array in ordered.items():
@@ -49,7 +51,6 @@ class VerifiedNpz(Mapping[str, np.ndarray]):
                  cache_get: Callable[[str], Any] | None = None,
                  cache_put: Callable[[str, np.ndarray], None] | None = None) -> None:
         self.path = path
-        self._npz = np.load(path, allow_pickle=False)
         self._expected = expected_sha256
         self._on_mismatch = on_mismatch
         self._on_verified = on_verified
@@ -57,11 +58,17 @@ class VerifiedNpz(Mapping[str, np.ndarray]):
         self._cache_put = cache_put
         self._result: str | None = None
         self._error: BaseException | None = None
+        self._failure: Exception | None = None
         self._thread: threading.Thread | None = None
         if expected_sha256 is not None:
             self._thread = threading.Thread(target=self._hash, daemon=True,
                                             name="assay-npz-verify")
             self._thread.start()
+        try:
+            self._npz = np.load(path, allow_pickle=False)
+        except Exception:
+            self.wait_verified()  # damaged bytes: report integrity, not a zip error
+            raise
 
     def _hash(self) -> None:
         try:
@@ -70,14 +77,19 @@ class VerifiedNpz(Mapping[str, np.ndarray]):
             self._error = exc
 
     def wait_verified(self) -> None:
+        """Block until the digest is checked; a failure is sticky for this handle."""
+        if self._failure is not None:
+            raise self._failure
         if self._thread is None:
             return
         self._thread.join()
         self._thread = None
         if self._error is not None:
+            self._failure = self._error if isinstance(self._error, Exception) else None
             raise self._error
         if self._result != self._expected:
-            raise self._on_mismatch(self._result or "")
+            self._failure = self._on_mismatch(self._result or "")
+            raise self._failure
         if self._on_verified is not None:
             self._on_verified()
 
@@ -86,7 +98,11 @@ class VerifiedNpz(Mapping[str, np.ndarray]):
             cached = self._cache_get(name)
             if cached is not None:
                 return cached
-        array = self._npz[name]
+        try:
+            array = self._npz[name]
+        except Exception:
+            self.wait_verified()  # a damaged member is an integrity error first
+            raise
         self.wait_verified()
         array.flags.writeable = False  # shared with the cache: callers copy to modify
         if self._cache_put is not None:
@@ -106,8 +122,8 @@ class VerifiedNpz(Mapping[str, np.ndarray]):
     def close(self) -> None:
         if self._thread is not None:
             self._thread.join()
-            self._thread = None
-        self._npz.close()
+        if hasattr(self, "_npz"):
+            self._npz.close()
 
     def __enter__(self) -> "VerifiedNpz":
         return self

@@ -21,6 +21,7 @@ TMP_SUFFIX = ".part"
 class StoredObject:
     sha256: str
     size_bytes: int
+    fresh: bool = False  # True when these bytes were just published (so known good)
 
 
 class HashingFileWriter:
@@ -114,7 +115,7 @@ class ObjectStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp_path, OBJECT_MODE)
         os.replace(tmp_path, dest)
-        return StoredObject(sha256, size)
+        return StoredObject(sha256, size, fresh=True)
 
     def put_bytes(self, data: bytes) -> StoredObject:
         sha = sha256_hex(data)

@@ -74,7 +74,8 @@ class ArtifactStore:
             raise ArtifactStoreError(f"write_npz_sidecar({path!r}) got no arrays")
         stored = self.objects.put_stream(
             lambda handle: write_npz_stream(handle, arrays, compress=compress))
-        self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
+        if stored.fresh:  # an existing twin was not re-hashed, so it is not vouched for
+            self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
         return self._ref(path, stored, "application/x-npz", metadata)
 
     def write_table_sidecar(self, path: str, frame: Any, *,
@@ -84,9 +85,9 @@ class ArtifactStore:
 
         check_sidecar_path(path)
         suffix = table_format(path)
-        data = table_bytes(frame, suffix)
+        data, n_rows = table_bytes(frame, suffix)
         stored = self.objects.put_bytes(data)
-        meta = {"n_rows": int(len(frame)), **(metadata or {})}
+        meta = {"n_rows": n_rows, **(metadata or {})}
         return self._ref(path, stored, TABLE_FORMATS[suffix], meta)
 
     def write_bytes_sidecar(self, path: str, data: bytes, *, media_type: str | None = None,
@@ -226,7 +227,9 @@ class ArtifactStore:
         data = artifact.manifest_bytes()
         stored = self.objects.put_bytes(data)
         digest = format_digest(stored.sha256)
-        self._cache.put(("manifest", stored.sha256), data, len(data))
+        if stored.fresh:
+            self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
+            self._cache.put(("manifest", stored.sha256), data, len(data))
         for ref in artifact.sidecars:
             self._owners[(ref.path, ref.sha256)] = digest
         return digest
@@ -246,13 +249,16 @@ class ArtifactStore:
             parse_digest(ref)  # raises with the exact spelling rule
         return read_ref(ref).digest
 
-    def manifest_bytes(self, ref: str | os.PathLike[str] | Ref | None) -> tuple[str, bytes]:
+    def manifest_bytes(self, ref: str | os.PathLike[str] | Ref | None, *,
+                       verify: Verify = "stat") -> tuple[str, bytes]:
+        """Verified manifest bytes; the LRU serves them only while the object still exists."""
         digest = self._digest_of(ref)
         sha = parse_digest(digest)
-        cached = self._cache.get(("manifest", sha))
-        if cached is not MISSING:
-            return digest, cached
         path = self.objects.path_for(sha)
+        if verify != "full":
+            cached = self._cache.get(("manifest", sha))
+            if cached is not MISSING and self.objects.is_stat_verified(sha):
+                return digest, cached
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -261,13 +267,14 @@ class ArtifactStore:
             raise ArtifactSchemaError(f"artifact {digest}: manifest is {size} bytes, more than "
                                       f"{MAX_MANIFEST_BYTES}; not a manifest")
         data = self.objects.read_bytes(sha, None, what=f"artifact {digest}")
+        self.objects.mark_verified(sha, path)
         self._cache.put(("manifest", sha), data, len(data))
         return digest, data
 
     def read_artifact(self, ref: str | os.PathLike[str] | Ref | None = None,
-                      *, verify_sidecars: bool = False) -> Artifact:
+                      *, verify_sidecars: bool = False, verify: Verify = "stat") -> Artifact:
         """Read and validate a manifest by digest, ref file or Ref."""
-        digest, data = self.manifest_bytes(ref)
+        digest, data = self.manifest_bytes(ref, verify=verify)
         try:
             manifest = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -301,7 +308,7 @@ class ArtifactStore:
 
     def verify_artifact(self, ref: Any, *, verify: Verify = "full") -> Artifact:
         """Manifest plus every sidecar, hashed; raises on the first damaged object."""
-        artifact = self.read_artifact(ref)
+        artifact = self.read_artifact(ref, verify=verify)
         for sidecar in artifact.sidecars:
             self.validate_sidecar(sidecar, verify=verify)
         return artifact
@@ -318,7 +325,8 @@ class ArtifactStore:
         import joblib
 
         stored = self.objects.put_stream(lambda handle: joblib.dump(obj, handle))
-        self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
+        if stored.fresh:
+            self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
         return format_digest(stored.sha256)
 
     def load_artifact(self, artifact_id: str, *, verify: Verify = "stat") -> Any:

@@ -18,7 +18,7 @@ def table_format(path: str) -> str:
     return suffix
 
 
-def table_bytes(frame: Any, suffix: str) -> bytes:
+def table_bytes(frame: Any, suffix: str) -> tuple[bytes, int]:
     """CSV: fixed line ends, no index; Parquet: no index, fixed compression.
 
     Parquet bytes embed the pyarrow version ('created_by'): stable on one installation,
@@ -29,14 +29,14 @@ def table_bytes(frame: Any, suffix: str) -> bytes:
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(frame)
     if suffix == ".csv":
-        return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        return frame.to_csv(index=False, lineterminator="\n").encode("utf-8"), len(frame)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer,
                    compression="zstd")
-    return buffer.getvalue()
+    return buffer.getvalue(), len(frame)
 
 
 def read_table(path: Any, suffix: str) -> Any:

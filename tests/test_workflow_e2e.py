@@ -1,0 +1,170 @@
+"""Reruns a user can trust: real Snakemake runs, asserting exactly which jobs ran."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from assay import ArtifactStore, read_ref
+from workflow_helpers import SMALL_CONFIG, digests, jobs_run, rules_run, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """One finished small study; tests copy it so each starts from the same state."""
+    workdir = tmp_path_factory.mktemp("study")
+    write_config(workdir, SMALL_CONFIG)
+    proc = snakemake(workdir)
+    assert (workdir / "results" / "catalog.duckdb").exists()
+    ran = rules_run(proc)
+    assert ran.count("run") == 4 and ran.count("collect") == 8
+    return workdir
+
+
+@pytest.fixture
+def study(finished, tmp_path) -> Path:
+    workdir = tmp_path / "study"
+    shutil.copytree(finished, workdir, symlinks=True)
+    return workdir
+
+
+def test_nothing_changed_nothing_runs(study):
+    proc = snakemake(study)
+    assert jobs_run(proc) == set()
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_outputs_figures_report_and_catalog(study):
+    for analysis in ("gyration", "contacts"):
+        for name in ("summary", "detail"):
+            figure = study / "results" / "plots" / analysis / f"{name}.png"
+            assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    snakemake(study, "--report", "report.html")
+    html = (study / "report.html").read_text(errors="replace")
+    assert "summary.png" in html and "Welch" in html
+    comparison = ArtifactStore(study / "store").read_comparison_result(
+        study / "results" / "comparisons" / "contacts.json")
+    stats = comparison.payload["comparisons"]["strong"]["fraction_adsorbed"]
+    assert stats["difference"] > 0 and stats["p"] is not None
+
+
+def test_changing_one_condition_reruns_only_that_condition(study):
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["conditions"][1]["params"]["surface_epsilon"] = 2.5
+    write_config(study, config)
+    before = digests(study)
+    ran = jobs_run(snakemake(study))
+    runs = {out for rule, out in ran if rule == "run"}
+    assert runs == {"results/runs/strong/1.json", "results/runs/strong/2.json"}
+    collects = {out for rule, out in ran if rule == "collect"}
+    assert collects == {f"results/replicates/{a}/strong/{r}.json"
+                        for a in ("gyration", "contacts") for r in (1, 2)}
+    aggregates = {out for rule, out in ran if rule == "aggregate"}
+    assert aggregates == {"results/conditions/gyration/strong.json",
+                          "results/conditions/contacts/strong.json"}
+    after = digests(study)
+    unchanged = [k for k in before if "/free" in k]
+    assert all(before[k] == after[k] for k in unchanged)
+
+
+def test_changing_one_analysis_reruns_only_that_analysis(study):
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["analyses"]["contacts"]["settings"]["cutoff"] = 1.2
+    write_config(study, config)
+    ran = jobs_run(snakemake(study))
+    assert ran, "changing settings must rerun something"
+    for rule, out in ran:
+        if rule in ("collect", "aggregate", "compare"):
+            assert "/contacts" in out, (rule, out)
+        assert rule != "run"
+    assert {r for r, _ in ran} >= {"collect", "aggregate", "compare", "plot_summary"}
+
+
+def test_forceall_uses_action_cache_and_keeps_digests(study):
+    before = digests(study)
+    start = time.monotonic()
+    proc = snakemake(study, "--forceall")
+    forced = time.monotonic() - start
+    assert "run" in rules_run(proc)
+    assert digests(study) == before
+    logs = (study / "results" / "logs" / "run" / "free" / "1.log").read_text()
+    assert "action cache hit" in logs
+    assert forced < 600
+
+
+def test_fresh_clone_on_same_store_computes_nothing(study, tmp_path):
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["store"] = str(study / "store")
+    write_config(clone, config)
+    snakemake(clone)
+    assert digests(clone) == digests(study)
+    for log in (clone / "results" / "logs").rglob("*.log"):
+        if log.parent.name in ("plot", "summary") or "plot" in log.parts or log.name == "catalog.log":
+            continue
+        assert "action cache hit" in log.read_text(), log
+
+
+def test_same_digest_does_not_rerun_downstream(study):
+    ref = study / "results" / "runs" / "free" / "1.json"
+    data = ref.read_bytes()
+    time.sleep(1.1)
+    ref.write_bytes(data)  # newer mtime, same bytes: Snakemake compares checksums
+    ran = jobs_run(snakemake(study))
+    assert ran == set()
+
+
+def test_user_plugin_outside_the_package_and_code_change_rerun(study):
+    plugins = study / "userplugins"
+    plugins.mkdir()
+    source = textwrap.dedent('''
+        from assay import METRICS
+
+        class EndToEnd:
+            """A user's own analysis: reads the run's trajectory through the store."""
+
+            def collect(self, ctx):
+                with ctx.artifact_store.load_npz_sidecar(ctx.run_sidecar("trajectory")) as data:
+                    positions = data["positions"]
+                distance = ((positions[:, -1] - positions[:, 0]) ** 2).sum(axis=1) ** 0.5
+                return ctx.result(payload={METRICS: {"end_to_end": float(distance.mean())}})
+        ''')
+    (plugins / "my_analysis.py").write_text(source)
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["analyses"]["e2e"] = {"plugin": "my_analysis:EndToEnd", "settings": {}}
+    write_config(study, config)
+    env = {"PYTHONPATH": str(plugins)}
+    ran = jobs_run(snakemake(study, env=env))
+    assert {out for rule, out in ran if rule == "collect"} == {
+        f"results/replicates/e2e/{c}/{r}.json" for c in ("free", "strong") for r in (1, 2)}
+    assert (study / "results" / "plots" / "e2e" / "summary.png").exists()
+    art = ArtifactStore(study / "store").read_condition_result(
+        study / "results" / "conditions" / "e2e" / "strong.json")
+    assert art.payload["metrics"]["end_to_end"]["n"] == 2
+
+    (plugins / "my_analysis.py").write_text(source + "\n# a comment changes the code digest\n")
+    ran = jobs_run(snakemake(study, env=env))
+    collects = {out for rule, out in ran if rule == "collect"}
+    assert collects == {f"results/replicates/e2e/{c}/{r}.json"
+                        for c in ("free", "strong") for r in (1, 2)}
+    assert all("/e2e" in out or rule in ("catalog",) or out.endswith("e2e.json")
+               for rule, out in ran if rule != "plot_summary"), ran
+
+
+def test_invalid_config_stops_before_any_job(tmp_path):
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["replicates"] = 0
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "replicates" in proc.stderr + proc.stdout
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store" / "objects").iterdir())
+    assert not (tmp_path / "results").exists()
