@@ -22,6 +22,11 @@ BUILTIN_ANALYSES = {
     "radius_of_gyration": "assay.analyses.polymer:RadiusOfGyration",
     "distance_matrix": "assay.analyses.polymer:DistanceMatrix",
     "contact_events": "assay.analyses.polymer:ContactEvents",
+    "md_rmsd": "assay.analyses.md:RMSD",
+    "md_rgyr": "assay.analyses.md:RadiusOfGyration",
+    "md_rmsf": "assay.analyses.md:RMSF",
+    "md_distance_matrix": "assay.analyses.md:DistanceMatrix",
+    "md_contacts": "assay.analyses.md:ContactEvents",
 }
 BUILTIN_RUNNERS = {
     "polymer_langevin": "assay.runners:PolymerLangevinRunner",
@@ -107,13 +112,32 @@ def modules_digest(module_names: tuple[str, ...]) -> str:
     return DIGEST_PREFIX + sha256_hex(canonical_json(parts))
 
 
+@lru_cache(maxsize=None)
+def distribution_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in sorted(set(names)):
+        try:
+            out.append((name, version(name)))
+        except PackageNotFoundError:
+            out.append((name, "not installed"))
+    return tuple(out)
+
+
 def code_digest(plugin: Any) -> str:
-    """Digest of a plugin's own module plus the modules it declares in ``code_dependencies``."""
+    """Digest of a plugin's module, the modules in ``code_dependencies`` and the installed
+    versions of the distributions in ``version_dependencies`` (e.g. MDAnalysis): upgrading
+    a library that computes the numbers reruns the plugin's jobs."""
     module = getattr(plugin, "__module__", None)
     if module is None:
         raise PluginError(f"cannot tell which module defines {plugin!r}")
     deps = tuple(getattr(plugin, "code_dependencies", ()))
-    return modules_digest((module, *deps))
+    source = modules_digest((module, *deps))
+    versions = distribution_versions(tuple(getattr(plugin, "version_dependencies", ())))
+    if not versions:
+        return source
+    return DIGEST_PREFIX + sha256_hex(canonical_json([source, [list(v) for v in versions]]))
 
 
 def framework_digest() -> str:

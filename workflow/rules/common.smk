@@ -7,7 +7,7 @@ from assay.workflow import WorkflowPlan
 # library through PYTHONPATH (the conda env holds only the dependencies).
 shell.prefix(f'export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
-PLAN = WorkflowPlan(config, workdir=workflow.basedir)
+PLAN = WorkflowPlan(config)  # paths in the config are relative to the working directory
 STORE = PLAN.store
 RESULTS = PLAN.results
 
