@@ -68,7 +68,18 @@ DAEMONS=(munged slurmctld slurmd)
 export SLURM_CONF=$CONF
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+UP_IN_PROGRESS=0
+die() {
+  log "ERROR: $*"
+  # a failed `up` leaves nothing running (logs stay in $STATE/log)
+  if ((UP_IN_PROGRESS)); then
+    UP_IN_PROGRESS=0
+    log "stopping what was started"
+    local d
+    for d in slurmd slurmctld munged; do stop "$d"; done
+  fi
+  exit 1
+}
 
 # ---------------------------------------------------------------- pids ----
 pidfile() { echo "$STATE/$1.pid"; }
@@ -145,6 +156,15 @@ write_config() {
   # slurmd drains the node if RealMemory exceeds what it measures; 90% of
   # MemTotal leaves a margin (slurmd -C reports ~MemTotal).
   real_mem=$(( mem_total_mb * 9 / 10 ))
+  # NoInAddrAny makes slurmd (and srun/slurmstepd) bind the node's own
+  # address instead of 0.0.0.0 -- but srun/slurmstepd then use whatever
+  # `hostname` resolves to, so only when that is loopback. (slurmctld 22.05
+  # binds 0.0.0.0 regardless.)
+  local comm_params="# CommunicationParameters=NoInAddrAny: hostname is not loopback"
+  if getent ahostsv4 "$(hostname)" 2>/dev/null | awk '{print $1}' | sort -u |
+     { ips=$(cat); [[ -n $ips ]] && ! grep -qv '^127\.' <<<"$ips"; }; then
+    comm_params="CommunicationParameters=NoInAddrAny"
+  fi
   mkdir -p "$STATE"/{ctld,spool,log}
   tmp=$(mktemp "$STATE/slurm.conf.XXXXXX")
   cat >"$tmp" <<EOF
@@ -183,7 +203,11 @@ SlurmdLogFile=$STATE/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 MailProg=/bin/true
-CommunicationParameters=NoInAddrAny
+# reject at submit time what can never run (e.g. more CPUs/memory than the
+# node has) instead of leaving it PENDING (PartitionConfig) forever, which
+# makes snakemake wait silently
+EnforcePartLimits=ALL
+$comm_params
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus RealMemory=$real_mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -212,8 +236,7 @@ start() {
   local pid=$!
   echo "$pid" >"$(pidfile "$name")"
   # give it a moment to fail fast (bad config, port in use, ...)
-  local i
-  for i in 1 2 3 4 5 6 7 8 9 10; do
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
     sleep 0.2
     if ! kill -0 "$pid" 2>/dev/null; then
       wait "$pid" 2>/dev/null || true
@@ -234,8 +257,7 @@ start_munged() {
     munged --foreground --socket="$MUNGE_SOCKET" --key-file="$MUNGE_KEY" \
     --pid-file="$MUNGE_DIR/munged.pid" --log-file="$MUNGE_DIR/munged.log" \
     --seed-file="$MUNGE_DIR/munged.seed"
-  local i
-  for i in $(seq 50); do [[ -S $MUNGE_SOCKET ]] && break; sleep 0.1; done
+  for _ in $(seq 50); do [[ -S $MUNGE_SOCKET ]] && break; sleep 0.1; done
   munge -n --socket="$MUNGE_SOCKET" | unmunge --socket="$MUNGE_SOCKET" >/dev/null ||
     { dump_logs; die "munge round trip failed"; }
 }
@@ -252,7 +274,9 @@ start_slurmd() {
 
 dump_logs() {
   local f
-  for f in "$MUNGE_DIR/munged.log" "$STATE"/log/*.out "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log"; do
+  # *.out: the daemons' stderr; in the foreground they log there as well as
+  # to their log files, and fatal config errors only go there
+  for f in "$MUNGE_DIR/munged.log" "$STATE"/log/*.out; do
     [[ -s $f ]] || continue
     printf '\n===== %s (last 40 lines) =====\n' "$f" >&2
     tail -n 40 "$f" >&2
@@ -294,6 +318,7 @@ cmd_up() {
     return 0
   fi
   local t0=$SECONDS
+  UP_IN_PROGRESS=1
   ensure_packages
   ensure_munge_key
   mkdir -p "$STATE"
@@ -303,15 +328,16 @@ cmd_up() {
   start_slurmctld
   start_slurmd
   wait_idle
+  UP_IN_PROGRESS=0
   log "up in $((SECONDS - t0))s: node $NODE idle, partition $PARTITION, SLURM_CONF=$CONF"
 }
 
 # stop NAME: TERM the recorded pid, wait up to 20 s, then KILL; drop pid file
 stop() {
-  local name=$1 pid i
+  local name=$1 pid
   if pid=$(live_pid "$name"); then
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
       kill -0 "$pid" 2>/dev/null || break
       [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
       sleep 0.2
@@ -321,6 +347,9 @@ stop() {
       kill -KILL "$pid" 2>/dev/null || true
       sleep 0.5
     fi
+    # dead now; PID 1 reaps the zombie shortly -- wait so that nothing of
+    # ours is left in the process table when `down` returns
+    for _ in $(seq 50); do [[ -e /proc/$pid ]] || break; sleep 0.1; done
     log "stopped $name (pid $pid)"
   fi
   rm -f "$(pidfile "$name")"
@@ -333,8 +362,7 @@ cmd_down() {
     if [[ -n $(squeue -h -t PD,R,CG -o %i 2>/dev/null) ]]; then
       log "cancelling remaining jobs"
       scancel -p "$PARTITION" 2>/dev/null || true
-      local i
-      for i in $(seq 50); do
+      for _ in $(seq 50); do
         [[ -z $(squeue -h -t PD,R,CG -o %i 2>/dev/null) ]] && break
         sleep 0.2
       done
