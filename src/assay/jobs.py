@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Sequence
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.monotonic()
+    # SLURM (time limit, scancel, preemption) sends SIGTERM: exit through Python so the
+    # finally blocks remove staging files instead of leaving them for `assay gc`.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     from .errors import AssayError
     from .refs import read_ref, write_ref
@@ -52,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[assay {args.stage}] {message}", file=sys.stderr, flush=True)
 
+    store = None
     try:
         spec = json.loads(args.spec)
         if spec.get("stage") != args.stage:
@@ -71,12 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise AssayError("--output REF is required for artifact stages")
         digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log)
         write_ref(args.output, digest, **ref_identity(spec))
-        store.close()
         log(f"ref {args.output} -> {digest} ({time.monotonic() - started:.2f}s)")
         return 0
     except AssayError as exc:
         log(f"error: {exc}")
         return 1
+    finally:
+        if store is not None:
+            store.close()
 
 
 if __name__ == "__main__":
