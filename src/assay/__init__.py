@@ -42,3 +42,17 @@ __all__ = [
     "SidecarPathError", "PayloadError", "ConfigError", "PluginError",
     "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",
 ]
+
+_LAZY = {"open_catalog": "catalog", "Catalog": "catalog"}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Exports whose modules import duckdb/pandas load on first use, not with `import assay`."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

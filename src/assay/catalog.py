@@ -11,6 +11,7 @@ tables: one bulk insert costs microseconds per row, a per-row INSERT a milliseco
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -57,8 +58,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("replicate", _I), ("replicates", pa.list_(_I)), ("schema_version", _I),
         ("stage", _S), ("plugin", _S), ("code_digest", _S), ("settings_fingerprint", _S),
         ("n_sidecars", _I), ("n_inputs", _I), ("n_warnings", _I), ("manifest_bytes", _I),
-        ("sidecar_bytes", _I), ("ref_count", _I), ("live", _B),
-        ("payload", _S), ("provenance", _S), ("metadata", _S), ("warnings", _S)]),
+        ("sidecar_bytes", _I), ("ref_count", _I), ("live", _B), ("manifest", _S)]),
     "sidecars": pa.schema([
         ("artifact", _S), ("path", _S), ("sha256", _S), ("size_bytes", _I),
         ("media_type", _S), ("kind", _S), ("metadata", _S)]),
@@ -77,8 +77,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("when", pa.timestamp("us")), ("host", _S), ("duration_s", _F), ("record", _S)]),
     "catalog_info": pa.schema([("key", _S), ("value", _S)]),
 }
-_JSON_COLUMNS = {"artifacts": ("payload", "provenance", "metadata", "warnings"),
-                 "sidecars": ("metadata",), "actions": ("record",)}
+# Stored as DuckDB JSON. ``artifacts.manifest`` is the exact manifest text: query any part
+# of it with ``manifest->'$.provenance.settings'``.
+_JSON_COLUMNS = {"artifacts": ("manifest",), "sidecars": ("metadata",), "actions": ("record",)}
 
 
 @dataclass
@@ -94,10 +95,6 @@ class CatalogSummary:
 
 
 # --- rows ------------------------------------------------------------------------------
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -124,190 +121,218 @@ def _when(value: Any) -> datetime | None:
     return parsed
 
 
-class _Columns:
-    """Column lists for one table, appended row by row, turned into Arrow once."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.schema = SCHEMAS[name]
-        self.cols: dict[str, list[Any]] = {f.name: [] for f in self.schema}
-        self._lists = list(self.cols.values())
-
-    def add(self, *row: Any) -> None:
-        for column, value in zip(self._lists, row):
-            column.append(value)
-
-    def __len__(self) -> int:
-        return len(self._lists[0])
-
-    def arrow(self) -> pa.Table:
-        return pa.table(self.cols, schema=self.schema)
+def _table(name: str, columns: dict[str, list[Any]]) -> pa.Table:
+    return pa.table(columns, schema=SCHEMAS[name])
 
 
-def _metric_rows(out: _Columns, digest: str, manifest: dict[str, Any], identity: tuple) -> None:
-    kind, analysis, condition, replicate = identity
-    payload = manifest.get("payload")
+def _columns(name: str) -> dict[str, list[Any]]:
+    return {f.name: [] for f in SCHEMAS[name]}
+
+
+def _metric_rows(out: dict[str, list[Any]], digest: str, payload: Any,
+                 identity: tuple[Any, ...]) -> None:
+    """Long-form rows: a scalar metric is statistic 'value'; a condition summary gives one
+    row per statistic; a comparison one row per (condition, metric, statistic)."""
     if not isinstance(payload, dict):
         return
+    kind, analysis, condition, replicate = identity
     control = _str(payload.get(CONTROL)) if kind == "comparison" else None
+    rows: list[tuple[Any, ...]] = []
     metrics = payload.get(METRICS)
     if isinstance(metrics, dict):
-        for name in sorted(metrics):
-            value = metrics[name]
-            if isinstance(value, dict):          # condition artifacts: {n, mean, std, ...}
-                for stat in sorted(value):
-                    number = _num(value[stat])
-                    if number is not None:
-                        out.add(digest, kind, analysis, condition, replicate, control, name,
-                                stat, number)
-            else:
-                number = _num(value)
-                if number is not None:
-                    out.add(digest, kind, analysis, condition, replicate, control, name,
-                            VALUE, number)
+        for name, value in metrics.items():
+            if isinstance(value, dict):
+                rows.extend((condition, name, stat, v) for stat, v in value.items()
+                            if _num(v) is not None)
+            elif _num(value) is not None:
+                rows.append((condition, name, VALUE, value))
     comparisons = payload.get(COMPARISONS)
-    if isinstance(comparisons, dict):            # {condition: {metric: {difference, ...}}}
-        for label in sorted(comparisons):
-            per_metric = comparisons[label]
-            if not isinstance(per_metric, dict):
-                continue
-            for name in sorted(per_metric):
-                stats = per_metric[name]
-                if not isinstance(stats, dict):
-                    continue
-                for stat in sorted(stats):
-                    number = _num(stats[stat])
-                    if number is not None:
-                        out.add(digest, kind, analysis, label, None, control, name, stat,
-                                number)
+    if isinstance(comparisons, dict):
+        for label, per_metric in comparisons.items():
+            if isinstance(per_metric, dict):
+                for name, stats in per_metric.items():
+                    if isinstance(stats, dict):
+                        rows.extend((label, name, stat, v) for stat, v in stats.items()
+                                    if _num(v) is not None)
+    if not rows:
+        return
+    rows.sort(key=lambda r: (str(r[0]), r[1], r[2]))
+    n = len(rows)
+    out["artifact"] += [digest] * n
+    out["artifact_type"] += [kind] * n
+    out["analysis"] += [analysis] * n
+    out["replicate"] += [replicate if kind != "comparison" else None] * n
+    out["control"] += [control] * n
+    for condition_, name, stat, value in rows:
+        out["condition"].append(condition_)
+        out["metric"].append(name)
+        out["statistic"].append(stat)
+        out["value"].append(float(value))
+
+
+def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
+                     raw: dict[str, bytes], refs_to: dict[str, int],
+                     live: set[str]) -> dict[str, pa.Table]:
+    art, side, edge, metric = (_columns(n) for n in ("artifacts", "sidecars", "edges",
+                                                     "metrics"))
+    for sha in order:
+        manifest = manifests[sha]
+        get = manifest.get
+        digest = DIGEST_PREFIX + sha
+        kind, analysis = _str(get("artifact_type")), _str(get("analysis_name"))
+        condition, replicate = _str(get("condition_label")), _int(get("replicate"))
+        replicates = get("replicates")
+        if not (isinstance(replicates, list) and all(_int(r) is not None for r in replicates)):
+            replicates = None
+        provenance = get("provenance") if isinstance(get("provenance"), dict) else {}
+        metadata = get("metadata") if isinstance(get("metadata"), dict) else {}
+        sidecars = [s for s in get("sidecars") or () if isinstance(s, dict)]
+        inputs = get("inputs") or []
+        warnings = get("warnings")
+        total = 0
+        for item in sorted(sidecars, key=lambda s: str(s.get("path"))):
+            size = _int(item.get("size_bytes"))
+            total += size or 0
+            meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+            side["artifact"].append(digest)
+            side["path"].append(_str(item.get("path")))
+            side["sha256"].append(_str(item.get("sha256")))
+            side["size_bytes"].append(size)
+            side["media_type"].append(_str(item.get("media_type")))
+            side["kind"].append(_str(meta.get("kind")))
+            side["metadata"].append(json.dumps(meta, sort_keys=True, separators=(",", ":"),
+                                               ensure_ascii=False))
+        for position, item in enumerate(inputs if isinstance(inputs, list) else ()):
+            edge["artifact"].append(digest)
+            edge["position"].append(position)
+            if isinstance(item, dict):
+                edge["input"].append(_str(item.get("digest")))
+                edge["role"].append(_str(item.get("role")) or "input")
+            else:
+                edge["input"].append(_str(item))
+                edge["role"].append("input")
+        for column, value in (
+                ("digest", digest), ("artifact_type", kind), ("analysis", analysis),
+                ("condition", condition), ("replicate", replicate),
+                ("replicates", replicates), ("schema_version", _int(get("schema_version"))),
+                ("stage", _str(provenance.get("stage"))),
+                ("plugin", _str(provenance.get("plugin"))),
+                ("code_digest", _str(provenance.get("code_digest"))),
+                ("settings_fingerprint", _str(provenance.get("settings_fingerprint"))
+                 or _str(metadata.get("settings_fingerprint"))),
+                ("n_sidecars", len(sidecars)),
+                ("n_inputs", len(inputs) if isinstance(inputs, list) else 0),
+                ("n_warnings", len(warnings) if isinstance(warnings, list) else 0),
+                ("manifest_bytes", len(raw[sha])), ("sidecar_bytes", total),
+                ("ref_count", refs_to.get(sha, 0)), ("live", sha in live),
+                ("manifest", raw[sha].decode("utf-8"))):
+            art[column].append(value)
+        _metric_rows(metric, digest, get("payload"), (kind, analysis, condition, replicate))
+    return {"artifacts": _table("artifacts", art), "sidecars": _table("sidecars", side),
+            "edges": _table("edges", edge), "metrics": _table("metrics", metric)}
 
 
 def collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None = None,
                  progress: Progress = no_progress) -> tuple[dict[str, pa.Table], dict[str, str]]:
     """Every catalog table as an Arrow table, plus the objects left out and why."""
-    store_root, results_dir = Path(store_root), Path(results_dir)
+    # Hundreds of thousands of small dicts stay alive until the end; the cyclic collector
+    # would rescan them again and again (a quarter of the build time) and free nothing.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _collect_rows(Path(store_root), Path(results_dir), jobs=jobs, progress=progress)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
+                  progress: Progress) -> tuple[dict[str, pa.Table], dict[str, str]]:
     progress("scan objects", 0, None)
     objects = scan_objects(store_root)
-    refs = load_refs(results_dir)
+    refs = load_refs(results_dir, jobs=jobs)
     actions = load_actions(store_root, jobs=jobs)
-    roots = [r.ref.digest for r in refs if r.ref is not None]
-    roots += [a.record["digest"] for a in actions if a.record is not None]
-    graph = walk_manifests(store_root, roots, verify=True, jobs=jobs, progress=progress)
-    manifests = dict(graph.manifests)
-    sizes = dict(graph.raw_sizes)
-    skipped = {f"sha256:{s}": p for s, p in {**graph.damaged, **graph.not_manifest}.items()}
+    roots = [r.sha256 for r in refs if r.sha256 is not None]
+    roots += [a.sha256 for a in actions if a.sha256 is not None]
+    graph = walk_manifests(store_root, roots, verify=True, keep_raw=True, jobs=jobs,
+                           progress=progress)
+    manifests, raw = graph.manifests, graph.raw
+    skipped = {DIGEST_PREFIX + s: p for s, p in {**graph.damaged, **graph.not_manifest}.items()}
+    children = {sha: [s for s, _ in sidecar_shas(m)] + input_shas(m)
+                for sha, m in manifests.items()}
     known = set(manifests) | set(graph.damaged) | set(graph.not_manifest)
-    for manifest in graph.manifests.values():
-        known.update(s for s, _ in sidecar_shas(manifest))
+    for names in children.values():
+        known.update(names)
     # Objects no ref or action reaches may still be manifests (garbage, imports): sniff them.
-    extra = sniff_manifests((o for s, o in objects.items() if s not in known), jobs=jobs,
+    extra = sniff_manifests([o for s, o in objects.items() if s not in known], jobs=jobs,
                             progress=progress)
-    for sha, (manifest, size) in extra.items():
-        manifests[sha] = manifest
-        sizes[sha] = size
+    for sha, (manifest, data) in extra.items():
+        manifests[sha], raw[sha] = manifest, data
+        children[sha] = [s for s, _ in sidecar_shas(manifest)] + input_shas(manifest)
 
-    # Liveness: what the refs keep (gc's mark), and how many manifests name each object.
+    # Liveness is gc's mark (what the refs keep); ref_count how many manifests name an object.
     live: set[str] = set()
     pending = [r.sha256 for r in refs if r.sha256 is not None]
     while pending:
         sha = pending.pop()
-        if sha in live:
-            continue
-        live.add(sha)
-        manifest = manifests.get(sha)
-        if manifest is not None:
-            pending.extend(s for s, _ in sidecar_shas(manifest))
-            pending.extend(input_shas(manifest))
-    ref_counts: dict[str, int] = {}
-    for manifest in manifests.values():
-        for child in {s for s, _ in sidecar_shas(manifest)} | set(input_shas(manifest)):
-            ref_counts[child] = ref_counts.get(child, 0) + 1
+        if sha not in live:
+            live.add(sha)
+            pending.extend(children.get(sha, ()))
+    named: dict[str, int] = {}
+    for names in children.values():
+        for child in set(names):
+            named[child] = named.get(child, 0) + 1
     refs_to: dict[str, int] = {}
     for entry in refs:
         if entry.sha256 is not None:
             refs_to[entry.sha256] = refs_to.get(entry.sha256, 0) + 1
 
-    progress("index manifests", 0, len(manifests))
-    artifacts, sidecars, metrics, edges = (_Columns(n) for n in
-                                           ("artifacts", "sidecars", "metrics", "edges"))
-    for i, sha in enumerate(sorted(manifests), 1):
-        manifest = manifests[sha]
-        digest = DIGEST_PREFIX + sha
-        kind = _str(manifest.get("artifact_type"))
-        analysis = _str(manifest.get("analysis_name"))
-        condition = _str(manifest.get("condition_label"))
-        replicate = _int(manifest.get("replicate"))
-        replicates = manifest.get("replicates")
-        if not (isinstance(replicates, list) and all(_int(r) is not None for r in replicates)):
-            replicates = None
-        provenance = manifest.get("provenance")
-        provenance = provenance if isinstance(provenance, dict) else {}
-        metadata = manifest.get("metadata")
-        metadata = metadata if isinstance(metadata, dict) else {}
-        fingerprint = _str(provenance.get("settings_fingerprint")) or _str(
-            metadata.get("settings_fingerprint"))
-        side = [s for s in (manifest.get("sidecars") or []) if isinstance(s, dict)]
-        inputs = manifest.get("inputs") or []
-        warnings = manifest.get("warnings") or []
-        sidecar_bytes = 0
-        for item in sorted(side, key=lambda s: str(s.get("path"))):
-            size = _int(item.get("size_bytes"))
-            sidecar_bytes += size or 0
-            meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
-            sidecars.add(digest, _str(item.get("path")), _str(item.get("sha256")), size,
-                         _str(item.get("media_type")), _str(meta.get("kind")), _json(meta))
-        for position, item in enumerate(inputs):
-            if isinstance(item, dict):
-                edges.add(digest, _str(item.get("digest")), _str(item.get("role")), position)
-            elif isinstance(item, str):
-                edges.add(digest, item, "input", position)
-        artifacts.add(
-            digest, kind, analysis, condition, replicate, replicates,
-            _int(manifest.get("schema_version")), _str(provenance.get("stage")),
-            _str(provenance.get("plugin")), _str(provenance.get("code_digest")), fingerprint,
-            len(side), len(inputs), len(warnings) if isinstance(warnings, list) else 0,
-            sizes.get(sha), sidecar_bytes, refs_to.get(sha, 0), sha in live,
-            _json(manifest.get("payload", {})), _json(provenance), _json(metadata),
-            _json(warnings))
-        _metric_rows(metrics, digest, manifest, (kind, analysis, condition, replicate))
-        if i % 4096 == 0:
-            progress("index manifests", i, len(manifests))
+    progress("index manifests", 0, None)
+    tables = _index_manifests(sorted(manifests), manifests, raw, refs_to, live)
 
-    object_rows = _Columns("objects")
-    for sha in sorted(objects):
-        info = objects[sha]
-        object_rows.add(sha, info.size_bytes,
-                        datetime.fromtimestamp(info.mtime_ns / 1e9, tz=timezone.utc)
-                        .replace(tzinfo=None),
-                        sha in manifests, ref_counts.get(sha, 0), sha in live)
+    shas = sorted(objects)
+    tables["objects"] = _table("objects", {
+        "sha256": shas,
+        "size_bytes": [objects[s].size_bytes for s in shas],
+        "modified": pa.array([objects[s].mtime_ns // 1000 for s in shas], pa.int64())
+                      .cast(pa.timestamp("us")),
+        "is_manifest": [s in manifests for s in shas],
+        "ref_count": [named.get(s, 0) for s in shas],
+        "live": [s in live for s in shas],
+    })
 
-    ref_rows = _Columns("refs")
+    ref_cols = _columns("refs")
     for entry in refs:
-        if entry.ref is None:
-            ref_rows.add(entry.name, None, None, None, None, None, False, entry.problem)
-            continue
-        ident = entry.ref.identity
+        ident = entry.identity
         resolves = entry.sha256 in manifests
-        ref_rows.add(entry.name, entry.ref.digest, _str(ident.get("artifact_type")),
-                     _str(ident.get("analysis")), _str(ident.get("condition")),
-                     _int(ident.get("replicate")), resolves,
-                     None if resolves else skipped.get(entry.ref.digest,
-                                                        "no manifest with this digest"))
+        problem = entry.problem if entry.digest is None else None if resolves else skipped.get(
+            entry.digest, "no manifest with this digest in the store")
+        for column, value in (
+                ("path", entry.name), ("digest", entry.digest),
+                ("artifact_type", _str(ident.get("artifact_type"))),
+                ("analysis", _str(ident.get("analysis"))),
+                ("condition", _str(ident.get("condition"))),
+                ("replicate", _int(ident.get("replicate"))), ("resolves", resolves),
+                ("problem", problem)):
+            ref_cols[column].append(value)
+    tables["refs"] = _table("refs", ref_cols)
 
-    action_rows = _Columns("actions")
+    act_cols = _columns("actions")
     for action in actions:
         rec = action.record or {}
-        action_rows.add(action.key, _str(rec.get("digest")), _str(rec.get("stage")),
-                        _str(rec.get("plugin")), _when(rec.get("when")),
-                        _str(rec.get("host")), _num(rec.get("duration_s")),
-                        _json(rec) if action.record is not None else None)
+        for column, value in (
+                ("key", action.key), ("digest", _str(rec.get("digest"))),
+                ("stage", _str(rec.get("stage"))), ("plugin", _str(rec.get("plugin"))),
+                ("when", _when(rec.get("when"))), ("host", _str(rec.get("host"))),
+                ("duration_s", _num(rec.get("duration_s"))),
+                ("record", action.raw.decode("utf-8") if action.record is not None else None)):
+            act_cols[column].append(value)
+    tables["actions"] = _table("actions", act_cols)
 
-    info = _Columns("catalog_info")
-    for key, value in (("catalog_format", CATALOG_FORMAT), ("schema_version", SCHEMA_VERSION),
-                       ("store", store_root.resolve()), ("results", results_dir.resolve())):
-        info.add(key, str(value))
-    tables = {c.name: c.arrow() for c in (artifacts, sidecars, metrics, edges, object_rows,
-                                           ref_rows, action_rows, info)}
+    tables["catalog_info"] = _table("catalog_info", {
+        "key": ["catalog_format", "schema_version", "store", "results"],
+        "value": [str(CATALOG_FORMAT), str(SCHEMA_VERSION), str(store_root.resolve()),
+                  str(results_dir.resolve())]})
     return tables, skipped
 
 
@@ -326,7 +351,7 @@ def _clean_stale_tmp(output: Path) -> None:
             pass
 
 
-def write_catalog(tables: dict[str, pa.Table], output: Path) -> None:
+def write_catalog(tables: dict[str, pa.Table], output: Path) -> dict[str, int]:
     """Write the tables into a new DuckDB file beside ``output`` and swap it in."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -336,15 +361,14 @@ def write_catalog(tables: dict[str, pa.Table], output: Path) -> None:
         con = duckdb.connect(str(tmp))
         try:
             con.execute("SET preserve_insertion_order = false")
-            for name in TABLES:
-                table = tables[name]
-                json_cols = _JSON_COLUMNS.get(name, ())
-                select = ", ".join(
-                    f'"{c}"::JSON AS "{c}"' if c in json_cols else f'"{c}"'
-                    for c in table.column_names)
+            for name, table in tables.items():
                 con.register("_rows", table)
+                select = ", ".join(f'"{c}"::JSON AS "{c}"' if c in _JSON_COLUMNS.get(name, ())
+                                   else f'"{c}"' for c in table.column_names)
                 con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM _rows")
                 con.unregister("_rows")
+            rows = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                    for name in TABLES}
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -361,6 +385,7 @@ def write_catalog(tables: dict[str, pa.Table], output: Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        return rows
     finally:
         for leftover in (tmp, Path(f"{tmp}.wal")):
             leftover.unlink(missing_ok=True)
@@ -382,12 +407,15 @@ def build_catalog(store: Any, results_dir: str | os.PathLike[str],
     output = Path(output) if output is not None else default_catalog_path(results_dir)
     tables, skipped = collect_rows(store_root, Path(results_dir), jobs=jobs, progress=progress)
     progress("write catalog", 0, None)
-    write_catalog(tables, output)
-    return CatalogSummary(output, {name: t.num_rows for name, t in tables.items()},
-                          time.perf_counter() - start, skipped)
+    rows = write_catalog(tables, output)
+    return CatalogSummary(output, rows, time.perf_counter() - start, skipped)
 
 
 # --- read ------------------------------------------------------------------------------
+_TYPE_ORDER = ("CASE m.artifact_type WHEN 'run' THEN 0 WHEN 'replicate' THEN 1 "
+               "WHEN 'condition' THEN 2 WHEN 'comparison' THEN 3 ELSE 4 END")
+
+
 class Catalog:
     """A read-only view of a built catalog; every query returns a pandas DataFrame."""
 
@@ -435,8 +463,8 @@ class Catalog:
                "m.control, m.metric, m.statistic, m.value FROM metrics m "
                "JOIN artifacts a ON a.digest = m.artifact"
                + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY m.analysis, m.artifact_type, m.condition, m.replicate NULLS FIRST,"
-                 " m.metric, m.statistic, m.artifact")
+               + " ORDER BY m.analysis, " + _TYPE_ORDER + ", m.condition, m.replicate, "
+                 "m.metric, m.statistic, m.artifact")
         return self.query(sql, params)
 
     def top_metrics(self, n: int, metric: str, analysis: str | None = None, *,

@@ -1,0 +1,1 @@
+"""The `assay` subcommands, one module per group; `assay.cli` imports them on demand."""

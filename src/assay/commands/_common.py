@@ -1,0 +1,217 @@
+"""What every command shares: opening the store, naming artifacts, printing, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..errors import ArtifactStoreError, AssayError
+from ..hashing import DIGEST_PREFIX, is_digest
+from ..inventory import RefEntry, expand_ref_args
+
+_PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{6,64})$")
+SHORT = 12
+
+
+class UsageError(AssayError):
+    """The command line itself is wrong (exit code 2)."""
+
+
+# --- store and results ----------------------------------------------------------------
+def store_root(args: Any) -> Path:
+    """The store directory, which must exist: reading commands never create one."""
+    root = Path(args.store)
+    if not (root / "objects").is_dir():
+        raise ArtifactStoreError(
+            f"no store at {root} (no objects/ directory); run from the workflow directory "
+            "or pass --store DIR")
+    return root
+
+
+def open_store(args: Any) -> Any:
+    from ..store import ArtifactStore
+
+    return ArtifactStore(store_root(args))
+
+
+def results_dir(args: Any, *, must_exist: bool = False) -> Path:
+    path = Path(args.results)
+    if must_exist and not path.is_dir():
+        raise ArtifactStoreError(f"no results directory at {path}; pass --results DIR")
+    return path
+
+
+def catalog_path(args: Any) -> Path:
+    from ..catalog import default_catalog_path
+
+    return Path(args.catalog) if getattr(args, "catalog", None) else default_catalog_path(
+        args.results)
+
+
+# --- naming artifacts ------------------------------------------------------------------
+def resolve(text: str, root: Path, results: Path) -> tuple[str, RefEntry | None]:
+    """A ref file, a path under results/, a digest or a unique digest prefix -> digest."""
+    for candidate in (Path(text), results / text):
+        if candidate.is_file():
+            entry = expand_ref_args([candidate], results)[0]
+            if entry.digest is None:
+                raise ArtifactStoreError(entry.problem or f"cannot read ref {candidate}")
+            return entry.digest, entry
+    if is_digest(text):
+        return text, None
+    match = _PREFIX.match(text)
+    if match:
+        prefix = match.group(1)
+        shard = root / "objects" / prefix[:2]
+        found = sorted(p.name for p in shard.glob(f"{prefix}*")) if shard.is_dir() else []
+        if len(found) == 1:
+            return DIGEST_PREFIX + found[0], None
+        if len(found) > 1:
+            raise UsageError(f"digest prefix {text!r} is ambiguous ({len(found)} objects); "
+                             "give more hex digits")
+        raise ArtifactStoreError(f"no object in {root} has a digest starting with {prefix!r}")
+    raise UsageError(f"{text!r} is neither a ref file, a path under {results}/, nor a digest "
+                     "('sha256:<hex>', a unique prefix of 6+ hex digits is enough)")
+
+
+def resolve_many(texts: Sequence[str], root: Path, results: Path
+                 ) -> tuple[list[RefEntry], list[str]]:
+    """Command-line targets -> (refs, digests); directories expand to the refs below."""
+    refs: list[RefEntry] = []
+    digests: list[str] = []
+    for text in texts:
+        if Path(text).is_dir() or (results / text).is_dir():
+            directory = Path(text) if Path(text).is_dir() else results / text
+            found = expand_ref_args([directory], results)
+            if not found:
+                raise ArtifactStoreError(f"no refs (*.json) under {directory}")
+            refs.extend(found)
+            continue
+        digest, entry = resolve(text, root, results)
+        if entry is not None:
+            refs.append(entry)
+        else:
+            digests.append(digest)
+    return refs, digests
+
+
+def short(digest: str | None) -> str:
+    if not digest:
+        return "-"
+    return digest[len(DIGEST_PREFIX):][:SHORT] if digest.startswith(DIGEST_PREFIX) else digest
+
+
+# --- output ----------------------------------------------------------------------------
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str],
+                headers: Sequence[str] | None = None) -> None:
+    """Aligned plain-text columns; numbers right-aligned, missing values as '-'."""
+    rows = list(rows)
+    headers = list(headers or [c.upper() for c in columns])
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(row.get(c), (int, float)) and not isinstance(row.get(c), bool)
+                   for row in rows if row.get(c) is not None) and rows for c in columns]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for r in cells:
+        out.append("  ".join(v.rjust(w) if num else v.ljust(w)
+                             for v, w, num in zip(r, widths, numeric)).rstrip())
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def human_bytes(n: int | float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def print_frame(frame: Any, fmt: str, output: str | None = None) -> None:
+    """A pandas DataFrame as a table, CSV, JSON records or Parquet (to a file)."""
+    if fmt == "parquet":
+        if not output:
+            raise UsageError("--format parquet needs -o FILE (Parquet is binary)")
+        frame.to_parquet(output, index=False)
+        return
+    if fmt == "csv":
+        text = frame.to_csv(index=False)
+    elif fmt == "json":
+        text = frame.to_json(orient="records", date_format="iso", indent=2) + "\n"
+    elif frame.empty:
+        text = "(no rows)\n"
+    else:
+        import pandas as pd
+
+        frame = frame.copy()
+        for column in frame.columns:   # people read short digests; scripts use csv/json
+            if frame[column].dtype == object or str(frame[column].dtype).startswith("str"):
+                frame[column] = frame[column].map(
+                    lambda v: short(v) if isinstance(v, str) and is_digest(v) else v)
+        frame = frame.astype(object).where(frame.notna(), "-")
+        with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                               "display.width", 0, "display.max_colwidth", 80):
+            text = frame.to_string(index=False) + "\n"
+    if output:
+        Path(output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+# --- progress --------------------------------------------------------------------------
+class Progress:
+    """Progress lines on stderr, at most ten a second, only when asked (or a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._last = 0.0
+        self._stage: str | None = None
+        self._shown = False
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if stage == self._stage and not final and now - self._last < 0.1:
+            return
+        if stage != self._stage and self._shown:
+            sys.stderr.write("\n")
+        self._stage, self._last = stage, now
+        count = f"{done}/{total}" if total else f"{done}"
+        sys.stderr.write(f"\r{stage}: {count}\x1b[K" if sys.stderr.isatty()
+                         else f"{stage}: {count}\n")
+        self._shown = sys.stderr.isatty()
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self._shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+        self._shown = False
+
+
+def progress_for(args: Any) -> Progress:
+    return Progress(bool(getattr(args, "progress", False)))
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    from ..atomic import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), data)

@@ -1,0 +1,111 @@
+"""assay verify / gc: checking and cleaning a store."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any
+
+from ._common import human_bytes, print_json, progress_for, results_dir, short, store_root
+
+
+def run_verify(args: Any) -> int:
+    from ..verify import repair_store, verify_store
+
+    root, results = store_root(args), results_dir(args)
+    progress = progress_for(args)
+    try:
+        report = verify_store(root, results, full=args.full, jobs=args.jobs, progress=progress)
+    finally:
+        progress.close()
+    if args.repair and not report.ok:
+        repair_store(root, results, report)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        _print_verify(report, args.repair, results)
+    if report.ok:
+        return 0
+    if args.repair and not report.unrepaired:
+        return 0   # everything found was removed; the workflow recomputes it
+    return 1
+
+
+def _print_verify(report: Any, repair: bool, results: Any) -> None:
+    what = "every object" if report.full else "refs, manifests and their sidecars"
+    print(f"checked {what}: {report.refs_checked} refs, {report.artifacts_checked} artifacts, "
+          f"{report.objects_hashed} objects hashed ({human_bytes(report.bytes_hashed)})")
+    if report.ok:
+        print("ok: no damage found")
+        return
+    for damage in report.damaged:
+        if damage.awaiting_recompute:
+            print(f"\nMISSING {damage.role} sha256:{damage.sha256}: awaiting recompute (its "
+                  "ref and action record are gone; rerun the workflow)")
+        else:
+            print(f"\nDAMAGED {damage.role} sha256:{damage.sha256} {damage.problem}")
+        for digest in damage.artifacts:
+            print(f"  artifact {short(digest)}  {report.labels.get(digest, '')}".rstrip())
+        for ref in damage.refs:
+            print(f"  ref      {ref}")
+        if not damage.artifacts and not damage.refs:
+            print("  (nothing depends on it)")
+    for name, problem in sorted(report.bad_refs.items()):
+        print(f"\nBAD REF {name}: {problem}")
+    for digest, problem in sorted(report.bad_manifests.items()):
+        print(f"\nBAD MANIFEST {digest}: {problem}")
+    for key, problem in sorted(report.bad_actions.items()):
+        print(f"\nBAD ACTION RECORD {key}: {problem}")
+    plan = report.repaired if repair else report.plan
+    verb = "removed" if repair else "`assay verify --repair` would remove"
+    print(f"\n{verb}: {len(plan.objects)} damaged objects, {len(plan.refs)} refs, "
+          f"{len(plan.actions)} action records")
+    for ref in plan.refs:
+        print(f"  ref {ref}")
+    if repair and plan.catalog:
+        print("  the catalog (a stale index; the workflow rebuilds it)")
+    if repair and plan.refs:
+        targets = " ".join(shlex.quote(str(results / ref)) for ref in plan.refs)
+        print(f"\nrecompute exactly those jobs:  snakemake {targets}\n"
+              "(a plain `snakemake` recomputes them too, and reruns what is downstream of "
+              "them from the action cache)")
+    if report.unrepaired:
+        print(f"not repaired: {len(report.unrepaired)} manifests this assay cannot read "
+              "(see BAD MANIFEST above)", file=sys.stderr)
+
+
+def run_gc(args: Any) -> int:
+    from ..gc import collect_garbage
+
+    if args.delete and args.grace < 60:
+        print(f"assay gc: warning: --grace {args.grace:g} deletes unreferenced objects only "
+              f"{args.grace:g} s old: a job still running has written its sidecars and "
+              "manifest but not its ref yet, and would lose them. Use it only when no "
+              "workflow is running.", file=sys.stderr)
+    progress = progress_for(args)
+    try:
+        report = collect_garbage(store_root(args), results_dir(args), roots=args.root,
+                                 grace_seconds=args.grace, delete=args.delete, jobs=args.jobs,
+                                 progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print_json(report.to_dict())
+        return 0
+    print(f"roots: {report.roots} refs; reachable: {report.live_objects} objects "
+          f"({human_bytes(report.live_bytes)})")
+    if report.broken_refs:
+        print(f"broken refs: {len(report.broken_refs)} (see `assay verify`)")
+    kept = (f"; kept {report.young_objects} unreferenced objects younger than "
+            f"{report.grace_seconds:g} s ({human_bytes(report.young_bytes)})"
+            if report.young_objects else "")
+    if report.delete:
+        print(f"deleted {report.deleted_objects} objects ({human_bytes(report.deleted_bytes)}), "
+              f"{report.tmp_entries} stale tmp entries ({human_bytes(report.tmp_bytes)}), "
+              f"{report.actions} action records{kept}")
+    else:
+        print(f"dry run: would delete {report.garbage_objects} objects "
+              f"({human_bytes(report.garbage_bytes)}), {report.tmp_entries} stale tmp entries "
+              f"({human_bytes(report.tmp_bytes)}), {report.actions} action records{kept}")
+        print("run `assay gc --delete` to delete them")
+    return 0

@@ -1,0 +1,223 @@
+"""Mark and sweep: objects no ref reaches, older than a grace period, are garbage.
+
+Mark starts at the refs under results/ (plus any extra roots) and follows each manifest to
+its sidecars and inputs. Sweep removes unmarked objects whose mtime is older than the grace
+period, stale staging files in store/tmp (and the temporaries a killed atomic write leaves
+beside refs and action records), and the action records that point to swept
+artifacts (a record whose artifact is gone is only a cache miss, but it would never hit
+again). The grace period protects a job that is still running: its fresh sidecars and
+manifest are not referenced by a ref until it finishes.
+
+Dry run is the default; nothing is deleted unless ``delete=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ArtifactStoreError
+from .hashing import DIGEST_PREFIX
+from .inventory import (
+    REF_DIRS,
+    Progress,
+    RefEntry,
+    expand_ref_args,
+    input_shas,
+    load_actions,
+    load_refs,
+    no_progress,
+    scan_objects,
+    sidecar_shas,
+    walk_manifests,
+)
+
+DEFAULT_GRACE_SECONDS = 3600.0
+STAGING_PREFIXES = ("staging-",)
+TMP_SUFFIXES = (".part",)
+
+
+@dataclass
+class GcReport:
+    delete: bool
+    grace_seconds: float
+    roots: int = 0
+    live_objects: int = 0
+    live_bytes: int = 0
+    garbage_objects: int = 0          # unreferenced and older than the grace period
+    garbage_bytes: int = 0
+    young_objects: int = 0            # unreferenced but within the grace period: kept
+    young_bytes: int = 0
+    tmp_entries: int = 0
+    tmp_bytes: int = 0
+    actions: int = 0                  # action records pointing at swept or missing artifacts
+    broken_refs: dict[str, str] = field(default_factory=dict)
+    swept: list[str] = field(default_factory=list)
+    deleted_objects: int = 0
+    deleted_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "swept"}
+        out["swept"] = self.swept
+        return out
+
+
+def _tree_newest_mtime(path: Path) -> tuple[float, int]:
+    """Newest mtime and total size under a staging directory (a live job touches it)."""
+    newest = path.lstat().st_mtime
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            newest = max(newest, st.st_mtime)
+            if name in filenames:
+                total += st.st_size
+    return newest, total
+
+
+def _stale_tmp(tmp_dir: Path, cutoff: float) -> list[tuple[Path, int]]:
+    out: list[tuple[Path, int]] = []
+    if not tmp_dir.is_dir():
+        return out
+    for entry in sorted(os.scandir(tmp_dir), key=lambda e: e.name):
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False) and entry.name.startswith(STAGING_PREFIXES):
+                newest, size = _tree_newest_mtime(path)
+            elif entry.is_file(follow_symlinks=False) and entry.name.endswith(TMP_SUFFIXES):
+                st = entry.stat(follow_symlinks=False)
+                newest, size = st.st_mtime, st.st_size
+            else:
+                continue
+        except FileNotFoundError:
+            continue
+        if newest < cutoff:
+            out.append((path, size))
+    return out
+
+
+def _stale_atomic_temporaries(dirs: list[Path], cutoff: float) -> list[tuple[Path, int]]:
+    """``.NAME.XXXX.tmp`` files that ``atomic_write_bytes`` leaves beside a ref or an action
+    record when its writer is killed between creating and renaming it."""
+    out: list[tuple[Path, int]] = []
+    for top in dirs:
+        if not top.is_dir():
+            continue
+        for dirpath, _, filenames in os.walk(top):
+            for name in filenames:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    path = Path(dirpath) / name
+                    try:
+                        st = path.lstat()
+                    except FileNotFoundError:
+                        continue
+                    if st.st_mtime < cutoff:
+                        out.append((path, st.st_size))
+    return sorted(out)
+
+
+def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.PathLike[str], *,
+                    roots: list[str] | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+                    delete: bool = False, jobs: int | None = None,
+                    progress: Progress = no_progress) -> GcReport:
+    """Mark from the refs (and ``roots``: ref files or directories of them), then sweep.
+
+    Refuses to delete anything while a reachable manifest exists but cannot be read: its
+    sidecars would look unreferenced. Run ``assay verify --repair`` first.
+    """
+    store_root, results_dir = Path(store_root), Path(results_dir)
+    if grace_seconds < 0:
+        raise ArtifactStoreError(f"grace period must be >= 0 seconds, got {grace_seconds}")
+    if not (store_root / "objects").is_dir():
+        raise ArtifactStoreError(f"no store at {store_root} (no objects/ directory)")
+    report = GcReport(delete=delete, grace_seconds=grace_seconds)
+    now = time.time()
+    cutoff = now - grace_seconds
+
+    entries: list[RefEntry] = load_refs(results_dir, jobs=jobs)
+    entries += expand_ref_args(roots or [], results_dir)
+    report.roots = len(entries)
+    for entry in entries:
+        if entry.digest is None:
+            report.broken_refs[entry.name] = entry.problem or "unreadable"
+
+    # Mark. Manifest bytes are not re-hashed here: gc only needs their references, and a
+    # damaged manifest that still parses names the same objects.
+    graph = walk_manifests(store_root, [e.sha256 for e in entries if e.sha256], verify=False,
+                           jobs=jobs, progress=progress, stage="gc mark")
+    unreadable = {s: p for s, p in graph.not_manifest.items()}
+    for entry in entries:
+        if entry.sha256 in graph.missing:
+            report.broken_refs[entry.name] = f"points to missing {entry.digest}"
+        elif entry.sha256 in unreadable:
+            report.broken_refs[entry.name] = f"points to {entry.digest}, which " \
+                                             f"{unreadable[entry.sha256]}"
+    marked: set[str] = set(graph.manifests)
+    for manifest in graph.manifests.values():
+        marked.update(s for s, _ in sidecar_shas(manifest))
+        marked.update(input_shas(manifest))
+    if delete and unreadable:
+        first = sorted(unreadable)[0]
+        raise ArtifactStoreError(
+            f"gc refuses to delete: {len(unreadable)} object(s) reachable from refs cannot be "
+            f"read as manifests (e.g. sha256:{first} {unreadable[first]}), so what they "
+            "reference is unknown. Run `assay verify --repair` first.")
+
+    objects = scan_objects(store_root)
+    candidates: list[tuple[str, str, int]] = []
+    for sha, info in objects.items():
+        if sha in marked:
+            report.live_objects += 1
+            report.live_bytes += info.size_bytes
+        elif info.mtime_ns / 1e9 < cutoff:
+            candidates.append((sha, info.path, info.size_bytes))
+        else:
+            report.young_objects += 1
+            report.young_bytes += info.size_bytes
+    candidates.sort()
+    report.garbage_objects = len(candidates)
+    report.garbage_bytes = sum(size for _, _, size in candidates)
+    report.swept = [DIGEST_PREFIX + sha for sha, _, _ in candidates]
+
+    stale = _stale_tmp(store_root / "tmp", cutoff)
+    stale += _stale_atomic_temporaries(
+        [store_root / "actions", *(results_dir / sub for sub in REF_DIRS)], cutoff)
+    report.tmp_entries = len(stale)
+    report.tmp_bytes = sum(size for _, size in stale)
+
+    gone = {sha for sha, _, _ in candidates}
+    doomed_actions = [a for a in load_actions(store_root, jobs=jobs)
+                      if a.sha256 is not None and (a.sha256 in gone or a.sha256 not in objects)]
+    report.actions = len(doomed_actions)
+    if not delete:
+        return report
+
+    # Action records first: a job that starts meanwhile then misses the cache instead of
+    # hitting an artifact that is about to go.
+    for action in doomed_actions:
+        Path(action.path).unlink(missing_ok=True)
+    for i, (sha, path, size) in enumerate(candidates, 1):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_mtime >= time.time() - grace_seconds:
+            continue  # rewritten (touched) since the scan: someone is using it again
+        os.unlink(path)
+        report.deleted_objects += 1
+        report.deleted_bytes += size
+        if i % 1024 == 0:
+            progress("gc sweep", i, len(candidates))
+    for path, _ in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return report

@@ -1,0 +1,287 @@
+"""Check a store against its refs, and repair it so the workflow recomputes what is lost.
+
+What is checked: every ref under results/ parses and names an artifact manifest; every
+manifest reachable from a ref or an action record is intact and valid, and so is every
+sidecar it names (size and SHA-256). ``full`` also hashes every other object.
+
+What ``repair`` removes, and why exactly that: the damaged objects; the refs of the
+artifacts whose own bytes (manifest or sidecar) are damaged; their action records; and
+the catalog (a stale index; the workflow's catalog rule depends on every ref, so without it
+a plain ``snakemake`` notices the missing refs). ``snakemake <the removed refs>`` then
+recomputes exactly those jobs (their action-cache lookups miss) and rewrites the refs with
+the same bytes, so a later plain ``snakemake`` reruns nothing downstream but the catalog.
+(A plain ``snakemake`` right away also recomputes them; it reruns their downstream jobs
+too, as action-cache hits, because Snakemake schedules downstream of any job it runs.)
+
+Until the workflow has run, the removed artifacts are still named as inputs downstream, so
+verify reports them as missing, "awaiting recompute" (no ref and no action record names
+them any more). Repair does nothing more for those: repeated repairs never cascade into
+removing downstream refs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifacts import artifact_from_manifest
+from .errors import ArtifactSchemaError
+from .hashing import DIGEST_PREFIX
+from .inventory import (
+    ActionEntry,
+    Progress,
+    RefEntry,
+    check_object,
+    dependents,
+    hash_many,
+    input_shas,
+    load_actions,
+    load_refs,
+    no_progress,
+    object_path,
+    parents_index,
+    scan_objects,
+    sidecar_shas,
+    walk_manifests,
+)
+
+
+@dataclass
+class Damage:
+    """One damaged object and everything that depends on it."""
+
+    sha256: str
+    problem: str
+    role: str                                   # manifest | sidecar | object
+    awaiting_recompute: bool = False            # missing, and nothing but inputs name it
+    artifacts: list[str] = field(default_factory=list)   # digests, the owner(s) first
+    refs: list[str] = field(default_factory=list)        # ref names under results/
+    actions: list[str] = field(default_factory=list)     # action keys
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": DIGEST_PREFIX + self.sha256, "problem": self.problem,
+                "role": self.role, "awaiting_recompute": self.awaiting_recompute,
+                "artifacts": self.artifacts, "refs": self.refs, "actions": self.actions}
+
+
+@dataclass
+class Repair:
+    objects: list[str] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)      # names under results/
+    actions: list[str] = field(default_factory=list)
+    catalog: bool = False                               # results/catalog.duckdb removed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"objects": self.objects, "refs": self.refs, "actions": self.actions,
+                "catalog": self.catalog}
+
+
+@dataclass
+class VerifyReport:
+    full: bool
+    refs_checked: int = 0
+    artifacts_checked: int = 0
+    objects_hashed: int = 0
+    bytes_hashed: int = 0
+    damaged: list[Damage] = field(default_factory=list)
+    bad_refs: dict[str, str] = field(default_factory=dict)        # ref name -> problem
+    bad_manifests: dict[str, str] = field(default_factory=dict)   # digest -> problem
+    bad_actions: dict[str, str] = field(default_factory=dict)     # key -> problem
+    labels: dict[str, str] = field(default_factory=dict)          # digest -> "type a/c/r"
+    plan: Repair = field(default_factory=Repair)                  # what repair removes
+    repaired: Repair | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (self.damaged or self.bad_refs or self.bad_manifests or self.bad_actions)
+
+    @property
+    def unrepaired(self) -> dict[str, str]:
+        """Problems that repair does not touch (valid bytes this assay cannot read)."""
+        return dict(self.bad_manifests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "full": self.full, "refs_checked": self.refs_checked,
+            "artifacts_checked": self.artifacts_checked,
+            "objects_hashed": self.objects_hashed, "bytes_hashed": self.bytes_hashed,
+            "damaged": [d.to_dict() for d in self.damaged], "bad_refs": self.bad_refs,
+            "bad_manifests": self.bad_manifests, "bad_actions": self.bad_actions,
+            "labels": self.labels, "repair_plan": self.plan.to_dict(),
+            "repaired": self.repaired.to_dict() if self.repaired else None,
+        }
+
+
+def _label(manifest: dict[str, Any]) -> str:
+    parts = [str(manifest.get(k)) for k in ("analysis_name", "condition_label", "replicate")
+             if manifest.get(k) is not None]
+    return f"{manifest.get('artifact_type')} {'/'.join(parts)}"
+
+
+def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathLike[str], *,
+                 full: bool = False, jobs: int | None = None,
+                 progress: Progress = no_progress) -> VerifyReport:
+    store_root, results_dir = Path(store_root), Path(results_dir)
+    report = VerifyReport(full=full)
+    refs = load_refs(results_dir)
+    actions = load_actions(store_root)
+    report.refs_checked = len(refs)
+    for entry in refs:
+        if entry.digest is None:
+            report.bad_refs[entry.name] = entry.problem or "unreadable"
+    for action in actions:
+        if action.record is None:
+            report.bad_actions[action.key] = "is not a readable action record"
+
+    roots = [e.sha256 for e in refs if e.sha256] + [a.sha256 for a in actions if a.sha256]
+    graph = walk_manifests(store_root, roots, verify=True, jobs=jobs, progress=progress,
+                           stage="verify manifests")
+    manifests: dict[str, dict[str, Any]] = {}
+    for sha, manifest in graph.manifests.items():
+        report.labels[DIGEST_PREFIX + sha] = _label(manifest)
+        try:
+            artifact_from_manifest(manifest, where=f"artifact {DIGEST_PREFIX}{sha}")
+        except ArtifactSchemaError as exc:
+            report.bad_manifests[DIGEST_PREFIX + sha] = str(exc)
+            continue
+        manifests[sha] = manifest
+    report.artifacts_checked = len(graph.manifests)
+    report.objects_hashed = len(graph.manifests) + len(graph.damaged)
+    report.bytes_hashed = sum(graph.raw_sizes.values())
+
+    problems: dict[str, tuple[str, str]] = {}     # sha -> (role, problem)
+    for sha in graph.missing:
+        problems[sha] = ("manifest", "is missing")
+    for sha, problem in graph.damaged.items():
+        problems[sha] = ("manifest", problem)
+    for entry in refs:
+        if entry.sha256 in graph.not_manifest:
+            report.bad_refs[entry.name] = (f"points to {entry.digest}, which "
+                                           f"{graph.not_manifest[entry.sha256]}")
+    for sha, manifest in manifests.items():
+        for child in input_shas(manifest):
+            if child in graph.not_manifest:
+                report.bad_manifests[DIGEST_PREFIX + sha] = (
+                    f"input sha256:{child} {graph.not_manifest[child]}")
+
+    # Sidecars: hash each once, then compare with the size every manifest declares.
+    declared: dict[str, list[tuple[str, int | None]]] = {}
+    for sha, manifest in manifests.items():
+        for child, size in sidecar_shas(manifest):
+            declared.setdefault(child, []).append((sha, size))
+    todo = sorted(s for s in declared if s not in graph.manifests and s not in problems)
+    sizes: dict[str, int] = {}
+    for sha in todo:
+        try:
+            sizes[sha] = object_path(store_root, sha).stat().st_size
+        except OSError:
+            sizes[sha] = -1
+    hashed = hash_many(((s, object_path(store_root, s), None) for s in todo), jobs=jobs,
+                       progress=progress, stage="verify sidecars")
+    report.objects_hashed += len(todo)
+    report.bytes_hashed += sum(max(0, sizes[s]) for s in todo)
+    for sha, problem in hashed.items():
+        problems[sha] = ("sidecar", problem)
+    for sha in todo:
+        if sha in problems:
+            continue
+        for owner, size in declared[sha]:
+            if size is not None and size != sizes[sha]:
+                report.bad_manifests[DIGEST_PREFIX + owner] = (
+                    f"declares {size} bytes for sidecar sha256:{sha}, which has {sizes[sha]}")
+
+    if full:
+        objects = scan_objects(store_root)
+        rest = sorted(s for s in objects if s not in graph.manifests and s not in declared
+                      and s not in problems)
+        hashed = hash_many(((s, objects[s].path, None) for s in rest), jobs=jobs,
+                           progress=progress, stage="verify objects")
+        report.objects_hashed += len(rest)
+        report.bytes_hashed += sum(objects[s].size_bytes for s in rest)
+        for sha, problem in hashed.items():
+            problems[sha] = ("object", problem)
+
+    _attach_dependents(report, problems, manifests, refs, actions)
+    return report
+
+
+def _attach_dependents(report: VerifyReport, problems: dict[str, tuple[str, str]],
+                       manifests: dict[str, dict[str, Any]], refs: list[RefEntry],
+                       actions: list[ActionEntry]) -> None:
+    parents = parents_index(manifests)
+    refs_by_sha: dict[str, list[str]] = {}
+    for entry in refs:
+        if entry.sha256:
+            refs_by_sha.setdefault(entry.sha256, []).append(entry.name)
+    actions_by_sha: dict[str, list[str]] = {}
+    for action in actions:
+        if action.sha256:
+            actions_by_sha.setdefault(action.sha256, []).append(action.key)
+
+    direct: set[str] = set()      # artifacts whose own bytes are damaged
+    for sha in sorted(problems):
+        role, problem = problems[sha]
+        if role == "manifest":
+            owners = {sha}
+        else:
+            owners = {p for p in parents.get(sha, ())
+                      if sha in {s for s, _ in sidecar_shas(manifests[p])}}
+        direct |= owners
+        # Users of a damaged artifact (through inputs) depend on it too.
+        affected = owners | dependents(owners, parents)
+        ordered = sorted(owners) + sorted(affected - owners)
+        awaiting = (problem == "is missing" and bool(owners) and not any(
+            refs_by_sha.get(o) or actions_by_sha.get(o) for o in owners))
+        report.damaged.append(Damage(
+            sha, problem, role, awaiting,
+            artifacts=[DIGEST_PREFIX + a for a in ordered],
+            refs=sorted({r for a in ordered for r in refs_by_sha.get(a, ())}),
+            actions=sorted({k for a in ordered for k in actions_by_sha.get(a, ())})))
+
+    plan = report.plan
+    plan.objects = sorted(DIGEST_PREFIX + s for s, (_, p) in problems.items()
+                          if p != "is missing")
+    plan.refs = sorted({r for a in direct for r in refs_by_sha.get(a, ())} | set(report.bad_refs))
+    plan.actions = sorted({k for a in direct for k in actions_by_sha.get(a, ())}
+                          | set(report.bad_actions))
+
+
+def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathLike[str],
+                 report: VerifyReport) -> Repair:
+    """Carry out ``report.plan``: action records first, then refs, then objects.
+
+    Action records go first so that a job starting meanwhile never takes a cache hit on
+    an artifact whose bytes are about to disappear.
+    """
+    store_root, results_dir = Path(store_root), Path(results_dir)
+    done = Repair()
+    for key in report.plan.actions:
+        path = store_root / "actions" / key[:2] / f"{key}.json"
+        if _unlink(path):
+            done.actions.append(key)
+    for name in report.plan.refs:
+        if _unlink(results_dir / name):
+            done.refs.append(name)
+    for digest in report.plan.objects:
+        sha = digest[len(DIGEST_PREFIX):]
+        path = object_path(store_root, sha)
+        if check_object(path, sha) is None:
+            continue  # replaced by an intact copy since the check (a job rewrote it)
+        if _unlink(path):
+            done.objects.append(digest)
+    if done.refs or done.objects:
+        from .catalog import CATALOG_NAME
+
+        done.catalog = _unlink(results_dir / CATALOG_NAME)
+    report.repaired = done
+    return done
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
