@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import queue
 import re
 import threading
@@ -15,6 +16,7 @@ from .errors import ArtifactSchemaError
 DIGEST_PREFIX = "sha256:"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 READ_CHUNK = 8 * 1024 * 1024
+SMALL_FILE = 1024 * 1024
 
 
 def is_sha256_hex(value: object) -> bool:
@@ -60,9 +62,12 @@ def hash_file(path: Path) -> tuple[str, int]:
     """Hex digest and size of a file, read in large chunks into one reused buffer."""
     digest = hashlib.sha256()
     size = 0
-    buffer = bytearray(READ_CHUNK)
-    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
+        if os.fstat(handle.fileno()).st_size <= SMALL_FILE:  # manifests: one read, no buffer
+            data = handle.read()
+            return hashlib.sha256(data).hexdigest(), len(data)
+        buffer = bytearray(READ_CHUNK)
+        view = memoryview(buffer)
         while True:
             n = handle.readinto(buffer)
             if not n:
