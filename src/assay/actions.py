@@ -39,7 +39,7 @@ class ActionCache:
             record = json.loads(path.read_bytes())
         except FileNotFoundError:
             return None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             return None  # a damaged record is a cache miss, never an error
         if not isinstance(record, dict) or not is_digest(record.get("digest")):
             return None

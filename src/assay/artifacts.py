@@ -50,6 +50,8 @@ class ArtifactSidecarRef:
                 f"got {self.size_bytes!r}")
         if not isinstance(self.media_type, str) or not self.media_type:
             raise ArtifactSchemaError(f"sidecar {self.path!r}: media_type must be a string")
+        object.__setattr__(self, "media_type", strict_json_payload(   # valid UTF-8 text
+            self.media_type, analysis_name=f"sidecar {self.path} media_type"))
         object.__setattr__(self, "metadata", strict_json_payload(
             self.metadata, analysis_name=f"sidecar {self.path}"))
         if not isinstance(self.metadata, dict):
@@ -87,6 +89,7 @@ def _inputs(value: Any, owner: str) -> list[dict[str, str]]:
         role = item.get("role", "input")
         if not isinstance(role, str) or not role:
             raise ArtifactSchemaError(f"{owner}: input role must be a non-empty string")
+        role = strict_json_payload(role, analysis_name=f"{owner} input role")
         out.append({"role": role, "digest": item["digest"]})
     return out
 
@@ -122,8 +125,9 @@ class Artifact:
             raise ArtifactSchemaError(f"{owner}: replicate must be an int >= 1, "
                                       f"got {self.replicate!r}")
         if self.replicates is not None:
-            if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1
-                       for r in self.replicates):
+            if not isinstance(self.replicates, (list, tuple)) or not all(
+                    isinstance(r, int) and not isinstance(r, bool) and r >= 1
+                    for r in self.replicates):
                 raise ArtifactSchemaError(f"{owner}: replicates must be ints >= 1")
             self.replicates = list(self.replicates)
         self._check_identity(owner)
@@ -141,7 +145,9 @@ class Artifact:
                 raise ArtifactSchemaError(f"{owner}: {name} must be a mapping")
         if not isinstance(self.warnings, list) or not all(isinstance(w, str) for w in self.warnings):
             raise ArtifactSchemaError(f"{owner}: warnings must be a list of strings")
-        self.warnings = list(self.warnings)
+        self.warnings = strict_json_payload(list(self.warnings),
+                                            analysis_name=f"{self.analysis_name} warnings",
+                                            max_array_items=1 << 20)
         self.sidecars = [s if isinstance(s, ArtifactSidecarRef) else ArtifactSidecarRef.from_dict(s)
                          for s in self.sidecars]
         paths = [s.path for s in self.sidecars]
@@ -266,7 +272,7 @@ def artifact_from_manifest(manifest: Any, *, where: str = "manifest") -> Artifac
             f"{where}: manifest schema_version {version} is newer than this assay "
             f"understands ({SCHEMA_VERSION}); upgrade assay to read it")
     kind = manifest.get("artifact_type")
-    cls = ARTIFACT_CLASSES.get(kind)  # type: ignore[arg-type]
+    cls = ARTIFACT_CLASSES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ArtifactSchemaError(f"{where}: unknown artifact_type {kind!r}; expected one of "
                                   f"{sorted(ARTIFACT_CLASSES)}")

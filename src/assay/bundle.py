@@ -244,7 +244,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) ->
 def _load_index(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo]) -> dict[str, Any]:
     try:
         index = json.loads(_read_member(archive, members[INDEX], MAX_INDEX_BYTES))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BundleError(f"bundle index.json is not JSON ({exc})") from None
     if not isinstance(index, dict) or index.get("format") != BUNDLE_FORMAT:
         raise BundleError("bundle index.json is not an assay bundle index")
@@ -416,7 +416,7 @@ def _check_manifests(staging: Path, expected: dict[str, tuple[int, str]],
             continue
         try:
             manifest = json.loads((staging / sha).read_bytes())
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise BundleError(f"bundle object sha256:{sha} is listed as a manifest but is not "
                               "JSON") from None
         if not looks_like_manifest(manifest):
@@ -463,7 +463,7 @@ def _check_refs(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
             raise BundleError(f"bundle ref {name!r} does not match its digest in index.json")
         try:
             body = json.loads(data)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise BundleError(f"bundle ref {name!r} is not JSON") from None
         if not isinstance(body, dict) or body.get("digest") != item["digest"]:
             raise BundleError(f"bundle ref {name!r} does not hold the digest index.json lists")
@@ -484,7 +484,7 @@ def _check_refs(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
         if target.exists() and not overwrite:
             try:
                 current = json.loads(target.read_bytes()).get("digest")
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError, RecursionError):
                 current = None
             if current != digest:
                 raise BundleError(

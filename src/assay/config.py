@@ -64,11 +64,15 @@ class Study:
                       for name, a in config["analyses"].items()},
             aggregation=dict(config["aggregation"]), plots=dict(config["plots"]))
         if check_plugins:
+            from .errors import PluginError
             from .plugins import resolve_analysis, resolve_runner
 
-            resolve_runner(study.runner.plugin, where="runner.plugin")
-            for name, spec in study.analyses.items():
-                resolve_analysis(spec.plugin, where=f"analyses.{name}.plugin")
+            try:   # a plugin the config names but that cannot be found is a config error
+                resolve_runner(study.runner.plugin, where="runner.plugin")
+                for name, spec in study.analyses.items():
+                    resolve_analysis(spec.plugin, where=f"analyses.{name}.plugin")
+            except PluginError as exc:
+                raise ConfigError(str(exc)) from exc
         return study
 
     def seed_for(self, condition: str, replicate: int) -> int:
@@ -105,9 +109,35 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     config = copy.deepcopy(config)
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: list(e.path))
     if errors:
-        first = errors[0]
-        raise ConfigError(f"config key {_format_path(first.absolute_path)}: {first.message}")
+        first = _explain(errors[0])
+        raise ConfigError(f"config key {_format_path(first.absolute_path)}: "
+                          f"{_message(first)}")
     return config
+
+
+_LABEL_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$"
+
+
+def _explain(error: Any) -> Any:
+    """For "a count or a list" (oneOf), the error of the alternative the value was meant
+    for, instead of jsonschema's "is not valid under any of the given schemas"."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        meant = [e for e in error.context if e.validator != "type"]
+        if meant:
+            return _explain(min(meant, key=lambda e: len(e.absolute_path)))
+    return error
+
+
+def _message(error: Any) -> str:
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        types = " or ".join(dict.fromkeys(repr(e.validator_value) for e in error.context
+                                          if e.validator == "type"))
+        return f"{error.instance!r} is not of type {types}"
+    if error.validator == "pattern" and error.validator_value == _LABEL_PATTERN:
+        return (f"{error.instance!r} is not a valid label: it must start with a letter or "
+                "digit and contain only letters, digits, '_', '.', '+' or '-' (at most 128 "
+                "characters)")
+    return error.message
 
 
 def load_config(path: str | Path) -> Study:

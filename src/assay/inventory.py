@@ -180,7 +180,7 @@ def parse_manifest_bytes(data: bytes) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return value if looks_like_manifest(value) else None
 
@@ -383,7 +383,7 @@ def _read_ref_entry(item: tuple[str, str], data: bytes | OSError | None = None) 
     try:
         body = (json.loads(data) if not isinstance(data, OSError)
                 and len(data) <= MAX_REF_BYTES else None)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         body = None
     if isinstance(body, dict) and is_digest(body.get("digest")):
         digest = body.pop("digest")
@@ -449,7 +449,7 @@ def _parse_action(path: str, data: bytes | OSError) -> ActionEntry:
         return ActionEntry(key, path, None, b"")
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         value = None
     record = value if isinstance(value, dict) and is_digest(value.get("digest")) else None
     return ActionEntry(key, path, record, data)

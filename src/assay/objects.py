@@ -101,15 +101,16 @@ class ObjectStore:
     def publish(self, tmp_path: Path, sha256: str, size: int) -> StoredObject:
         """Move a finished, fsynced tmp file into place unless an intact twin already exists.
 
-        Two writers of the same bytes both succeed: the loser finds the object and drops its
-        tmp file. An existing object with the wrong size is damaged and is replaced.
+        Two writers of the same bytes both succeed: the loser finds the object, refreshes its
+        mtime (see ``touch``) and drops its tmp file. An existing object with the wrong size is
+        damaged and is replaced; so is one whose mtime cannot be refreshed.
         """
         dest = self.path_for(sha256)
         try:
             existing = dest.stat().st_size
         except FileNotFoundError:
             existing = -1
-        if existing == size:
+        if existing == size and self.touch(sha256):
             os.unlink(tmp_path)
             return StoredObject(sha256, size)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,7 @@ class ObjectStore:
         sha = sha256_hex(data)
         dest = self.path_for(sha)
         try:
-            if dest.stat().st_size == len(data):
+            if dest.stat().st_size == len(data) and self.touch(sha):
                 return StoredObject(sha, len(data))
         except FileNotFoundError:
             pass
@@ -154,7 +155,7 @@ class ObjectStore:
         sha, size = hash_file(source)
         dest = self.path_for(sha)
         try:
-            if dest.stat().st_size == size:
+            if dest.stat().st_size == size and self.touch(sha):
                 if move:
                     os.unlink(source)
                 return StoredObject(sha, size)
@@ -210,6 +211,24 @@ class ObjectStore:
         with self._lock:
             self._verified[sha256] = signature
         return path
+
+    def touch(self, sha256: str) -> bool:
+        """Set an existing object's mtime to now; False if it is gone or not ours to touch.
+
+        A writer that finds its bytes already stored (deduplication) or reuses an artifact
+        from the action cache is about to name old objects from a new ref. `assay gc` keeps
+        unreferenced objects younger than its grace period and re-checks the mtime just
+        before it deletes, so this is what keeps a concurrent gc from sweeping them.
+        """
+        path = self.path_for(sha256)
+        was_verified = self.is_stat_verified(sha256)
+        try:
+            os.utime(path)
+        except OSError:   # missing (swept meanwhile), or another user's read-only object
+            return False
+        if was_verified:
+            self.mark_verified(sha256, path)
+        return True
 
     def mark_verified(self, sha256: str, path: Path) -> None:
         st = path.stat()

@@ -16,6 +16,17 @@ CONTROL = "control"
 
 MAX_ARRAY_ITEMS = 1024
 MAX_DEPTH = 32
+# Integers must survive every JSON reader the catalog and users meet (and Python's own
+# 4300-digit limit on int <-> str): the signed and unsigned 64-bit range.
+MIN_INT, MAX_INT = -(2 ** 63), 2 ** 64 - 1
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except ValueError:   # an int too long to print
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _fail(analysis_name: str, key_path: str, problem: str) -> PayloadError:
@@ -33,12 +44,29 @@ def strict_json_payload(value: Any, *, analysis_name: str,
     return _convert(value, analysis_name, "", 0, max_array_items)
 
 
+def _text(value: str, name: str, where: str, *, key: bool = False) -> str:
+    """A plain str that UTF-8 can encode (a lone surrogate from a JSON escape cannot)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = (f"has a key {value!r} that" if key else f"is {value!r}, which")
+            raise _fail(name, where, f"{problem} is not valid Unicode (a lone surrogate); "
+                        "manifests are UTF-8") from None
+    return value if type(value) is str else str.__str__(value)
+
+
 def _convert(value: Any, name: str, where: str, depth: int, limit: int) -> Any:
     if depth > MAX_DEPTH:
         raise _fail(name, where, f"is nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return _text(value, name, where)
     if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise _fail(name, where, "is an integer outside the 64-bit range; store it as a "
+                        "string or a float")
         return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -56,7 +84,8 @@ def _convert(value: Any, name: str, where: str, depth: int, limit: int) -> Any:
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise _fail(name, where, f"has a non-string key {key!r}")
+                raise _fail(name, where, f"has a non-string key {_short(key)}")
+            key = _text(key, name, where, key=True)
             out[key] = _convert(item, name, f"{where}[{key!r}]", depth + 1, limit)
         return out
     module = type(value).__module__
@@ -71,11 +100,11 @@ def _convert(value: Any, name: str, where: str, depth: int, limit: int) -> Any:
         if isinstance(value, np.bool_):
             return bool(value)
         if isinstance(value, np.integer):
-            return int(value)
+            return _convert(int(value), name, where, depth, limit)
         if isinstance(value, np.floating):
             return _convert(float(value), name, where, depth, limit)
         if isinstance(value, np.str_):
-            return str(value)
+            return _text(str(value), name, where)
     if isinstance(value, (list, tuple)):
         if len(value) > limit:
             raise _fail(name, where, f"is a list of {len(value)} items (limit {limit}); "

@@ -51,6 +51,12 @@ def write_ref(path: str | Path, digest: str, **identity: Any) -> Ref:
     return Ref(path, digest, identity)
 
 
+def _brief(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc)
+
+
 def read_ref(path: str | Path) -> Ref:
     path = Path(path)
     try:
@@ -66,9 +72,9 @@ def read_ref(path: str | Path) -> Ref:
                                   "not a ref file")
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactSchemaError(f"ref {path} is not valid JSON ({exc}); delete it and "
-                                  "rerun the job that writes it") from None
+    except (ValueError, RecursionError) as exc:   # ValueError: also bad UTF-8, huge ints
+        raise ArtifactSchemaError(f"ref {path} is not valid JSON ({_brief(exc)}); delete it "
+                                  "and rerun the job that writes it") from None
     if not isinstance(body, dict) or not is_digest(body.get("digest")):
         raise ArtifactSchemaError(f"ref {path} has no valid 'digest' ('sha256:<64 hex>')")
     digest = body.pop("digest")

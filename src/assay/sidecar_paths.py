@@ -30,6 +30,12 @@ def check_sidecar_path(path: str) -> str:
         raise SidecarPathError(f"sidecar path {path!r} contains a backslash; use '/'")
     if "\x00" in path:
         raise SidecarPathError(f"sidecar path {path!r} contains a NUL byte")
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SidecarPathError(f"sidecar path {path!r} is not valid Unicode text (it "
+                                   "holds a lone surrogate)") from None
     if path.startswith("/"):
         raise SidecarPathError(f"sidecar path {path!r} is absolute; use a relative path "
                                "such as 'sidecars/name.npz'")

@@ -136,7 +136,7 @@ class ArtifactStore:
 
         sha, size = hash_file(source)
         dest = self.objects.path_for(sha)
-        if dest.exists() and dest.stat().st_size == size:
+        if dest.exists() and dest.stat().st_size == size and self.objects.touch(sha):
             return StoredObject(sha, size)
         tmp = self.objects.new_tmp_path()
         try:
@@ -277,7 +277,10 @@ class ArtifactStore:
         digest, data = self.manifest_bytes(ref, verify=verify)
         try:
             manifest = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError:
+            raise ArtifactSchemaError(f"artifact {digest} is not a manifest: its JSON is "
+                                      "nested too deeply") from None
+        except ValueError as exc:   # also bad UTF-8 and integers too long to convert
             raise ArtifactSchemaError(f"artifact {digest} is not a JSON manifest ({exc})") from None
         artifact = artifact_from_manifest(manifest, where=f"artifact {digest}")
         for sidecar in artifact.sidecars:
@@ -333,7 +336,9 @@ class ArtifactStore:
         """Unpickle only after the digest verifies; results are cached in-process."""
         sha = parse_digest(artifact_id)
         cached = self._cache.get(("binary", sha))
-        if cached is not MISSING and verify != "full":
+        # Like manifests and arrays: served from memory only while the object on disk is
+        # unchanged since it was verified (a deleted or rewritten object is re-checked).
+        if cached is not MISSING and verify != "full" and self.objects.is_stat_verified(sha):
             return cached
         path = self.objects.verify(sha, None, what=f"binary {artifact_id}", full=verify == "full")
         import joblib
@@ -365,8 +370,14 @@ class ArtifactStore:
         record = self.actions.read(key)
         if record is None:
             return None
+        # A hit is about to be named by a new ref: refresh each object's mtime before it is
+        # verified, so a gc running meanwhile sees them as young and keeps them.
         try:
-            self.verify_artifact(record["digest"], verify=verify)
+            self.objects.touch(parse_digest(record["digest"]))
+            artifact = self.read_artifact(record["digest"], verify=verify)
+            for sidecar in artifact.sidecars:
+                self.objects.touch(sidecar.sha256)
+                self.validate_sidecar(sidecar, verify=verify)
         except (ArtifactIntegrityError, ArtifactSchemaError):
             return None
         return record["digest"]
