@@ -544,24 +544,23 @@ def test_verify_full_rechecks_the_manifest_object(tmp_path):
 
 # --- the stat cache contract -------------------------------------------------------------------
 def test_stat_cache_contract(tmp_path):
-    """verify="stat" re-hashes an object only when its (size, mtime, inode) changed since
-    this store instance last verified it. A same-size in-place edit that puts the mtime back
-    is therefore NOT seen by verify="stat" (by design: that is what makes repeated loads
-    cheap); verify="full" always hashes and catches it, and so does any new store instance.
+    """verify="stat" re-hashes an object only when its (size, mtime, ctime, inode) changed
+    since this store instance last verified it. ctime cannot be set back, so even a
+    same-size in-place edit that restores the mtime is seen; what the stat cache cannot
+    see is a change that leaves all four alone (only verify="full" hashes every time).
     """
     store = ArtifactStore(tmp_path)
     digest, ref = distance_artifact(store)
     path = object_path(tmp_path, ref.sha256)
     store.validate_sidecar(ref, verify="full")
+    store.clear_cache()  # the LRU is separate; make sure only the stat cache is at play
+    assert store.validate_sidecar(ref, verify="stat") == path  # unchanged: trusted
 
     flip_byte(path, ref.size_bytes // 2, keep_mtime=True)
-    store.clear_cache()  # the LRU is separate; make sure only the stat cache is at play
-    assert store.validate_sidecar(ref, verify="stat") == path  # trusted, not re-hashed
-    with pytest.raises(ArtifactIntegrityError, match="different bytes"):
-        store.validate_sidecar(ref, verify="full")
-    # A failed full check drops the stat-cache entry: "stat" now re-hashes too.
     with pytest.raises(ArtifactIntegrityError, match="different bytes"):
         store.validate_sidecar(ref, verify="stat")
+    with pytest.raises(ArtifactIntegrityError, match="different bytes"):
+        store.validate_sidecar(ref, verify="full")
     with pytest.raises(ArtifactIntegrityError, match="different bytes"):
         ArtifactStore(tmp_path).validate_sidecar(ref, verify="stat")
 

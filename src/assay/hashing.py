@@ -86,10 +86,12 @@ class BackgroundHasher:
     """
 
     _SMALL = 64 * 1024
+    _DEPTH = 4
 
     def __init__(self) -> None:
         self._digest = hashlib.sha256()
-        self._queue: queue.SimpleQueue[bytes | memoryview | None] = queue.SimpleQueue()
+        # Bounded: a writer faster than SHA-256 waits instead of piling chunks in memory.
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=self._DEPTH)
         self._pending = bytearray()
         self._thread = threading.Thread(target=self._run, name="assay-hasher", daemon=True)
         self._error: BaseException | None = None

@@ -24,6 +24,15 @@ class StoredObject:
     fresh: bool = False  # True when these bytes were just published (so known good)
 
 
+def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must be unchanged for a verified object to be trusted without re-hashing.
+
+    ctime is included because it cannot be set back: an edit that restores the mtime
+    still changes it.
+    """
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 class HashingFileWriter:
     """A write-only, non-seekable file that hashes on a second thread while it writes.
 
@@ -86,7 +95,7 @@ class ObjectStore:
         self.root = Path(root)
         self.objects_dir = self.root / "objects"
         self.tmp_dir = self.root / "tmp"
-        self._verified: dict[str, tuple[int, int, int]] = {}
+        self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
 
     # paths -------------------------------------------------------------
@@ -201,7 +210,7 @@ class ObjectStore:
         if size is not None and st.st_size != size:
             self.forget(sha256)
             raise self._damaged(sha256, what, f"has {st.st_size} bytes, expected {size}")
-        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        signature = _signature(st)
         if not full and self._verified.get(sha256) == signature:
             return path
         actual, _ = hash_file(path)
@@ -233,14 +242,14 @@ class ObjectStore:
     def mark_verified(self, sha256: str, path: Path) -> None:
         st = path.stat()
         with self._lock:
-            self._verified[sha256] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            self._verified[sha256] = _signature(st)
 
     def is_stat_verified(self, sha256: str) -> bool:
         try:
             st = self.path_for(sha256).stat()
         except FileNotFoundError:
             return False
-        return self._verified.get(sha256) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        return self._verified.get(sha256) == _signature(st)
 
     def forget(self, sha256: str) -> None:
         with self._lock:

@@ -245,8 +245,10 @@ class ArtifactStore:
             return ref.digest
         if isinstance(ref, str) and is_digest(ref):
             return ref
-        if isinstance(ref, str) and ref.startswith("sha256:"):
-            parse_digest(ref)  # raises with the exact spelling rule
+        if isinstance(ref, str) and (ref.lower().startswith("sha256:") or (
+                len(ref) == 64 and all(c in "0123456789abcdefABCDEF" for c in ref))):
+            if not os.path.exists(ref):
+                parse_digest(ref)  # raises with the exact spelling rule
         return read_ref(ref).digest
 
     def manifest_bytes(self, ref: str | os.PathLike[str] | Ref | None, *,
