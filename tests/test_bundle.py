@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_catalog import make_study
+from study_helpers import make_study
 
 from assay import ArtifactStore, ArtifactStoreError, write_ref
 from assay.bundle import BundleError, export_bundle, import_bundle

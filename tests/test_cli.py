@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from test_catalog import make_study
+from study_helpers import run_cli
 
 from assay.cli import main
 from assay.hashing import canonical_json
@@ -21,16 +21,8 @@ from assay.hashing import canonical_json
 HEAVY = ("numpy", "pandas", "duckdb", "matplotlib", "pyarrow", "scipy")
 
 
-@pytest.fixture
-def study(tmp_path):
-    return make_study(tmp_path)
 
-
-def run(study, capsys, *argv):
-    capsys.readouterr()
-    code = main(["--store", str(study.store_root), "--results", str(study.results), *argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 # --- the program itself ----------------------------------------------------------------

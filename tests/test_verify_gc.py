@@ -8,27 +8,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-from test_catalog import make_study
+from study_helpers import run_cli
 
 from assay import ReplicateArtifact, write_ref
-from assay.cli import main
 from assay.gc import collect_garbage
 from assay.verify import verify_store
 
 HOUR = 3600
 
 
-@pytest.fixture
-def study(tmp_path):
-    return make_study(tmp_path)
 
-
-def run(study, capsys, *argv):
-    capsys.readouterr()
-    code = main(["--store", str(study.store_root), "--results", str(study.results), *argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli
 
 
 def hexof(digest: str) -> str:

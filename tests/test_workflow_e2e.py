@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from assay import ArtifactStore, read_ref
+from assay import ArtifactStore
 from workflow_helpers import SMALL_CONFIG, digests, jobs_run, rules_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow

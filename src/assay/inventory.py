@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactStoreError
-from .hashing import DIGEST_PREFIX, is_digest, is_sha256_hex
+from .hashing import DIGEST_PREFIX, hash_file, is_digest, is_sha256_hex
 from .refs import MAX_REF_BYTES, Ref, read_ref
 
 # The directories under results/ whose *.json files are refs (plots/ and the catalog are not).
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 REF_DIRS = ("runs", "replicates", "conditions", "comparisons")
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-SMALL_OBJECT = 1 << 20
-HASH_CHUNK = 1 << 20
 
 Progress = Callable[[str, int, "int | None"], None]
 
@@ -104,45 +102,33 @@ def object_path_str(objects_dir: str, sha256: str) -> str:
     return f"{objects_dir}/{sha256[:2]}/{sha256}"
 
 
+def _read_rest(fd: int, head: bytes, limit: int) -> bytes:
+    """``head`` plus the rest of the file, stopping once more than ``limit`` bytes are read."""
+    if len(head) < 65536:
+        return head
+    chunks, total = [head], len(head)
+    while total <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def read_capped(path: str, limit: int) -> bytes:
     """A whole file of at most ``limit`` bytes (``limit + 1`` bytes back means: too big)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        data = os.read(fd, 65536)
-        if len(data) < 65536:
-            return data
-        chunks = [data]
-        total = len(data)
-        while total <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        return b"".join(chunks)
+        return _read_rest(fd, os.read(fd, 65536), limit)
     finally:
         os.close(fd)
-
-
-def hash_path(path: Path | str) -> tuple[str, int]:
-    """SHA-256 hex and size. Small files in one read (no big buffer to allocate per call)."""
-    with open(path, "rb", buffering=0) as handle:
-        data = handle.read(SMALL_OBJECT + 1)
-        digest = hashlib.sha256(data)
-        size = len(data)
-        if size > SMALL_OBJECT:
-            buffer = bytearray(HASH_CHUNK)
-            view = memoryview(buffer)
-            while n := handle.readinto(buffer):
-                digest.update(view[:n])
-                size += n
-    return digest.hexdigest(), size
 
 
 def check_object(path: Path | str, sha256: str, size: int | None = None) -> str | None:
     """None if the object is intact, else what is wrong with it (missing, size, bytes)."""
     try:
-        actual, actual_size = hash_path(path)
+        actual, actual_size = hash_file(path)
     except FileNotFoundError:
         return "is missing"
     except OSError as exc:
@@ -195,20 +181,12 @@ def read_small(path: str, limit: int = MAX_MANIFEST_BYTES) -> bytes | None:
         head = os.read(fd, 65536)
         if not head.startswith(b"{"):
             return None
-        if len(head) < 65536:
-            return head
-        chunks, total = [head], len(head)
-        while total <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
+        data = _read_rest(fd, head, limit)
     except OSError:
         return None
     finally:
         os.close(fd)
-    return None if total > limit else b"".join(chunks)
+    return None if len(data) > limit else data
 
 
 def sidecar_shas(manifest: dict[str, Any]) -> list[tuple[str, int | None]]:
