@@ -12,7 +12,8 @@ import pytest
 from study_helpers import make_study
 
 from assay import ArtifactStore, ArtifactStoreError, write_ref
-from assay.bundle import BundleError, export_bundle, import_bundle
+from assay import BundleError
+from assay.bundle import export_bundle, import_bundle
 from assay.catalog import build_catalog, open_catalog
 from assay.cli import main
 from assay.hashing import canonical_json, sha256_hex

@@ -23,6 +23,7 @@ from .errors import (
     ArtifactSchemaError,
     ArtifactStoreError,
     AssayError,
+    BundleError,
     ConfigError,
     PayloadError,
     PluginError,
@@ -39,7 +40,7 @@ __all__ = [
     "SCHEMA_VERSION", "METRICS", "Artifact", "ArtifactSidecarRef", "ArtifactStore",
     "RunArtifact", "ReplicateArtifact", "ConditionArtifact", "ComparisonArtifact",
     "AssayError", "ArtifactStoreError", "ArtifactIntegrityError", "ArtifactSchemaError",
-    "SidecarPathError", "PayloadError", "ConfigError", "PluginError",
+    "SidecarPathError", "BundleError", "PayloadError", "ConfigError", "PluginError",
     "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",
 ]
 

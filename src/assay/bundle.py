@@ -32,7 +32,7 @@ from typing import Any
 
 from .artifacts import SCHEMA_VERSION, artifact_from_manifest
 from .atomic import atomic_write_bytes
-from .errors import ArtifactIntegrityError, ArtifactStoreError, AssayError
+from .errors import ArtifactIntegrityError, ArtifactStoreError, AssayError, BundleError
 from .hashing import DIGEST_PREFIX, canonical_json, is_digest, is_sha256_hex
 from .inventory import (
     REF_DIRS,
@@ -57,8 +57,6 @@ _OBJECT_MEMBER = re.compile(r"^objects/([0-9a-f]{64})$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-class BundleError(ArtifactStoreError):
-    """A bundle was refused; the store and the results were left untouched."""
 
 
 @dataclass

@@ -38,13 +38,12 @@ from .inventory import (
     sniff_manifests,
     walk_manifests,
 )
-from .payload import CONTROL, METRICS
+from .payload import COMPARISONS, CONTROL, METRICS
 from .store import ArtifactStore
 
 CATALOG_NAME = "catalog.duckdb"
 CATALOG_FORMAT = 1
 # Payload key of a comparison artifact's per-condition statistics (written by stages.py).
-COMPARISONS = "comparisons"
 # The statistic name of a plain scalar metric (replicate and run artifacts).
 VALUE = "value"
 TABLES = ("artifacts", "sidecars", "metrics", "edges", "objects", "refs", "actions",

@@ -23,6 +23,10 @@ class SidecarPathError(ArtifactStoreError, ValueError):
     """A sidecar path is not a safe artifact-relative POSIX path."""
 
 
+class BundleError(ArtifactStoreError):
+    """A bundle was refused; the store and the results were left untouched."""
+
+
 class PayloadError(AssayError, ValueError):
     """A value cannot be stored as strict JSON in a manifest."""
 

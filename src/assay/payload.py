@@ -12,6 +12,7 @@ from .errors import PayloadError
 METRICS = "metrics"          # {name: finite float} aggregated across replicates
 SKIPPED = "skipped_replicates"
 CONDITIONS = "conditions"
+COMPARISONS = "comparisons"  # {condition: {metric: Welch statistics}} in comparisons
 CONTROL = "control"
 
 MAX_ARRAY_ITEMS = 1024

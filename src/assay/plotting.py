@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import PlotContext
-from .payload import CONDITIONS, CONTROL, METRICS
+from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS
 from .plugins import resolve_analysis
 from .store import ArtifactStore
 
@@ -50,7 +50,7 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
     ncols = min(3, len(metrics)) or 1
     nrows = math.ceil(len(metrics) / ncols) or 1
     axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
-    comparisons = ctx.comparison.payload.get("comparisons", {})
+    comparisons = ctx.comparison.payload.get(COMPARISONS, {})
     labels = list(ctx.conditions)
     for ax, metric in zip(axes, metrics):
         confidence = None

@@ -20,7 +20,7 @@ from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtif
 from .context import AggregateContext, CollectorContext, CompareContext, RunContext
 from .errors import AssayError, PluginError
 from .hashing import canonical_json, format_digest, sha256_hex
-from .payload import CONDITIONS, CONTROL, METRICS, SKIPPED
+from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, SKIPPED
 from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
 from .store import ArtifactStore
 
@@ -259,7 +259,7 @@ def compute_compare(store: ArtifactStore, spec: dict[str, Any], inputs: list[str
                               for name in sorted(own) if name in base}
     result = ComparisonArtifact(
         analysis_name=spec["analysis"],
-        payload={CONTROL: control, CONDITIONS: sorted(conditions), "comparisons": comparisons,
+        payload={CONTROL: control, CONDITIONS: sorted(conditions), COMPARISONS: comparisons,
                  "confidence": spec["confidence"]},
         metadata={"settings_fingerprint": spec["settings_fingerprint"]})
     plugin = resolve_analysis(spec["plugin"])()
