@@ -751,8 +751,9 @@ def report(args, facts: dict, large: Shape, medium: Shape) -> tuple[str, str]:
     ]
     if others is not None and others.cores is not None:
         lines += [f"Other processes used {others.core_seconds:.0f} core-seconds while this "
-                  f"ran (on average {others.cores:.2f} of {os.cpu_count()} cores); real-run "
-                  "wall times include that contention.", ""]
+                  f"ran (on average {others.cores:.2f} of {os.cpu_count()} cores)"
+                  + ("; real-run wall times include that contention." if others.cores >= 0.05
+                     else ": the machine was otherwise idle."), ""]
     bd = facts["breakdown_first_medium"]
     lines += ["First real run of the medium study (greedy), where the time goes: "
               + breakdown_text(facts["runs"]["assay", "greedy"][0], bd) + ".", ""]
