@@ -83,10 +83,16 @@ def plot_spec(study: Any, analysis: str) -> dict[str, Any]:
 
 # --- execution -------------------------------------------------------------------------
 def _versions() -> dict[str, str]:
-    import numpy
+    """Recorded in provenance; numpy's version is read without importing numpy."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy_version = numpy.__version__
+    else:
+        from importlib.metadata import version
 
+        numpy_version = version("numpy")
     return {"assay": __version__, "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-            "numpy": numpy.__version__}
+            "numpy": numpy_version}
 
 
 def stage_action_key(spec: dict[str, Any], input_digests: list[str]) -> str:

@@ -41,6 +41,12 @@ class WorkflowPlan:
         return f"{self.results}/comparisons/{analysis}.json"
 
     @cached_property
+    def framework_digest(self) -> str:
+        from .plugins import framework_digest
+
+        return framework_digest()
+
+    @cached_property
     def plot_format(self) -> str:
         return self.study.plots["format"]
 

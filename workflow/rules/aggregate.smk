@@ -5,6 +5,7 @@ rule aggregate:
         f"{RESULTS}/conditions/{{analysis}}/{{condition}}.json",
     params:
         store=STORE,
+        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("aggregate", wildcards),
     log:
         f"{RESULTS}/logs/aggregate/{{analysis}}/{{condition}}.log",

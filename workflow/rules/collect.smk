@@ -5,6 +5,7 @@ rule collect:
         f"{RESULTS}/replicates/{{analysis}}/{{condition}}/{{replicate}}.json",
     params:
         store=STORE,
+        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("collect", wildcards),
     log:
         f"{RESULTS}/logs/collect/{{analysis}}/{{condition}}/{{replicate}}.log",

@@ -10,6 +10,9 @@ shell.prefix(f'export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHO
 PLAN = WorkflowPlan(config)  # paths in the config are relative to the working directory
 STORE = PLAN.store
 RESULTS = PLAN.results
+# Digest of assay's own stage code: a param of every stage rule, so upgrading or editing
+# the framework reruns the jobs whose action keys it changes.
+FRAMEWORK = PLAN.framework_digest
 
 
 wildcard_constraints:

@@ -5,6 +5,7 @@ rule compare:
         f"{RESULTS}/comparisons/{{analysis}}.json",
     params:
         store=STORE,
+        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("compare", wildcards),
     log:
         f"{RESULTS}/logs/compare/{{analysis}}.log",

@@ -12,6 +12,7 @@ rule plot_summary:
         ),
     params:
         store=STORE,
+        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("plot", wildcards),
     log:
         f"{RESULTS}/logs/plot/{{analysis}}/summary.log",
@@ -34,6 +35,7 @@ rule plot_detail:
         ),
     params:
         store=STORE,
+        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("plot", wildcards),
     log:
         f"{RESULTS}/logs/plot/{{analysis}}/detail.log",

@@ -5,6 +5,7 @@ rule run:
         f"{RESULTS}/runs/{{condition}}/{{replicate}}.json",
     params:
         store=STORE,
+        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("run", wildcards),
     log:
         f"{RESULTS}/logs/run/{{condition}}/{{replicate}}.log",
