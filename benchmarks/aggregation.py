@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,12 +31,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import (  # noqa: E402
     RESULTS_MD,
-    machine_description,
     machine_markdown,
     markdown_table,
-    replace_section,
 )
-from workflow import Load, Shape, study_config, write_plugins  # noqa: E402
+from workflow import Shape, measure_and_write, study_config, write_plugins  # noqa: E402
 
 SIDECAR_BYTES = 1 << 20
 
@@ -282,20 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.replicates = args.replicates or (200 if args.quick else 1000)
     args.repeats = args.repeats or (3 if args.quick else 5)
-    root = Path(tempfile.mkdtemp(prefix="assay-bench-aggregation-", dir=args.scratch))
-    info = machine_description(args.scratch, packages=("numpy",))
-    try:
-        with Load() as others:
-            facts = measure(args, root)
-        facts["others"] = others
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    text = report(args, facts, info)
-    print(text)
-    if not args.no_write:
-        replace_section("Aggregation", text, args.results)
-        log(f"wrote the Aggregation section of {args.results}")
-    return 0
+    return measure_and_write("Aggregation", args, "assay-bench-aggregation-", measure, report)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,12 +39,10 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from common import (  # noqa: E402
     RESULTS_MD,
-    machine_description,
     machine_markdown,
     markdown_table,
-    replace_section,
 )
-from workflow import Load, Shape, bench_env, study_config, write_plugins  # noqa: E402
+from workflow import Shape, measure_and_write, bench_env, study_config, write_plugins  # noqa: E402
 
 GOAL_JOB = 0.5
 GOAL_HELP = 0.15
@@ -341,20 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args.repeats = args.repeats or (10 if args.quick else 15)
     if args.repeats < 10:
         log("note: fewer than 10 repeats")
-    root = Path(tempfile.mkdtemp(prefix="assay-bench-jobs-", dir=args.scratch))
-    info = machine_description(args.scratch, packages=("numpy",))
-    try:
-        with Load() as others:
-            facts = measure(args, root)
-        facts["others"] = others
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    text = report(args, facts, info)
-    print(text)
-    if not args.no_write:
-        replace_section("Per-job start", text, args.results)
-        log(f"wrote the Per-job start section of {args.results}")
-    return 0
+    return measure_and_write("Per-job start", args, "assay-bench-jobs-", measure, report)
 
 
 if __name__ == "__main__":

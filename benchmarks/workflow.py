@@ -416,6 +416,24 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def measure_and_write(section: str, args, prefix: str, measure, report) -> int:
+    """The tail every job-level benchmark shares: scratch dir, load watch, section write."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=args.scratch))
+    info = machine_description(args.scratch, packages=("numpy",))
+    try:
+        with Load() as others:
+            facts = measure(args, root)
+        facts["others"] = others
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    text = report(args, facts, info)
+    print(text)
+    if not args.no_write:
+        replace_section(section, text, args.results)
+        log(f"wrote the {section} section of {args.results}")
+    return 0
+
+
 def dry_run(study: Study, targets: list[str], env: dict[str, str]) -> RunResult:
     return snakemake(study, "-n", "--quiet", *_targets(targets), env=env)
 
