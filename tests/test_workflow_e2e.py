@@ -89,6 +89,8 @@ def test_changing_one_analysis_reruns_only_that_analysis(study):
 
 def test_forceall_uses_action_cache_and_keeps_digests(study):
     before = digests(study)
+    figure = study / "results" / "plots" / "contacts" / "summary.png"
+    drawn = figure.read_bytes()
     start = time.monotonic()
     proc = snakemake(study, "--forceall")
     forced = time.monotonic() - start
@@ -96,6 +98,9 @@ def test_forceall_uses_action_cache_and_keeps_digests(study):
     assert digests(study) == before
     logs = (study / "results" / "logs" / "run" / "free" / "1.log").read_text()
     assert "action cache hit" in logs
+    plot_log = (study / "results" / "logs" / "plot" / "contacts" / "summary.log").read_text()
+    assert "figure cache hit" in plot_log  # copied from the store, not redrawn
+    assert figure.read_bytes() == drawn
     assert forced < 600
 
 

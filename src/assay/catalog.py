@@ -252,7 +252,7 @@ def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
     refs = load_refs(results_dir, jobs=jobs)
     actions = load_actions(store_root, jobs=jobs)
     roots = [r.sha256 for r in refs if r.sha256 is not None]
-    roots += [a.sha256 for a in actions if a.sha256 is not None]
+    roots += [a.artifact_sha256 for a in actions if a.artifact_sha256 is not None]
     graph = walk_manifests(store_root, roots, verify=True, keep_raw=True, jobs=jobs,
                            progress=progress)
     manifests, raw = graph.manifests, graph.raw

@@ -420,6 +420,11 @@ class ActionEntry:
         digest = (self.record or {}).get("digest")
         return digest[len(DIGEST_PREFIX):] if is_digest(digest) else None
 
+    @property
+    def artifact_sha256(self) -> str | None:
+        """The manifest this record caches; None for a cached figure (plot stage)."""
+        return None if (self.record or {}).get("stage") == "plot" else self.sha256
+
 
 def _parse_action(path: str, data: bytes | OSError) -> ActionEntry:
     key = os.path.basename(path)[:-5]

@@ -64,10 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = ArtifactStore(args.store)
         inputs = [read_ref(path).digest for path in args.inputs]
         if args.stage == "plot":
-            from .plotting import run_plot
+            from .plotting import run_plot, run_plot_cached
 
             [comparison] = inputs
-            run_plot(store, spec, comparison, args.plots)
+            if args.no_cache:
+                run_plot(store, spec, comparison, args.plots)
+            else:
+                run_plot_cached(store, spec, comparison, args.plots, log=log)
             log(f"wrote {len(args.plots)} figure(s) in {time.monotonic() - started:.2f}s")
             return 0
         from .stages import execute

@@ -103,6 +103,60 @@ def plot_outputs(analysis_plugin: Any, results: str, analysis: str, fmt: str) ->
     return [f"{results}/plots/{analysis}/{name}.{fmt}" for name in names]
 
 
+def figure_action_key(spec: dict[str, Any], comparison_digest: str, output: Path) -> str:
+    """What a figure depends on: the plot spec, its name and format, the comparison (and so
+    everything below it), the plugin and framework code, and matplotlib's version."""
+    from importlib.metadata import version
+
+    from .stages import stage_action_key
+
+    keyed = {**spec, "figure": output.name, "matplotlib": version("matplotlib")}
+    return stage_action_key(keyed, [comparison_digest])
+
+
+def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,
+                    outputs: list[str], log=lambda _m: None) -> None:
+    """Copy figures drawn before from the store; draw (and store) only the missing ones.
+
+    Figure bytes live in objects/ like everything else, named in the action cache only:
+    no ref reaches them, so `assay gc` may sweep them, and the next plot job redraws.
+    """
+    import socket
+    import time
+    from datetime import datetime, timezone
+
+    from .atomic import atomic_write_bytes
+    from .errors import ArtifactIntegrityError
+    from .hashing import format_digest, parse_digest
+
+    keys = {Path(o): figure_action_key(spec, comparison_digest, Path(o)) for o in outputs}
+    missing = []
+    for output, key in keys.items():
+        record = store.actions.read(key)
+        try:
+            if record is None:
+                raise ArtifactIntegrityError("not cached")
+            sha = parse_digest(record["digest"])
+            data = store.objects.read_bytes(sha, None, what=f"figure {output.name}")
+        except ArtifactIntegrityError:
+            missing.append(str(output))
+            continue
+        store.objects.touch(sha)
+        atomic_write_bytes(output, data)
+        log(f"figure cache hit {key[:12]}: {output}")
+    if not missing:
+        return
+    started = time.monotonic()
+    run_plot(store, spec, comparison_digest, missing)
+    for output in map(Path, missing):
+        stored = store.objects.put_bytes(output.read_bytes())
+        store.record_action(keys[output], format_digest(stored.sha256), stage="plot",
+                            plugin=spec["plugin"], figure=output.name,
+                            when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            host=socket.gethostname(),
+                            duration_s=round(time.monotonic() - started, 6))
+
+
 def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,
              outputs: list[str]) -> None:
     import matplotlib

@@ -135,7 +135,8 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
         if action.record is None:
             report.bad_actions[action.key] = "is not a readable action record"
 
-    roots = [e.sha256 for e in refs if e.sha256] + [a.sha256 for a in actions if a.sha256]
+    roots = ([e.sha256 for e in refs if e.sha256]
+             + [a.artifact_sha256 for a in actions if a.artifact_sha256])
     graph = walk_manifests(store_root, roots, verify=True, jobs=jobs, progress=progress,
                            stage="verify manifests")
     manifests: dict[str, dict[str, Any]] = {}
