@@ -24,6 +24,21 @@ def action_key(*, stage: str, plugin: str, code_digest: str, settings: Any,
                                                          max_array_items=1 << 20)))
 
 
+def run_facts(started: float) -> dict[str, Any]:
+    """When, where and how long a job ran: the action record holds these, never a manifest.
+
+    ``started`` is a ``time.monotonic()`` reading taken when the work began.
+    """
+    import os
+    import socket
+    import time
+    from datetime import datetime, timezone
+
+    return {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "duration_s": round(time.monotonic() - started, 6)}
+
+
 class ActionCache:
     def __init__(self, actions_dir: Path) -> None:
         self.dir = Path(actions_dir)

@@ -192,6 +192,24 @@ class ObjectStore:
                     f"{source} changed while it was being copied into the store; retry")
         return self.publish(tmp, sha, size)
 
+    def link_file(self, source: Path) -> StoredObject | None:
+        """Hard-link a file in (no second copy), hashing the linked inode once.
+
+        None when the filesystem refuses the link (e.g. another device); the caller copies.
+        Hashing after linking, not before, means the digest is of the very inode published.
+        """
+        tmp = self.new_tmp_path()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            return None
+        try:
+            sha, size = hash_file(tmp)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return self.publish(tmp, sha, size)
+
     # reads -------------------------------------------------------------
     def _damaged(self, sha256: str, what: str, problem: str) -> ArtifactIntegrityError:
         return ArtifactIntegrityError(

@@ -121,10 +121,9 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     Figure bytes live in objects/ like everything else, named in the action cache only:
     no ref reaches them, so `assay gc` may sweep them, and the next plot job redraws.
     """
-    import socket
     import time
-    from datetime import datetime, timezone
 
+    from .actions import run_facts
     from .atomic import atomic_write_bytes
     from .errors import ArtifactIntegrityError
     from .hashing import format_digest, parse_digest
@@ -151,10 +150,7 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     for output in map(Path, missing):
         stored = store.objects.put_bytes(output.read_bytes())
         store.record_action(keys[output], format_digest(stored.sha256), stage="plot",
-                            plugin=spec["plugin"], figure=output.name,
-                            when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            host=socket.gethostname(),
-                            duration_s=round(time.monotonic() - started, 6))
+                            plugin=spec["plugin"], figure=output.name, **run_facts(started))
 
 
 def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,
@@ -167,8 +163,8 @@ def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,
     ctx = load_plot_context(store, spec, comparison_digest)
     dpi = int(ctx.plot_options.get("dpi", 120))
     plugin = resolve_analysis(spec["plugin"])()
+    n_metrics = len({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
     for output in map(Path, outputs):
-        n_metrics = len({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
         if output.stem == "summary":
             figure = Figure(figsize=(4.2 * min(3, max(n_metrics, 1)),
                                      3.6 * math.ceil(max(n_metrics, 1) / 3)),

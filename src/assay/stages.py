@@ -8,14 +8,12 @@ spec is also recorded in the artifact's provenance, which is what `assay reprodu
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import sys
 import time
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from . import __version__
+from .actions import run_facts
 from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtifact
 from .context import AggregateContext, CollectorContext, CompareContext, RunContext
 from .errors import AssayError, PluginError
@@ -126,10 +124,7 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
         artifact, provenance=provenance,
         inputs=[{"role": role, "digest": d} for d in input_digests] if role else [])
     digest = store.write_artifact(artifact)
-    store.record_action(key, digest, stage=stage, plugin=spec["plugin"],
-                        when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        host=socket.gethostname(), pid=os.getpid(),
-                        duration_s=round(time.monotonic() - started, 6))
+    store.record_action(key, digest, stage=stage, plugin=spec["plugin"], **run_facts(started))
     log(f"computed {stage} {digest} in {time.monotonic() - started:.3f}s")
     return digest
 
@@ -298,8 +293,6 @@ def spec_from_provenance(artifact: Artifact) -> dict[str, Any]:
 
 def copy_closure(source: ArtifactStore, digests: list[str], target: ArtifactStore) -> None:
     """Copy artifacts, their sidecars and their inputs (recursively) into another store."""
-    from .hashing import parse_digest
-
     pending, seen = list(digests), set()
     while pending:
         digest = pending.pop()
@@ -312,7 +305,6 @@ def copy_closure(source: ArtifactStore, digests: list[str], target: ArtifactStor
         for sidecar in artifact.sidecars:
             target.objects.put_file(source.objects.path_for(sidecar.sha256), move=False)
         pending.extend(item["digest"] for item in artifact.inputs)
-        parse_digest(digest)
 
 
 def recompute(store: ArtifactStore, digest: str, scratch: ArtifactStore) -> str:

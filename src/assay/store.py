@@ -123,30 +123,10 @@ class ArtifactStore:
         source = Path(source)
         if not source.is_file():
             raise ArtifactStoreError(f"cannot ingest {source}: not a regular file")
-        stored = None
-        if link:
-            stored = self._link_in(source)
+        stored = self.objects.link_file(source) if link else None
         if stored is None:
             stored = self.objects.put_file(source, move=False)
         return self._ref(path, stored, media_type, metadata)
-
-    def _link_in(self, source: Path):
-        from .hashing import hash_file
-        from .objects import StoredObject
-
-        sha, size = hash_file(source)
-        dest = self.objects.path_for(sha)
-        if dest.exists() and dest.stat().st_size == size and self.objects.touch(sha):
-            return StoredObject(sha, size)
-        tmp = self.objects.new_tmp_path()
-        try:
-            os.link(source, tmp)
-        except OSError:
-            return None
-        if hash_file(tmp) != (sha, size):  # changed between hashing and linking
-            os.unlink(tmp)
-            return None
-        return self.objects.publish(tmp, sha, size)
 
     def sidecar_ref_for(self, digest: str, path: str, *, media_type: str | None = None,
                         metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
