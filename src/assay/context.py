@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .artifacts import (
     ConditionArtifact,
@@ -23,8 +25,34 @@ class RunContext:
     seed: int
     artifact_store: ArtifactStore
     runner_name: str
-    workdir: Path = field(default_factory=Path.cwd)
+    # The workflow directory: relative paths in settings (imported files) start here.
+    study_dir: Path = field(default_factory=Path.cwd)
+    # The run's persistent work directory (store/work/<action key>/files): kept across
+    # kills and retries, removed once the artifact is published. Checkpoints go here.
+    workdir: Path | None = None
+    attempt: int = 1
+    resuming: bool = False          # an earlier attempt left files in workdir
+    threads: int = 1                # the job's CPU threads (the study's resources)
     warnings: list[str] = field(default_factory=list)
+    # Set when the job was asked to stop (SIGTERM: walltime, scancel, preemption): a
+    # runner checks ``stop_requested`` between steps, writes its checkpoint and returns.
+    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    progress_sink: Callable[[float, float | None, str], None] | None = field(
+        default=None, repr=False)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop_event.is_set()
+
+    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Report how far the run has got (read by `assay status`); cheap, call it often."""
+        if self.progress_sink is not None:
+            self.progress_sink(done, total, message)
+
+    def log(self, message: str) -> None:
+        """A line in the job's log, written at once (the log is read while the job runs)."""
+        print(f"[{self.runner_name} {self.condition_label}/{self.replicate}] {message}",
+              file=sys.stderr, flush=True)
 
     @property
     def merged_settings(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -53,7 +54,7 @@ class PythonCallableRunner:
             raise ConfigError("runner.settings.callable must be 'module:function'")
         function = load_target(target, where="runner.settings.callable")
         inner = {k: v for k, v in ctx.settings.items() if k != "callable"}
-        return function(RunContext(**{**ctx.__dict__, "settings": inner}))
+        return function(dataclasses.replace(ctx, settings=inner))
 
 
 def _template_fields(ctx: RunContext, outdir: Path) -> dict[str, Any]:
@@ -143,7 +144,7 @@ class ImportRunner:
         for kind, template in sorted(files.items()):
             source = Path(import_path(template, ctx.condition_label, ctx.replicate, ctx.params))
             if not source.is_absolute():
-                source = ctx.workdir / source
+                source = ctx.study_dir / source
             if not source.is_file():
                 raise AssayError(f"import runner: {kind} file for {ctx.condition_label}/"
                                  f"{ctx.replicate} not found: {source}")

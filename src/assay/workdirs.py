@@ -1,0 +1,127 @@
+"""Persistent work directories of run jobs: ``store/work/<action key>/``.
+
+A simulation that outlives its walltime must not lose its checkpoints, so a run job works
+in a directory named by its action key: the same job on its next attempt (a SLURM retry,
+a rerun after a crash) finds what the last attempt left there. Nothing in it is ever part
+of a digest. It is removed once the run's artifact is published; ``assay gc`` lists and
+removes abandoned ones.
+
+    work/<key>/files/          the runner's working directory (ctx.workdir, cwd of commands)
+    work/<key>/state.json      identity (stage, condition, replicate), attempt, host, pid
+    work/<key>/progress.json   done/total/message written by ctx.progress
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .atomic import atomic_write_bytes
+from .hashing import canonical_json, is_sha256_hex
+
+FILES = "files"
+STATE = "state.json"
+PROGRESS = "progress.json"
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass
+class WorkDir:
+    """One run job's persistent directory."""
+
+    root: Path
+
+    @property
+    def key(self) -> str:
+        return self.root.name
+
+    @property
+    def files(self) -> Path:
+        return self.root / FILES
+
+    def state(self) -> dict[str, Any]:
+        return _read_json(self.root / STATE) or {}
+
+    def progress(self) -> dict[str, Any] | None:
+        return _read_json(self.root / PROGRESS)
+
+    def has_files(self) -> bool:
+        """True when an earlier attempt left something to resume from."""
+        try:
+            return any(os.scandir(self.files))
+        except FileNotFoundError:
+            return False
+
+    def begin_attempt(self, identity: dict[str, Any], log_path: str | None = None) -> int:
+        """Count this attempt and record who runs it; returns the attempt number (1-based)."""
+        self.files.mkdir(parents=True, exist_ok=True)
+        previous = self.state()
+        attempt = int(previous.get("attempt", 0)) + 1
+        state = {**identity, "attempt": attempt, "host": socket.gethostname(),
+                 "pid": os.getpid(), "started": time.time(),
+                 "first_started": previous.get("first_started", time.time()),
+                 "log": log_path, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+        atomic_write_bytes(self.root / STATE, canonical_json(state) + b"\n")
+        return attempt
+
+    def write_progress(self, done: float, total: float | None, message: str = "") -> None:
+        body = {"done": done, "total": total, "message": str(message), "time": time.time()}
+        atomic_write_bytes(self.root / PROGRESS, canonical_json(body) + b"\n")
+
+    def mtime(self) -> float:
+        """Newest modification under the directory: when it was last worked in."""
+        newest = 0.0
+        for base, dirs, files in os.walk(self.root):
+            for name in (*dirs, *files):
+                try:
+                    newest = max(newest, os.lstat(os.path.join(base, name)).st_mtime)
+                except FileNotFoundError:
+                    continue
+        return newest or self.root.stat().st_mtime
+
+    def size_bytes(self) -> int:
+        total = 0
+        for base, _dirs, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(base, name)).st_size
+                except FileNotFoundError:
+                    continue
+        return total
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class WorkDirs:
+    """Owner of the ``work/`` layout: one directory per run action key."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def for_key(self, key: str) -> WorkDir:
+        if not is_sha256_hex(key):
+            raise ValueError(f"work directory key must be 64 lowercase hex, got {key!r}")
+        return WorkDir(self.root / key)
+
+    def __iter__(self) -> Iterator[WorkDir]:
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if is_sha256_hex(entry.name) and entry.is_dir(follow_symlinks=False):
+                yield WorkDir(Path(entry.path))
