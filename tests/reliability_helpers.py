@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assay.layout import REF_DIRS as RESULT_REF_DIRS
 from workflow_helpers import REPO, SMALL_CONFIG, digests, snakemake, write_config
 
 # The demo study cut down to what the reliability tests need: 2 conditions x 2 replicates,
 # one analysis (NPZ sidecars), so a whole workflow takes ~10 s on 2 cores.
 REDUCED_CONFIG: dict[str, Any] = copy.deepcopy(SMALL_CONFIG)
 REDUCED_CONFIG["analyses"] = {"gyration": SMALL_CONFIG["analyses"]["gyration"]}
-
-RESULT_REF_DIRS = ("runs", "replicates", "conditions", "comparisons")
 
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:

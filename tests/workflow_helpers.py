@@ -74,9 +74,10 @@ def rules_run(proc: subprocess.CompletedProcess) -> list[str]:
 def digests(workdir: Path) -> dict[str, str]:
     """Ref path -> digest for every ref under results/."""
     from assay import read_ref
+    from assay.layout import REF_DIRS
 
     out = {}
-    for sub in ("runs", "replicates", "conditions", "comparisons"):
+    for sub in REF_DIRS:
         for path in sorted((workdir / "results" / sub).rglob("*.json")):
             out[str(path.relative_to(workdir))] = read_ref(path).digest
     return out

@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import SCHEMA_VERSION, artifact_from_manifest
-from .atomic import atomic_write_bytes
+from .atomic import atomic_path, atomic_write_bytes, write_all
 from .errors import ArtifactIntegrityError, ArtifactStoreError, AssayError, BundleError
 from .hashing import DIGEST_PREFIX, canonical_json, is_digest, is_sha256_hex
+from .layout import REF_DIRS
+from .objects import ObjectStore
 from .inventory import (
-    REF_DIRS,
     RefEntry,
     input_shas,
     looks_like_manifest,
-    object_path,
     sidecar_shas,
     walk_manifests,
 )
@@ -127,10 +127,8 @@ def export_bundle(store_root: str | os.PathLike[str], output: str | os.PathLike[
         "refs": [{"path": n, "digest": d, "sha256": hashlib.sha256(b).hexdigest(),
                   "size_bytes": len(b)} for n, d, b in ref_items],
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.{uuid.uuid4().hex}.tmp"
     total = 0
-    try:
+    with atomic_path(output) as tmp:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
             for sha, role, size in objects:
                 total += _copy_object_in(archive, store_root, sha, role, size)
@@ -138,16 +136,13 @@ def export_bundle(store_root: str | os.PathLike[str], output: str | os.PathLike[
                 archive.writestr(_zip_info(f"refs/{name}", len(data), True), data)
             data = json.dumps(index, indent=1, sort_keys=True).encode() + b"\n"
             archive.writestr(_zip_info(INDEX, len(data), True), data)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     return BundleSummary(output, objects=len(objects), bytes=total,
                          artifacts=len(graph.manifests), refs=[n for n, _, _ in ref_items])
 
 
 def _copy_object_in(archive: zipfile.ZipFile, store_root: Path, sha: str, role: str,
                     size: int) -> int:
-    path = object_path(store_root, sha)
+    path = ObjectStore(store_root).path_for(sha)
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
@@ -288,9 +283,7 @@ def _stage_object(archive: zipfile.ZipFile, info: zipfile.ZipInfo, sha: str, siz
                     raise BundleError(f"bundle member objects/{sha} expands past the "
                                       f"{size} bytes the index declares (zip bomb?)")
                 digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, chunk)
                 if written == size:
                     break
             if member.read(1):

@@ -15,7 +15,6 @@ import gc
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from .artifacts import SCHEMA_VERSION
+from .atomic import atomic_path
 from .errors import ArtifactStoreError
 from .hashing import DIGEST_PREFIX
 from .inventory import (
@@ -355,39 +355,28 @@ def write_catalog(tables: dict[str, pa.Table], output: Path) -> dict[str, int]:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_tmp(output)
-    tmp = output.parent / f".{output.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        con = duckdb.connect(str(tmp))
+    with atomic_path(output) as tmp:
         try:
-            con.execute("SET preserve_insertion_order = false")
-            for name, table in tables.items():
-                con.register("_rows", table)
-                select = ", ".join(f'"{c}"::JSON AS "{c}"' if c in _JSON_COLUMNS.get(name, ())
-                                   else f'"{c}"' for c in table.column_names)
-                con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM _rows")
-                con.unregister("_rows")
-            rows = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-                    for name in TABLES}
-            con.execute("CHECKPOINT")
+            con = duckdb.connect(str(tmp))
+            try:
+                con.execute("SET preserve_insertion_order = false")
+                for name, table in tables.items():
+                    con.register("_rows", table)
+                    select = ", ".join(f'"{c}"::JSON AS "{c}"'
+                                       if c in _JSON_COLUMNS.get(name, ()) else f'"{c}"'
+                                       for c in table.column_names)
+                    con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM _rows")
+                    con.unregister("_rows")
+                rows = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                        for name in TABLES}
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
         finally:
-            con.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
         # A WAL left beside the old file would be replayed into the new one: drop it first.
         Path(f"{output}.wal").unlink(missing_ok=True)
-        os.replace(tmp, output)
-        dir_fd = os.open(output.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return rows
-    finally:
-        for leftover in (tmp, Path(f"{tmp}.wal")):
-            leftover.unlink(missing_ok=True)
+    return rows
 
 
 def build_catalog(store: Any, results_dir: str | os.PathLike[str],

@@ -22,8 +22,8 @@ from typing import Any
 
 from .errors import ArtifactStoreError
 from .hashing import DIGEST_PREFIX
+from .layout import REF_DIRS
 from .inventory import (
-    REF_DIRS,
     Progress,
     RefEntry,
     expand_ref_args,

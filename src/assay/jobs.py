@@ -1,6 +1,7 @@
-"""The entry point of every Snakemake job: ``assay job STAGE --spec JSON ...``.
+"""The entry point of every Snakemake job: ``python -m assay.jobs STAGE --spec JSON ...``.
 
-Kept separate from the user-facing CLI so a job imports only what its stage needs.
+The rules call this module directly (``assay job ...`` forwards here too), kept apart from
+the user-facing CLI so a job imports only what its stage needs.
 """
 
 from __future__ import annotations
@@ -11,24 +12,6 @@ import signal
 import sys
 import time
 from typing import Sequence
-
-REF_DIR = {"run": "runs", "collect": "replicates", "aggregate": "conditions",
-           "compare": "comparisons"}
-ARTIFACT_TYPE = {"run": "run", "collect": "replicate", "aggregate": "condition",
-                 "compare": "comparison"}
-
-
-def ref_identity(spec: dict) -> dict:
-    """What a ref records besides the digest: enough to read it without the manifest."""
-    identity = {"artifact_type": ARTIFACT_TYPE[spec["stage"]]}
-    if "analysis" in spec:
-        identity["analysis"] = spec["analysis"]
-    if "condition" in spec:
-        identity["condition"] = spec["condition"]
-    if "replicate" in spec:
-        identity["replicate"] = spec["replicate"]
-    return identity
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay job", description=__doc__)
@@ -50,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     from .errors import AssayError
+    from .layout import ref_identity
     from .refs import read_ref, write_ref
     from .store import ArtifactStore
 

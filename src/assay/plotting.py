@@ -7,7 +7,6 @@ artifacts always give the same picture.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -84,18 +83,12 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
 
 
 def save_figure(figure: Any, path: Path, *, dpi: int) -> None:
-    """Render to a temp file beside the target and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """Render to a temp file beside the target and publish it atomically."""
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."),
                        metadata={"Software": None} if path.suffix == ".png" else None)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def plot_outputs(analysis_plugin: Any, results: str, analysis: str, fmt: str) -> list[str]:

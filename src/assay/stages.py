@@ -18,12 +18,12 @@ from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtif
 from .context import AggregateContext, CollectorContext, CompareContext, RunContext
 from .errors import AssayError, PluginError
 from .hashing import canonical_json, format_digest, sha256_hex
+from .layout import ARTIFACT_STAGES, STAGE_LAYOUTS
 from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, SKIPPED
 from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
 from .store import ArtifactStore
 
-STAGES = ("run", "collect", "aggregate", "compare")
-INPUT_ROLES = {"run": None, "collect": "run", "aggregate": "replicate", "compare": "condition"}
+STAGES = ARTIFACT_STAGES
 # Spec keys per stage: exactly what provenance must hold to recompute an artifact.
 SPEC_KEYS = {
     "run": ("stage", "plugin", "settings", "condition", "replicate", "params", "seed",
@@ -115,7 +115,7 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
             return cached
     started = time.monotonic()
     artifact = COMPUTE[stage](store, spec, input_digests)
-    role = INPUT_ROLES[stage]
+    role = STAGE_LAYOUTS[stage].input_role
     # "sources" (stat of imported files) belongs in the key, not the manifest: touching a
     # file must not change an artifact's digest.
     recorded = {k: v for k, v in spec.items() if k != "sources"}

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import artifact_from_manifest
+from .actions import ActionCache
 from .errors import ArtifactSchemaError
-from .hashing import DIGEST_PREFIX
+from .hashing import DIGEST_PREFIX, parse_digest
 from .inventory import (
     ActionEntry,
     Progress,
@@ -40,12 +41,12 @@ from .inventory import (
     load_actions,
     load_refs,
     no_progress,
-    object_path,
     parents_index,
     scan_objects,
     sidecar_shas,
     walk_manifests,
 )
+from .objects import ObjectStore
 
 
 @dataclass
@@ -173,13 +174,14 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
         for child, size in sidecar_shas(manifest):
             declared.setdefault(child, []).append((sha, size))
     todo = sorted(s for s in declared if s not in graph.manifests and s not in problems)
+    object_store = ObjectStore(store_root)
     sizes: dict[str, int] = {}
     for sha in todo:
         try:
-            sizes[sha] = object_path(store_root, sha).stat().st_size
+            sizes[sha] = object_store.path_for(sha).stat().st_size
         except OSError:
             sizes[sha] = -1
-    hashed = hash_many(((s, object_path(store_root, s), None) for s in todo), jobs=jobs,
+    hashed = hash_many(((s, object_store.path_for(s), None) for s in todo), jobs=jobs,
                        progress=progress, stage="verify sidecars")
     report.objects_hashed += len(todo)
     report.bytes_hashed += sum(max(0, sizes[s]) for s in todo)
@@ -258,16 +260,16 @@ def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
     """
     store_root, results_dir = Path(store_root), Path(results_dir)
     done = Repair()
+    actions, objects = ActionCache.at(store_root), ObjectStore(store_root)
     for key in report.plan.actions:
-        path = store_root / "actions" / key[:2] / f"{key}.json"
-        if _unlink(path):
+        if _unlink(actions.path_for(key)):
             done.actions.append(key)
     for name in report.plan.refs:
         if _unlink(results_dir / name):
             done.refs.append(name)
     for digest in report.plan.objects:
-        sha = digest[len(DIGEST_PREFIX):]
-        path = object_path(store_root, sha)
+        sha = parse_digest(digest)
+        path = objects.path_for(sha)
         if check_object(path, sha) is None:
             continue  # replaced by an intact copy since the check (a job rewrote it)
         if _unlink(path):

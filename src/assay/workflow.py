@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import Study
 from .hashing import canonical_json
+from .layout import CATALOG_FILE, STAGE_LAYOUTS
 from .plotting import plot_outputs
 from .plugins import resolve_analysis
 from . import stages
@@ -28,17 +29,34 @@ class WorkflowPlan:
         self.results = self.study.results.rstrip("/")
 
     # --- paths ----------------------------------------------------------------------
+    def ref_output(self, stage: str) -> str:
+        """A stage rule's output: its ref path with Snakemake wildcards."""
+        return STAGE_LAYOUTS[stage].wildcard_path(self.results)
+
+    def log_output(self, stage: str) -> str:
+        return STAGE_LAYOUTS[stage].log_path(self.results)
+
+    def benchmark_output(self, stage: str) -> str:
+        return STAGE_LAYOUTS[stage].benchmark_path(self.results)
+
     def run_ref(self, condition: str, replicate: int | str) -> str:
-        return f"{self.results}/runs/{condition}/{replicate}.json"
+        return STAGE_LAYOUTS["run"].ref_path(self.results, condition=condition,
+                                             replicate=replicate)
 
     def replicate_ref(self, analysis: str, condition: str, replicate: int | str) -> str:
-        return f"{self.results}/replicates/{analysis}/{condition}/{replicate}.json"
+        return STAGE_LAYOUTS["collect"].ref_path(self.results, analysis=analysis,
+                                                 condition=condition, replicate=replicate)
 
     def condition_ref(self, analysis: str, condition: str) -> str:
-        return f"{self.results}/conditions/{analysis}/{condition}.json"
+        return STAGE_LAYOUTS["aggregate"].ref_path(self.results, analysis=analysis,
+                                                   condition=condition)
 
     def comparison_ref(self, analysis: str) -> str:
-        return f"{self.results}/comparisons/{analysis}.json"
+        return STAGE_LAYOUTS["compare"].ref_path(self.results, analysis=analysis)
+
+    @property
+    def catalog(self) -> str:
+        return f"{self.results}/{CATALOG_FILE}"
 
     @cached_property
     def framework_digest(self) -> str:
@@ -128,7 +146,7 @@ class WorkflowPlan:
         return out
 
     def targets(self) -> list[str]:
-        return self.plots() + [f"{self.results}/catalog.duckdb"]
+        return self.plots() + [self.catalog]
 
 
 def spec_json(quoted: str) -> dict[str, Any]:

@@ -2,15 +2,15 @@ rule aggregate:
     input:
         PLAN.replicate_refs,
     output:
-        f"{RESULTS}/conditions/{{analysis}}/{{condition}}.json",
+        PLAN.ref_output("aggregate"),
     params:
         store=STORE,
         framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("aggregate", wildcards),
     log:
-        f"{RESULTS}/logs/aggregate/{{analysis}}/{{condition}}.log",
+        PLAN.log_output("aggregate"),
     benchmark:
-        f"{RESULTS}/benchmarks/aggregate/{{analysis}}/{{condition}}.tsv"
+        PLAN.benchmark_output("aggregate")
     conda:
         "../envs/assay.yaml"
     shell:

@@ -8,7 +8,7 @@ rule catalog:
     input:
         PLAN.all_refs(),
     output:
-        f"{RESULTS}/catalog.duckdb",
+        PLAN.catalog,
     params:
         store=STORE,
         results=lambda wildcards, output: os.path.dirname(output[0]) or ".",

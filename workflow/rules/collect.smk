@@ -1,16 +1,16 @@
 rule collect:
     input:
-        run=f"{RESULTS}/runs/{{condition}}/{{replicate}}.json",
+        run=PLAN.ref_output("run"),
     output:
-        f"{RESULTS}/replicates/{{analysis}}/{{condition}}/{{replicate}}.json",
+        PLAN.ref_output("collect"),
     params:
         store=STORE,
         framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("collect", wildcards),
     log:
-        f"{RESULTS}/logs/collect/{{analysis}}/{{condition}}/{{replicate}}.log",
+        PLAN.log_output("collect"),
     benchmark:
-        f"{RESULTS}/benchmarks/collect/{{analysis}}/{{condition}}/{{replicate}}.tsv"
+        PLAN.benchmark_output("collect")
     conda:
         "../envs/assay.yaml"
     shell:

@@ -2,15 +2,15 @@ rule compare:
     input:
         PLAN.condition_refs,
     output:
-        f"{RESULTS}/comparisons/{{analysis}}.json",
+        PLAN.ref_output("compare"),
     params:
         store=STORE,
         framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("compare", wildcards),
     log:
-        f"{RESULTS}/logs/compare/{{analysis}}.log",
+        PLAN.log_output("compare"),
     benchmark:
-        f"{RESULTS}/benchmarks/compare/{{analysis}}.tsv"
+        PLAN.benchmark_output("compare")
     conda:
         "../envs/assay.yaml"
     shell:

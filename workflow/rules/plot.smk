@@ -2,7 +2,7 @@
 # read through the store; they are outputs for people (and the report), not artifacts.
 rule plot_summary:
     input:
-        f"{RESULTS}/comparisons/{{analysis}}.json",
+        PLAN.ref_output("compare"),
     output:
         report(
             f"{RESULTS}/plots/{{analysis}}/summary.{PLAN.plot_format}",
@@ -25,7 +25,7 @@ rule plot_summary:
 
 rule plot_detail:
     input:
-        f"{RESULTS}/comparisons/{{analysis}}.json",
+        PLAN.ref_output("compare"),
     output:
         report(
             f"{RESULTS}/plots/{{analysis}}/detail.{PLAN.plot_format}",

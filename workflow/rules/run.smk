@@ -2,15 +2,15 @@ rule run:
     input:
         PLAN.run_sources,
     output:
-        f"{RESULTS}/runs/{{condition}}/{{replicate}}.json",
+        PLAN.ref_output("run"),
     params:
         store=STORE,
         framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("run", wildcards),
     log:
-        f"{RESULTS}/logs/run/{{condition}}/{{replicate}}.log",
+        PLAN.log_output("run"),
     benchmark:
-        f"{RESULTS}/benchmarks/run/{{condition}}/{{replicate}}.tsv"
+        PLAN.benchmark_output("run")
     conda:
         "../envs/assay.yaml"
     shell:

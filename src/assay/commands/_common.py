@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -67,8 +66,9 @@ def resolve(text: str, root: Path, results: Path) -> tuple[str, RefEntry | None]
     match = _PREFIX.match(text)
     if match:
         prefix = match.group(1)
-        shard = root / "objects" / prefix[:2]
-        found = sorted(p.name for p in shard.glob(f"{prefix}*")) if shard.is_dir() else []
+        from ..objects import ObjectStore
+
+        found = ObjectStore(root).with_prefix(prefix)
         if len(found) == 1:
             return DIGEST_PREFIX + found[0], None
         if len(found) > 1:
@@ -210,8 +210,3 @@ class Progress:
 def progress_for(args: Any) -> Progress:
     return Progress(bool(getattr(args, "progress", False)))
 
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    from ..atomic import atomic_write_bytes
-
-    atomic_write_bytes(Path(path), data)

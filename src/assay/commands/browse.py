@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -110,28 +108,24 @@ def run_cat(args: Any) -> int:
 
 def _copy_verified(source: Path, sha256: str, size: int, target: Path, *, what: str) -> None:
     """Copy while hashing; the target appears only if every byte matched."""
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    from ..atomic import atomic_file
+
     digest, copied = hashlib.sha256(), 0
     try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
+        with open(source, "rb") as src, atomic_file(target) as dst:
             while chunk := src.read(1 << 20):
                 digest.update(chunk)
                 dst.write(chunk)
                 copied += len(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        if digest.hexdigest() != sha256 or copied != size:
-            raise ArtifactIntegrityError(
-                f"{what}: object sha256:{sha256} is damaged (its {copied} bytes hash to "
-                f"sha256:{digest.hexdigest()}); run `assay verify --repair`")
-        os.replace(tmp, target)
+            if digest.hexdigest() != sha256 or copied != size:
+                raise ArtifactIntegrityError(
+                    f"{what}: object sha256:{sha256} is damaged (its {copied} bytes hash to "
+                    f"sha256:{digest.hexdigest()}); run `assay verify --repair`")
     except FileNotFoundError as exc:
         if Path(exc.filename or "") == source:
             raise ArtifactIntegrityError(f"{what}: object sha256:{sha256} is missing; run "
                                          "`assay verify --repair`") from None
         raise
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def run_stats(args: Any) -> int:
