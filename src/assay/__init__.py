@@ -17,6 +17,14 @@ from .artifacts import (
     ConditionArtifact,
     ReplicateArtifact,
     RunArtifact,
+    Sidecar,
+)
+from .context import (
+    AggregateContext,
+    CollectorContext,
+    CompareContext,
+    PlotContext,
+    RunContext,
 )
 from .errors import (
     ArtifactIntegrityError,
@@ -30,15 +38,17 @@ from .errors import (
     SidecarPathError,
 )
 from .hashing import canonical_json
-from .payload import METRICS, strict_json_payload
+from .payload import METRICS, SKIP_REASON, SKIPPED_REPLICATES, strict_json_payload
 from .refs import Ref, read_ref, write_ref
 from .store import ArtifactStore
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCHEMA_VERSION", "METRICS", "Artifact", "ArtifactSidecarRef", "ArtifactStore",
+    "SCHEMA_VERSION", "METRICS", "SKIP_REASON", "SKIPPED_REPLICATES",
+    "Artifact", "Sidecar", "ArtifactSidecarRef", "ArtifactStore",
     "RunArtifact", "ReplicateArtifact", "ConditionArtifact", "ComparisonArtifact",
+    "RunContext", "CollectorContext", "AggregateContext", "CompareContext", "PlotContext",
     "AssayError", "ArtifactStoreError", "ArtifactIntegrityError", "ArtifactSchemaError",
     "SidecarPathError", "BundleError", "PayloadError", "ConfigError", "PluginError",
     "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",

@@ -10,7 +10,8 @@ from .errors import PayloadError
 
 # Payload keys the framework reads. Plugins use these names, never string literals.
 METRICS = "metrics"          # {name: finite float} aggregated across replicates
-SKIPPED = "skipped_replicates"
+SKIP_REASON = "skipped"      # a collector sets payload[SKIP_REASON] = why to drop a replicate
+SKIPPED_REPLICATES = "skipped_replicates"  # [{replicate, reason}] in condition artifacts
 CONDITIONS = "conditions"
 COMPARISONS = "comparisons"  # {condition: {metric: Welch statistics}} in comparisons
 CONTROL = "control"

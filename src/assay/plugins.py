@@ -18,6 +18,8 @@ from .hashing import DIGEST_PREFIX, canonical_json, sha256_hex
 ANALYSES_GROUP = "assay.analyses"
 RUNNERS_GROUP = "assay.runners"
 
+# The one registry of assay's own plugins (short name -> 'module:attr'). Other packages
+# register theirs under the entry-point groups above; a built-in name always wins.
 BUILTIN_ANALYSES = {
     "radius_of_gyration": "assay.analyses.polymer:RadiusOfGyration",
     "distance_matrix": "assay.analyses.polymer:DistanceMatrix",

@@ -19,7 +19,7 @@ from .context import AggregateContext, CollectorContext, CompareContext, RunCont
 from .errors import AssayError, PluginError
 from .hashing import canonical_json, format_digest, sha256_hex
 from .layout import ARTIFACT_STAGES, STAGE_LAYOUTS
-from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, SKIPPED
+from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, SKIP_REASON, SKIPPED_REPLICATES
 from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
 from .store import ArtifactStore
 
@@ -184,7 +184,7 @@ def default_aggregate(ctx: AggregateContext, min_replicates: int,
 
     skipped, usable = [], {}
     for number, artifact in sorted(ctx.replicates.items()):
-        reason = artifact.payload.get("skipped")
+        reason = artifact.payload.get(SKIP_REASON)
         if reason or not artifact.metrics:
             skipped.append({"replicate": number, "reason": str(reason or "no metrics")})
         else:
@@ -205,7 +205,7 @@ def default_aggregate(ctx: AggregateContext, min_replicates: int,
         metrics[name] = summarize(values, ctx.confidence)
     return ConditionArtifact(
         analysis_name=ctx.analysis_name, condition_label=ctx.condition_label,
-        replicates=sorted(usable), payload={METRICS: metrics, SKIPPED: skipped},
+        replicates=sorted(usable), payload={METRICS: metrics, SKIPPED_REPLICATES: skipped},
         metadata={"settings_fingerprint": ctx.settings_fingerprint}, warnings=warnings)
 
 

@@ -7,7 +7,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ArtifactStoreError, AssayError
 from ..hashing import DIGEST_PREFIX, is_digest
@@ -50,6 +50,23 @@ def catalog_path(args: Any) -> Path:
 
     return Path(args.catalog) if getattr(args, "catalog", None) else default_catalog_path(
         args.results)
+
+
+# --- registering subcommands ----------------------------------------------------------
+def add_command(sub: Any, name: str, help: str, handler: Callable[[Any], int]) -> Any:
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def add_json(p: Any) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+
+
+def add_jobs(p: Any, what: str) -> None:
+    p.add_argument("--jobs", "-j", type=int, metavar="N",
+                   help=f"parallel threads for {what} (default: one per CPU for hashing, "
+                        "one reader for small files; raise it on network filesystems)")
 
 
 # --- naming artifacts ------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import Any
 from ..errors import ArtifactIntegrityError, ArtifactStoreError
 from ..inventory import load_refs, store_stats
 from ._common import (
+    add_command,
+    add_json,
     UsageError,
     human_bytes,
     open_store,
@@ -158,3 +160,32 @@ def run_stats(args: Any) -> int:
         print(f"{key.ljust(width)}  {value}")
     return 0
 
+
+# Order of this group in `assay --help`.
+HELP_ORDER = 10
+
+
+def register(sub: Any) -> None:
+    """Add this module's subcommands to the `assay` parser."""
+    p = add_command(sub, "ls", "list the refs under results/ (one per artifact the workflow made)",
+                run_ls)
+    p.add_argument("--type", dest="artifact_type",
+                   choices=["run", "replicate", "condition", "comparison"])
+    p.add_argument("--analysis")
+    p.add_argument("--condition")
+    add_json(p)
+
+    p = add_command(sub, "show", "print an artifact's manifest", run_show)
+    p.add_argument("target", metavar="REF|DIGEST",
+                   help="ref file, path under results/, or digest (a unique prefix of 6+ hex)")
+    add_json(p)
+
+    p = add_command(sub, "cat", "write a sidecar's verified bytes to stdout or a file",
+                run_cat)
+    p.add_argument("target", metavar="REF|DIGEST")
+    p.add_argument("sidecar", metavar="SIDECAR_PATH", help="e.g. sidecars/profile.npz")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+
+    p = add_command(sub, "stats", "objects, bytes, artifacts by type, deduplication ratio",
+                run_stats)
+    add_json(p)

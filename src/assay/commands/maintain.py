@@ -6,7 +6,7 @@ import shlex
 import sys
 from typing import Any
 
-from ._common import human_bytes, print_json, progress_for, results_dir, short, store_root
+from ._common import add_command, add_json, add_jobs, human_bytes, print_json, progress_for, results_dir, short, store_root
 
 
 def run_verify(args: Any) -> int:
@@ -109,3 +109,32 @@ def run_gc(args: Any) -> int:
               f"({human_bytes(report.tmp_bytes)}), {report.actions} action records{kept}")
         print("run `assay gc --delete` to delete them")
     return 0
+
+
+# Order of this group in `assay --help`.
+HELP_ORDER = 30
+
+
+def register(sub: Any) -> None:
+    """Add this module's subcommands to the `assay` parser."""
+    p = add_command(sub, "verify", "check refs, manifests and sidecars (and with --full every "
+                          "object); exit 1 on damage", run_verify)
+    p.add_argument("--full", action="store_true", help="also hash objects no ref reaches")
+    p.add_argument("--repair", action="store_true",
+                   help="remove damaged objects and the refs and action records that point "
+                        "to them, so the next snakemake run recomputes exactly those jobs")
+    add_jobs(p, "hashing")
+    add_json(p)
+
+    p = add_command(sub, "gc", "remove objects no ref reaches (dry run unless --delete)",
+                run_gc)
+    p.add_argument("--root", action="append", default=[], metavar="PATH",
+                   help="extra ref file or directory of refs to keep (repeatable)")
+    p.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
+                   help="keep unreferenced objects younger than this (default 3600): a "
+                        "running job's outputs have no ref yet")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--delete", action="store_true", help="actually delete")
+    mode.add_argument("--dry-run", action="store_true", help="only report (the default)")
+    add_jobs(p, "reading manifests")
+    add_json(p)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._common import open_store, print_json, resolve, results_dir, short, store_root
+from ._common import add_command, add_json, open_store, print_json, resolve, results_dir, short, store_root
 
 
 def run_reproduce(args: Any) -> int:
@@ -104,3 +104,25 @@ def run_config(args: Any) -> int:
               f"{summary['replicates']} replicates, analyses: "
               f"{', '.join(summary['analyses']) or 'none'})")
     return 0
+
+
+# Order of this group in `assay --help`.
+HELP_ORDER = 50
+
+
+def register(sub: Any) -> None:
+    """Add this module's subcommands to the `assay` parser."""
+    p = add_command(sub, "reproduce", "recompute an artifact from its provenance in a scratch store "
+                             "and compare digests; exit 1 if anything differs",
+                run_reproduce)
+    p.add_argument("target", metavar="REF|DIGEST")
+    p.add_argument("--scratch", metavar="DIR", help="where to make the scratch store")
+    p.add_argument("--keep", action="store_true", help="keep the scratch store")
+    add_json(p)
+
+    p = add_command(sub, "config", "study configuration", run_config)
+    config_sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    v = config_sub.add_parser("validate", help="validate a config file (default "
+                                               "config/config.yaml)")
+    v.add_argument("file", nargs="?", default="config/config.yaml")
+    add_json(v)
