@@ -26,7 +26,7 @@ import pyarrow as pa
 from .artifacts import SCHEMA_VERSION
 from .atomic import atomic_path
 from .errors import ArtifactStoreError
-from .hashing import DIGEST_PREFIX
+from .hashing import format_digest
 from .inventory import (
     Progress,
     input_shas,
@@ -177,7 +177,7 @@ def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
     for sha in order:
         manifest = manifests[sha]
         get = manifest.get
-        digest = DIGEST_PREFIX + sha
+        digest = format_digest(sha)
         kind, analysis = _str(get("artifact_type")), _str(get("analysis_name"))
         condition, replicate = _str(get("condition_label")), _int(get("replicate"))
         replicates = get("replicates")
@@ -256,7 +256,7 @@ def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
     graph = walk_manifests(store_root, roots, verify=True, keep_raw=True, jobs=jobs,
                            progress=progress)
     manifests, raw = graph.manifests, graph.raw
-    skipped = {DIGEST_PREFIX + s: p for s, p in {**graph.damaged, **graph.not_manifest}.items()}
+    skipped = {format_digest(s): p for s, p in {**graph.damaged, **graph.not_manifest}.items()}
     children = {sha: [s for s, _ in sidecar_shas(m)] + input_shas(m)
                 for sha, m in manifests.items()}
     known = set(manifests) | set(graph.damaged) | set(graph.not_manifest)

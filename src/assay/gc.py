@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactStoreError
-from .hashing import DIGEST_PREFIX
+from .hashing import format_digest
 from .layout import REF_DIRS
 from .inventory import (
     Progress,
@@ -184,7 +184,7 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     candidates.sort()
     report.garbage_objects = len(candidates)
     report.garbage_bytes = sum(size for _, _, size in candidates)
-    report.swept = [DIGEST_PREFIX + sha for sha, _, _ in candidates]
+    report.swept = [format_digest(sha) for sha, _, _ in candidates]
 
     stale = _stale_tmp(store_root / "tmp", cutoff)
     stale += _stale_atomic_temporaries(

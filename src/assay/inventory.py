@@ -20,7 +20,7 @@ from .errors import ArtifactStoreError
 from .layout import REF_DIRS
 from .actions import ActionCache
 from .objects import ObjectInfo, ObjectStore
-from .hashing import DIGEST_PREFIX, hash_file, is_digest
+from .hashing import hash_file, hex_of, is_digest
 from .refs import MAX_REF_BYTES, Ref, read_ref
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -172,10 +172,9 @@ def input_shas(manifest: dict[str, Any]) -> list[str]:
     out = []
     for item in manifest.get("inputs") or ():
         digest = item.get("digest") if isinstance(item, dict) else item
-        if isinstance(digest, str) and digest.startswith(DIGEST_PREFIX):
-            hex_digest = digest[7:]
-            if _HEX64.fullmatch(hex_digest):   # also what keeps '../' out of object paths
-                out.append(hex_digest)
+        hex_digest = hex_of(digest)   # also what keeps '../' out of object paths
+        if hex_digest is not None:
+            out.append(hex_digest)
     return out
 
 
@@ -224,8 +223,7 @@ def walk_manifests(store_root: Path, roots: Iterable[str], *, verify: bool = Tru
     """
     graph = ManifestGraph()
     path_str = ObjectStore(store_root).path_str
-    frontier = sorted({r[len(DIGEST_PREFIX):] if r.startswith(DIGEST_PREFIX) else r
-                       for r in roots})
+    frontier = sorted({hex_of(r) or r for r in roots})
     seen: set[str] = set(frontier)
     done = 0
     while frontier:
@@ -292,7 +290,7 @@ class RefEntry:
 
     @property
     def sha256(self) -> str | None:
-        return self.digest[len(DIGEST_PREFIX):] if self.digest is not None else None
+        return hex_of(self.digest)
 
     @property
     def ref(self) -> Ref | None:
@@ -386,7 +384,7 @@ class ActionEntry:
     @property
     def sha256(self) -> str | None:
         digest = (self.record or {}).get("digest")
-        return digest[len(DIGEST_PREFIX):] if is_digest(digest) else None
+        return hex_of(digest)
 
     @property
     def artifact_sha256(self) -> str | None:

@@ -11,7 +11,7 @@ from typing import Callable
 
 from .atomic import fsync_and_close, publish, write_all
 from .errors import ArtifactIntegrityError
-from .hashing import BackgroundHasher, hash_file, is_sha256_hex, sha256_hex
+from .hashing import BackgroundHasher, format_digest, hash_file, is_sha256_hex, sha256_hex
 
 OBJECT_MODE = 0o444
 TMP_SUFFIX = ".part"
@@ -33,6 +33,11 @@ class StoredObject:
     sha256: str
     size_bytes: int
     fresh: bool = False  # True when these bytes were just published (so known good)
+
+    @property
+    def digest(self) -> str:
+        """The id that manifests, refs and action records use for these bytes."""
+        return format_digest(self.sha256)
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -119,7 +119,7 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     from .actions import run_facts
     from .atomic import atomic_write_bytes
     from .errors import ArtifactIntegrityError
-    from .hashing import format_digest, parse_digest
+    from .hashing import parse_digest
 
     keys = {Path(o): figure_action_key(spec, comparison_digest, Path(o)) for o in outputs}
     missing = []
@@ -142,7 +142,7 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     run_plot(store, spec, comparison_digest, missing)
     for output in map(Path, missing):
         stored = store.objects.put_bytes(output.read_bytes())
-        store.record_action(keys[output], format_digest(stored.sha256), stage="plot",
+        store.record_action(keys[output], stored.digest, stage="plot",
                             plugin=spec["plugin"], figure=output.name, **run_facts(started))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PluginError
-from .hashing import DIGEST_PREFIX, canonical_json, sha256_hex
+from .hashing import canonical_json, format_digest, sha256_hex
 
 ANALYSES_GROUP = "assay.analyses"
 RUNNERS_GROUP = "assay.runners"
@@ -111,7 +111,7 @@ def modules_digest(module_names: tuple[str, ...]) -> str:
     """sha256 over the source of the named modules, in name order."""
     parts = [[name, sha256_hex(_module_file(name).read_bytes())]
              for name in sorted(set(module_names))]
-    return DIGEST_PREFIX + sha256_hex(canonical_json(parts))
+    return format_digest(sha256_hex(canonical_json(parts)))
 
 
 @lru_cache(maxsize=None)
@@ -139,7 +139,7 @@ def code_digest(plugin: Any) -> str:
     versions = distribution_versions(tuple(getattr(plugin, "version_dependencies", ())))
     if not versions:
         return source
-    return DIGEST_PREFIX + sha256_hex(canonical_json([source, [list(v) for v in versions]]))
+    return format_digest(sha256_hex(canonical_json([source, [list(v) for v in versions]])))
 
 
 def framework_digest() -> str:

@@ -21,7 +21,7 @@ from .artifacts import (
 )
 from .lru import MISSING, CacheInfo, LRUCache
 from .errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreError
-from .hashing import format_digest, is_digest, parse_digest
+from .hashing import hex_of, is_digest, parse_digest
 from .objects import ObjectStore
 from .refs import Ref, read_ref, write_ref
 from .sidecar_paths import check_sidecar_path, guess_media_type
@@ -131,7 +131,7 @@ class ArtifactStore:
     def sidecar_ref_for(self, digest: str, path: str, *, media_type: str | None = None,
                         metadata: dict[str, Any] | None = None) -> Sidecar:
         """Describe an object already in the store (e.g. a ``save_object`` id) as a sidecar."""
-        sha = parse_digest(digest) if is_digest(digest) else digest
+        sha = hex_of(digest) or digest
         check_sidecar_path(path)
         obj = self.objects.verify(sha, None, what=f"sidecar {path}")
         from .objects import StoredObject
@@ -206,7 +206,7 @@ class ArtifactStore:
                     f"({item['role']}) is not in the store {self.root}")
         data = artifact.manifest_bytes()
         stored = self.objects.put_bytes(data)
-        digest = format_digest(stored.sha256)
+        digest = stored.digest
         if stored.fresh:
             self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
             self._cache.put(("manifest", stored.sha256), data, len(data))
@@ -312,7 +312,7 @@ class ArtifactStore:
         stored = self.objects.put_stream(lambda handle: joblib.dump(obj, handle))
         if stored.fresh:
             self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
-        return format_digest(stored.sha256)
+        return stored.digest
 
     def load_object(self, artifact_id: str, *, verify: Verify = "stat") -> Any:
         """Unpickle only after the digest verifies; results are cached in-process."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ArtifactStoreError, AssayError
-from ..hashing import DIGEST_PREFIX, is_digest
+from ..hashing import format_digest, hex_of, is_digest
 from ..inventory import RefEntry, expand_ref_args
 
 _PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{6,64})$")
@@ -87,7 +87,7 @@ def resolve(text: str, root: Path, results: Path) -> tuple[str, RefEntry | None]
 
         found = ObjectStore(root).with_prefix(prefix)
         if len(found) == 1:
-            return DIGEST_PREFIX + found[0], None
+            return format_digest(found[0]), None
         if len(found) > 1:
             raise UsageError(f"digest prefix {text!r} is ambiguous ({len(found)} objects); "
                              "give more hex digits")
@@ -120,7 +120,8 @@ def resolve_many(texts: Sequence[str], root: Path, results: Path
 def short(digest: str | None) -> str:
     if not digest:
         return "-"
-    return digest[len(DIGEST_PREFIX):][:SHORT] if digest.startswith(DIGEST_PREFIX) else digest
+    hex_digest = hex_of(digest)
+    return hex_digest[:SHORT] if hex_digest else digest
 
 
 # --- output ----------------------------------------------------------------------------
