@@ -35,6 +35,8 @@ from .errors import (
     ConfigError,
     PayloadError,
     PluginError,
+    RunFailed,
+    RunInterrupted,
     SidecarPathError,
 )
 from .hashing import canonical_json
@@ -51,6 +53,7 @@ __all__ = [
     "RunContext", "CollectorContext", "AggregateContext", "CompareContext", "PlotContext",
     "AssayError", "ArtifactStoreError", "ArtifactIntegrityError", "ArtifactSchemaError",
     "SidecarPathError", "BundleError", "PayloadError", "ConfigError", "PluginError",
+    "RunFailed", "RunInterrupted",
     "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",
 ]
 

@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,15 +23,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="ref file to write (artifact stages)")
     parser.add_argument("--plots", nargs="*", default=[], help="figure files (plot stage)")
     parser.add_argument("--no-cache", action="store_true", help="ignore the action cache")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads of this job (the study's resources; run stage)")
+    parser.add_argument("--grace", type=float, default=30.0,
+                        help="seconds a run gets after SIGTERM to checkpoint (run stage)")
+    parser.add_argument("--log", help="this job's log file (its stdout/stderr), quoted in errors")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.monotonic()
-    # SLURM (time limit, scancel, preemption) sends SIGTERM: exit through Python so the
-    # finally blocks remove staging files instead of leaving them for `assay gc`.
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    supervisor = None
+    if args.stage == "run":
+        # A run gets SIGTERM at its walltime (or scancel, preemption): forward it to the
+        # runner and give it the grace period to checkpoint (assay.supervise).
+        import os
+
+        from .supervise import Supervisor
+
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        supervisor = Supervisor(args.grace)
+        supervisor.install()
+    else:
+        # Exit through Python so the finally blocks remove staging files instead of
+        # leaving them for `assay gc`.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     from .errors import AssayError
     from .layout import ref_identity
@@ -57,11 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_plot_cached(store, spec, comparison, args.plots, log=log)
             log(f"wrote {len(args.plots)} figure(s) in {time.monotonic() - started:.2f}s")
             return 0
-        from .stages import execute
+        from .stages import JobOptions, execute
 
         if not args.output:
             raise AssayError("--output REF is required for artifact stages")
-        digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log)
+        options = JobOptions(threads=args.threads,
+                             log_path=Path(args.log) if args.log else None)
+        if supervisor is not None:
+            options.supervisor = supervisor
+        digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log,
+                         options=options)
         write_ref(args.output, digest, **ref_identity(spec))
         log(f"ref {args.output} -> {digest} ({time.monotonic() - started:.2f}s)")
         return 0

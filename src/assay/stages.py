@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
@@ -22,6 +23,8 @@ from .layout import ARTIFACT_STAGES, STAGE_LAYOUTS
 from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, SKIP_REASON, SKIPPED_REPLICATES
 from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
 from .store import ArtifactStore
+from .supervise import Supervisor
+from .workdirs import WorkDir
 
 STAGES = ARTIFACT_STAGES
 # Spec keys per stage: exactly what provenance must hold to recompute an artifact.
@@ -101,20 +104,41 @@ def stage_action_key(spec: dict[str, Any], input_digests: list[str]) -> str:
                       inputs=sorted(input_digests), framework=framework_digest())
 
 
+@dataclasses.dataclass
+class JobOptions:
+    """How a job runs, never what it computes: nothing here enters a key or a digest."""
+
+    threads: int = 1
+    log_path: Path | None = None
+    supervisor: Supervisor = dataclasses.field(default_factory=Supervisor)
+
+
 def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str], *,
-            use_cache: bool = True, log: Callable[[str], None] = lambda _m: None) -> str:
-    """Run one stage job: action-cache hit, or compute, store and record the action."""
+            use_cache: bool = True, log: Callable[[str], None] = lambda _m: None,
+            options: JobOptions | None = None) -> str:
+    """Run one stage job: action-cache hit, or compute, store and record the action.
+
+    A run job works in ``store/work/<action key>/``: kept when it fails or is killed, so
+    the next attempt resumes from what it left; removed once the artifact is published.
+    """
     stage = spec.get("stage")
     if stage not in STAGES:
         raise AssayError(f"unknown stage {stage!r} in job spec; expected one of {STAGES}")
+    options = options or JobOptions()
     key = stage_action_key(spec, input_digests)
+    work = store.work.for_key(key) if stage == "run" else None
     if use_cache:
         cached = store.lookup_action(key)
         if cached is not None:
             log(f"action cache hit {key[:12]}: {cached}")
+            if work is not None:
+                work.remove()   # an earlier attempt's leftovers: the result exists now
             return cached
     started = time.monotonic()
-    artifact = COMPUTE[stage](store, spec, input_digests)
+    if work is not None:
+        artifact = compute_run(store, spec, input_digests, work=work, options=options, log=log)
+    else:
+        artifact = COMPUTE[stage](store, spec, input_digests)
     role = STAGE_LAYOUTS[stage].input_role
     # "sources" (stat of imported files) belongs in the key, not the manifest: touching a
     # file must not change an artifact's digest.
@@ -125,6 +149,8 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
         inputs=[{"role": role, "digest": d} for d in input_digests] if role else [])
     digest = store.write_artifact(artifact)
     store.record_action(key, digest, stage=stage, plugin=spec["plugin"], **run_facts(started))
+    if work is not None:
+        work.remove()
     log(f"computed {stage} {digest} in {time.monotonic() - started:.3f}s")
     return digest
 
@@ -139,11 +165,26 @@ def _check_identity(artifact: Artifact, cls: type, spec: dict[str, Any], who: st
                               f"expected {value!r}")
 
 
-def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
+def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str], *,
+                work: WorkDir | None = None, options: JobOptions | None = None,
+                log: Callable[[str], None] = lambda _m: None) -> Artifact:
     runner = resolve_runner(spec["plugin"], where="runner.plugin")
+    options = options or JobOptions()
     ctx = RunContext(condition_label=spec["condition"], replicate=spec["replicate"],
                      params=spec["params"], settings=spec["settings"], seed=spec["seed"],
-                     artifact_store=store, runner_name=_runner_label(spec["plugin"]))
+                     artifact_store=store, runner_name=_runner_label(spec["plugin"]),
+                     threads=options.threads, log_path=options.log_path,
+                     supervisor=options.supervisor)
+    if work is not None:
+        ctx.resuming = work.has_files()
+        ctx.attempt = work.begin_attempt(
+            {"stage": "run", "condition": spec["condition"], "replicate": spec["replicate"],
+             "plugin": spec["plugin"]},
+            log_path=str(options.log_path) if options.log_path else None)
+        ctx.workdir = work.files
+        ctx.progress_sink = _throttled(work.write_progress)
+        log(f"attempt {ctx.attempt} in {work.files}"
+            + (" (resuming: an earlier attempt left files)" if ctx.resuming else ""))
     run = runner().run(ctx) if isinstance(runner, type) else runner(ctx)
     if isinstance(run, dict):  # a callable may return arrays: store them as one NPZ
         sidecar = store.write_npz_sidecar("sidecars/run.npz", metadata={"kind": "run"}, **run)
@@ -151,6 +192,20 @@ def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -
     who = f"runner {spec['plugin']!r}"
     _check_identity(run, RunArtifact, spec, who)
     return run
+
+
+def _throttled(write: Callable[[float, float | None, str], None],
+               every: float = 1.0) -> Callable[[float, float | None, str], None]:
+    """Progress reports cost one small atomic write at most once a second (and at the end)."""
+    last = [0.0]
+
+    def report(done: float, total: float | None, message: str = "") -> None:
+        now = time.monotonic()
+        if now - last[0] >= every or (total is not None and done >= total):
+            last[0] = now
+            write(done, total, message)
+
+    return report
 
 
 def _runner_label(plugin: str) -> str:

@@ -24,6 +24,7 @@ from .errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreEr
 from .hashing import hex_of, is_digest, parse_digest
 from .objects import ObjectStore
 from .refs import Ref, read_ref, write_ref
+from .workdirs import WORK_DIR, WorkDirs
 from .sidecar_paths import check_sidecar_path, guess_media_type
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class ArtifactStore:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.objects = ObjectStore(self.root)
         self.actions = ActionCache(self.root / "actions")
+        self.work = WorkDirs(self.root / WORK_DIR)
         self._cache = LRUCache(cache_size)
         self._staging = self.root / "tmp" / f"staging-{uuid.uuid4().hex}"
         self._owners: dict[tuple[str, str], str] = {}

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from .atomic import atomic_write_bytes
 from .hashing import canonical_json, is_sha256_hex
 
+WORK_DIR = "work"
 FILES = "files"
 STATE = "state.json"
 PROGRESS = "progress.json"

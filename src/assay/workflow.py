@@ -71,6 +71,39 @@ class WorkflowPlan:
     def has_detail_plot(self, analysis: str) -> bool:
         return hasattr(resolve_analysis(self.study.analyses[analysis].plugin), "plot")
 
+    # --- resources (never in a spec: changing them reruns nothing) ------------------------
+    def threads(self, stage: str) -> Any:
+        """A rule's ``threads:``; per condition for run jobs."""
+        if stage == "run" and any("threads" in r for r in self.study.condition_resources.values()):
+            return lambda wildcards: self.study.job_resources("run", wildcards.condition)["threads"]
+        return self.study.job_resources(stage)["threads"]
+
+    def resources(self, stage: str) -> dict[str, Any]:
+        """A rule's ``resources:`` under Snakemake's and the SLURM executor's names.
+
+        Numbers always have a value (the schema fills them); a partition or extra options
+        are declared only where the study sets them, so the profile's default applies
+        otherwise.
+        """
+        keys = ["mem_mb", "runtime", "gpu"]
+        overrides = self.study.condition_resources.values() if stage == "run" else ()
+        for key in ("slurm_partition", "slurm_extra"):
+            if key in self.study.resources.get(stage, {}) or any(key in r for r in overrides):
+                keys.append(key)
+        if not overrides:
+            values = self.study.job_resources(stage)
+            return {key: values.get(key, "") for key in keys}
+        return {key: (lambda wildcards, key=key:
+                      self.study.job_resources("run", wildcards.condition).get(key, ""))
+                for key in keys}
+
+    def check_cores(self, cores: int | None) -> None:
+        self.study.check_threads(cores)
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.study.grace_seconds
+
     # --- wildcard constraints ---------------------------------------------------------
     @staticmethod
     def _alternatives(names: list[str]) -> str:

@@ -3,6 +3,9 @@ rule aggregate:
         PLAN.replicate_refs,
     output:
         PLAN.ref_output("aggregate"),
+    threads: PLAN.threads("aggregate")
+    resources:
+        **PLAN.resources("aggregate"),
     params:
         store=STORE,
         framework=FRAMEWORK,

@@ -3,6 +3,9 @@ rule collect:
         run=PLAN.ref_output("run"),
     output:
         PLAN.ref_output("collect"),
+    threads: PLAN.threads("collect")
+    resources:
+        **PLAN.resources("collect"),
     params:
         store=STORE,
         framework=FRAMEWORK,

@@ -8,6 +8,7 @@ from assay.workflow import WorkflowPlan
 shell.prefix(f'export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 PLAN = WorkflowPlan(config)  # paths in the config are relative to the working directory
+PLAN.check_cores(workflow.cores)  # a stage asking for more threads stops before any job
 STORE = PLAN.store
 RESULTS = PLAN.results
 # Digest of assay's own stage code: a param of every stage rule, so upgrading or editing

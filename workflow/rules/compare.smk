@@ -3,6 +3,9 @@ rule compare:
         PLAN.condition_refs,
     output:
         PLAN.ref_output("compare"),
+    threads: PLAN.threads("compare")
+    resources:
+        **PLAN.resources("compare"),
     params:
         store=STORE,
         framework=FRAMEWORK,

@@ -10,6 +10,9 @@ rule plot_summary:
             category="Conditions",
             subcategory="{analysis}",
         ),
+    threads: PLAN.threads("plot")
+    resources:
+        **PLAN.resources("plot"),
     params:
         store=STORE,
         framework=FRAMEWORK,
@@ -33,6 +36,9 @@ rule plot_detail:
             category="Details",
             subcategory="{analysis}",
         ),
+    threads: PLAN.threads("plot")
+    resources:
+        **PLAN.resources("plot"),
     params:
         store=STORE,
         framework=FRAMEWORK,

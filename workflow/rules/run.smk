@@ -3,6 +3,11 @@ rule run:
         PLAN.run_sources,
     output:
         PLAN.ref_output("run"),
+    threads: PLAN.threads("run")
+    resources:
+        **PLAN.resources("run"),
+        # Not a param: resources are no rerun trigger, so changing the grace reruns nothing.
+        grace_s=PLAN.grace_seconds,
     params:
         store=STORE,
         framework=FRAMEWORK,
@@ -15,4 +20,5 @@ rule run:
         "../envs/assay.yaml"
     shell:
         "python -m assay.jobs run --store {params.store:q} --spec {params.spec} "
-        "--output {output:q} > {log:q} 2>&1"
+        "--output {output:q} --threads {threads} --grace {resources.grace_s} --log {log:q} "
+        "> {log:q} 2>&1"
