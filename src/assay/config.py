@@ -181,7 +181,7 @@ def _message(error: Any) -> str:
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         return (f"unknown key{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(u) for u in unknown)}; allowed: {', '.join(allowed)}")
+                f"{', '.join(repr(u) for u in unknown)}; known keys: {', '.join(allowed)}")
     if error.validator == "pattern" and error.validator_value == _LABEL_PATTERN:
         return (f"{error.instance!r} is not a valid label: it must start with a letter or "
                 "digit and contain only letters, digits, '_', '.', '+' or '-' (at most 128 "
