@@ -18,9 +18,19 @@ def _split(requirement: str) -> tuple[str, str]:
     return name.lower(), spec.replace(" ", "")
 
 
+# Extras the conda environment installs too (the workflow's conda env runs their jobs).
+CONDA_EXTRAS = ("openmm",)
+
+
+def _project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
 def test_environment_yml_matches_pyproject_dependencies():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = _project()
     pip = dict(_split(r) for r in project["dependencies"])
+    for extra in CONDA_EXTRAS:
+        pip.update(_split(r) for r in project["optional-dependencies"][extra])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = {}
     for item in env["dependencies"]:
@@ -28,6 +38,15 @@ def test_environment_yml_matches_pyproject_dependencies():
             name, spec = _split(item)
             conda[CONDA_NAMES.get(name, name)] = spec
     assert conda == pip
+
+
+def test_entry_points_name_the_builtin_plugins():
+    """A pip-installed plugin lookup and the built-in table agree on every name."""
+    from assay.plugins import BUILTIN_ANALYSES, BUILTIN_RUNNERS
+
+    points = _project()["entry-points"]
+    assert points["assay.runners"] == BUILTIN_RUNNERS
+    assert points["assay.analyses"] == BUILTIN_ANALYSES
 
 
 def test_workflow_conda_env_is_the_project_environment():
