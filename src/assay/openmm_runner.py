@@ -513,8 +513,9 @@ class OpenMMRunner:
                                                           openmm_seed(ctx.seed))
             step = 0
             _save_checkpoint(folder, simulation, outputs, 0, identity, complete=False)
+            threads = f", {s.threads} thread(s)" if s.platform == "CPU" else ""
             ctx.log(f"starting: {topology.getNumAtoms()} atoms, {s.steps} steps on "
-                    f"{s.platform} ({s.threads} thread(s)), checkpoints in {folder}")
+                    f"{s.platform}{threads}; checkpoints in {folder}")
         if s.platform == "CPU" and s.threads > 1:
             ctx.warnings.append(f"threads: {s.threads} on the CPU platform is not "
                                 "deterministic: reruns and resumed runs give other bytes")
