@@ -141,8 +141,8 @@ class Case:
 
 def checkpoint_cost(root: Path, solvent: str, repeats: int) -> dict[str, float]:
     """Median seconds of one checkpoint and of one report chunk, in one process."""
-    from assay.openmm_runner import (_build, _Outputs, _save_checkpoint, parse_settings,
-                                     resolve_structure)
+    from assay.openmm_files import Outputs, save_checkpoint
+    from assay.openmm_runner import _build, parse_settings, resolve_structure
 
     s = parse_settings({**BASE, "solvent": solvent})
     name, data = resolve_structure(s.structure, REPO)
@@ -151,7 +151,7 @@ def checkpoint_cost(root: Path, solvent: str, repeats: int) -> dict[str, float]:
     sim.minimizeEnergy()
     folder = root / f"checkpoint-{solvent}"
     folder.mkdir(parents=True)
-    outputs = _Outputs(folder, topology, s.timestep_fs, s.report_interval)
+    outputs = Outputs(folder, topology, s.timestep_fs, s.report_interval)
     outputs.create()
     chunk, checkpoint, step = [], [], 0
     for _ in range(repeats):
@@ -162,7 +162,7 @@ def checkpoint_cost(root: Path, solvent: str, repeats: int) -> dict[str, float]:
         outputs.write(step, state, 300.0)
         chunk.append(time.perf_counter() - start)
         start = time.perf_counter()
-        _save_checkpoint(folder, sim, outputs, step, "bench", complete=False)
+        save_checkpoint(folder, sim, outputs, step, "bench", complete=False)
         checkpoint.append(time.perf_counter() - start)
     outputs.close()
     size = sum(p.stat().st_size for p in folder.glob("checkpoint-*.chk"))

@@ -6,21 +6,12 @@ Why it is built the way it is:
   ``report_interval`` and writes one DCD frame and one state-data row per chunk, exactly
   what ``DCDReporter`` + ``StateDataReporter`` would write at that interval. Between
   chunks it checks ``ctx.stop_requested`` (SIGTERM) and writes checkpoints.
-* **Byte-identical outputs.** OpenMM stamps the DCD header and the PDB ``REMARK`` with the
-  date; both are replaced by fixed text. Wall-clock columns (speed) are left out of the
-  state table. On the CPU platform with ``threads: 1`` (the default) OpenMM is
-  deterministic, so two runs with one seed give the same sidecar bytes, and a run killed
-  at any step and resumed from its last checkpoint gives the uninterrupted bytes. Two or
-  more CPU threads give different bytes on every run (measured with OpenMM 8.6.1): the
-  runner then warns in the artifact. Platform, precision and threads are settings, so
-  they are in the action key.
-* **Checkpoints.** Every ``checkpoint_interval`` steps (and on a stop request and at the
-  end) the runner fsyncs the DCD and CSV, writes ``Context.createCheckpoint()`` to
-  ``checkpoint-<step>.chk`` and then, atomically, ``checkpoint.json`` naming it with the
-  byte lengths of the DCD and CSV at that step and the DCD header bytes. A kill at any
-  moment leaves a consistent pair. Resuming truncates both files to the recorded lengths
-  (frames written after the checkpoint are redone), restores the header and loads the
-  checkpoint. Files linked into the store are copied before they are written to.
+* **Byte-identical outputs.** On the CPU platform with ``threads: 1`` (the default)
+  OpenMM is deterministic, so two runs with one seed give the same sidecar bytes, and a
+  run killed at any step and resumed from its last checkpoint gives the uninterrupted
+  bytes (the files and checkpoints: ``openmm_files``). Two or more CPU threads give other
+  bytes on every run (measured with OpenMM 8.6.1): the runner then warns in the
+  artifact. Platform, precision and threads are settings, so they are in the action key.
 * **What the payload holds.** Steps, simulated ns, frame spacing, atoms, platform,
   precision, threads, OpenMM version and seed: facts that depend only on the inputs. The
   issue also asks for ns/day, but a manifest must not hold timings: the payload of a
@@ -33,23 +24,28 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import os
+import math
 import re
-import shutil
-import struct
 import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 from .artifacts import RunArtifact
 from .atomic import atomic_write_bytes
 from .context import RunContext
 from .errors import AssayError, ConfigError
 from .hashing import canonical_json, sha256_hex
+from .openmm_files import (
+    FILES,
+    STATE_COLUMNS,
+    Outputs,
+    pdb_bytes,
+    save_checkpoint,
+    usable_checkpoint,
+)
 
 DEFAULTS: dict[str, Any] = {
     "forcefield": ["amber14-all.xml"],
@@ -76,13 +72,7 @@ PLATFORMS = ("CPU", "Reference", "CUDA", "OpenCL", "HIP")
 GPU_PLATFORMS = ("CUDA", "OpenCL", "HIP")
 PRECISIONS = ("single", "mixed", "double")
 MAX_STEPS = 2**31 - 1     # DCD headers hold 32-bit step numbers
-CHECKPOINT_JSON = "checkpoint.json"
-FILES = {"trajectory": "trajectory.dcd", "state_data": "state_data.csv",
-         "topology": "topology.pdb"}
-STATE_COLUMNS = ("step", "time_ps", "potential_energy_kj_mol", "kinetic_energy_kj_mol",
-                 "total_energy_kj_mol", "temperature_k")
 _PACKAGE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*):(.+)$")
-_DCD_STAMP = slice(180, 260)          # second 80-byte title line: "Created <asctime>"
 _PROGRESS_EVERY_S = 0.5               # progress writes fsync; keep them off the hot path
 
 
@@ -130,7 +120,7 @@ def parse_settings(raw: dict[str, Any], params: dict[str, Any] | None = None) ->
         if value is None and optional:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not value > minimum or value != value or value == float("inf"):
+                or not math.isfinite(value) or not value > minimum:
             raise ConfigError(f"{where(key)} must be a number > {minimum:g}, got {value!r}")
         return float(value)
 
@@ -275,17 +265,6 @@ def _build(s: MDSettings, name: str, data: bytes, seed: int) -> tuple[Any, Any, 
     return simulation, topology, structure.positions
 
 
-def _pdb_bytes(topology: Any, positions: Any) -> bytes:
-    """The topology as a PDB without OpenMM's dated REMARK line."""
-    import openmm.app as app
-
-    buffer = io.StringIO()
-    app.PDBFile.writeFile(topology, positions, buffer)
-    lines = [re.sub(r", \d{4}-\d{2}-\d{2}$", "", line) if line.startswith("REMARK   1 CREATED")
-             else line for line in buffer.getvalue().splitlines()]
-    return ("\n".join(lines) + "\n").encode("ascii")
-
-
 def _temperature(simulation: Any) -> Any:
     """state -> instantaneous temperature in K, computed as StateDataReporter does."""
     import openmm
@@ -307,145 +286,11 @@ def _temperature(simulation: Any) -> Any:
                           / (dof * gas_constant))
 
 
-# --- trajectory and state table ------------------------------------------------------
-def _private(path: Path) -> None:
-    """Copy a file that shares its inode with a store object before anyone writes to it."""
-    if path.exists() and (path.stat().st_nlink > 1 or not os.access(path, os.W_OK)):
-        tmp = path.with_name(f".{path.name}.copy")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, path)
-
-
-class _Outputs:
-    """The DCD and CSV being written in the work directory, and their sync points."""
-
-    def __init__(self, folder: Path, topology: Any, dt_fs: float, interval: int) -> None:
-        self.dcd_path, self.csv_path = folder / FILES["trajectory"], folder / FILES["state_data"]
-        self.topology, self.dt_fs, self.interval = topology, dt_fs, interval
-        self.dcd: BinaryIO | None = None
-        self.csv: BinaryIO | None = None
-        self.writer: Any = None
-        self.header = b""
-
-    def _dcd_file(self, append: bool) -> Any:
-        from openmm.app import DCDFile
-        from openmm.unit import femtosecond
-
-        return DCDFile(self.dcd, self.topology, self.dt_fs * femtosecond, self.interval,
-                       self.interval, append=append)
-
-    def create(self) -> None:
-        for path in (self.dcd_path, self.csv_path):
-            path.unlink(missing_ok=True)      # never truncate an inode the store may share
-        self.dcd = open(self.dcd_path, "x+b")
-        self.writer = self._dcd_file(append=False)
-        self.header = self._fix_stamp()
-        self.csv = open(self.csv_path, "xb")
-        self.csv.write((",".join(STATE_COLUMNS) + "\n").encode())
-
-    def _fix_stamp(self) -> bytes:
-        """Replace the creation time OpenMM writes into the DCD title (bytes 180-260)."""
-        self.dcd.flush()
-        header = self.dcd_path.read_bytes()
-        if header[100:117] != b"Created by OpenMM" or header[_DCD_STAMP][:8] != b"Created ":
-            raise AssayError("openmm runner: this OpenMM writes an unknown DCD header, so "
-                             "its timestamp cannot be removed; report the OpenMM version")
-        self.dcd.seek(_DCD_STAMP.start)
-        self.dcd.write(struct.pack("<80s", b"Created by assay (no timestamp)"))
-        self.dcd.seek(0, os.SEEK_END)
-        self.dcd.flush()
-        return self.dcd_path.read_bytes()
-
-    def reopen(self, dcd_bytes: int, csv_bytes: int, header: bytes) -> None:
-        """Back to the checkpoint: cut what came after it, restore the frame count."""
-        for path, size in ((self.dcd_path, dcd_bytes), (self.csv_path, csv_bytes)):
-            _private(path)
-            with open(path, "r+b") as handle:
-                handle.truncate(size)
-        self.dcd = open(self.dcd_path, "r+b")
-        self.dcd.write(header)
-        self.dcd.flush()
-        self.header = header
-        self.writer = self._dcd_file(append=True)
-        self.csv = open(self.csv_path, "ab")
-
-    def write(self, step: int, state: Any, temperature: float) -> None:
-        from openmm import unit
-
-        self.writer.writeModel(state.getPositions(asNumpy=True))
-        potential = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-        row = (step, f"{step * self.dt_fs / 1000:.6f}", repr(potential), repr(kinetic),
-               repr(potential + kinetic), repr(temperature))
-        self.csv.write((",".join(map(str, row)) + "\n").encode())
-        self.csv.flush()
-
-    def sync(self) -> dict[str, Any]:
-        """fsync both files; their lengths and the DCD header describe this moment."""
-        lengths = {}
-        for key, handle in (("dcd_bytes", self.dcd), ("csv_bytes", self.csv)):
-            handle.flush()
-            os.fsync(handle.fileno())
-            lengths[key] = os.fstat(handle.fileno()).st_size
-        self.dcd.seek(0)
-        self.header = self.dcd.read(len(self.header))
-        self.dcd.seek(0, os.SEEK_END)
-        return {**lengths, "dcd_header": base64.b64encode(self.header).decode()}
-
-    def close(self) -> None:
-        for handle in (self.dcd, self.csv):
-            if handle is not None and not handle.closed:
-                handle.flush()
-                os.fsync(handle.fileno())
-                handle.close()
-
-
-# --- checkpoints -----------------------------------------------------------------------
-def _save_checkpoint(folder: Path, simulation: Any, outputs: _Outputs, step: int,
-                     identity: str, complete: bool) -> None:
-    data = simulation.context.createCheckpoint()
-    name = f"checkpoint-{step:010d}.chk"
-    atomic_write_bytes(folder / name, data)
-    record = {"format": 1, "identity": identity, "step": step, "checkpoint": name,
-              "checkpoint_sha256": sha256_hex(data), "complete": complete, **outputs.sync()}
-    atomic_write_bytes(folder / CHECKPOINT_JSON, canonical_json(record) + b"\n")
-    for old in folder.glob("checkpoint-*.chk"):
-        if old.name != name:
-            old.unlink(missing_ok=True)
-
-
-def _usable_checkpoint(folder: Path, identity: str) -> tuple[dict[str, Any] | None, str]:
-    """The checkpoint record and bytes if everything it names is intact, else why not."""
-    try:
-        record = json.loads((folder / CHECKPOINT_JSON).read_bytes())
-    except FileNotFoundError:
-        return None, "no checkpoint yet"
-    except ValueError:
-        return None, "checkpoint.json is damaged"
-    if not isinstance(record, dict) or record.get("format") != 1:
-        return None, "checkpoint.json has an unknown format"
-    if record.get("identity") != identity:
-        return None, "the checkpoint belongs to other settings, seed or structure"
-    try:
-        data = (folder / str(record["checkpoint"])).read_bytes()
-    except (KeyError, FileNotFoundError):
-        return None, "the checkpoint file is missing"
-    if sha256_hex(data) != record.get("checkpoint_sha256"):
-        return None, "the checkpoint file is damaged"
-    for key, file in (("dcd_bytes", "trajectory"), ("csv_bytes", "state_data")):
-        path = folder / FILES[file]
-        size = record.get(key)
-        if not isinstance(size, int) or not path.is_file() or path.stat().st_size < size:
-            return None, f"{FILES[file]} is shorter than at the checkpoint"
-    if not (folder / FILES["topology"]).is_file():
-        return None, f"{FILES['topology']} is missing"
-    return {**record, "data": data}, ""
-
-
 # --- the runner ------------------------------------------------------------------------
 class OpenMMRunner:
     """Runs an OpenMM simulation per condition x replicate; resumable, deterministic."""
 
+    code_dependencies = ("assay.openmm_files",)
     version_dependencies = ("openmm",)
 
     @staticmethod
@@ -492,9 +337,9 @@ class OpenMMRunner:
         identity = sha256_hex(canonical_json({
             "settings": asdict(s), "seed": ctx.seed, "structure": sha256_hex(data),
             "openmm": openmm.__version__}))
-        outputs = _Outputs(folder, topology, s.timestep_fs, s.report_interval)
+        outputs = Outputs(folder, topology, s.timestep_fs, s.report_interval)
         stack.callback(outputs.close)
-        record, why = _usable_checkpoint(folder, identity) if ctx.resuming else (None, "")
+        record, why = usable_checkpoint(folder, identity) if ctx.resuming else (None, "")
         if record is not None:
             outputs.reopen(record["dcd_bytes"], record["csv_bytes"],
                            base64.b64decode(record["dcd_header"]))
@@ -504,7 +349,7 @@ class OpenMMRunner:
         else:
             if ctx.resuming:
                 ctx.log(f"cannot resume ({why}); starting from step 0")
-            atomic_write_bytes(folder / FILES["topology"], _pdb_bytes(topology, positions))
+            atomic_write_bytes(folder / FILES["topology"], pdb_bytes(topology, positions))
             outputs.create()
             simulation.context.setPositions(positions)
             if s.minimize:
@@ -512,7 +357,7 @@ class OpenMMRunner:
             simulation.context.setVelocitiesToTemperature(s.temperature_k * unit.kelvin,
                                                           openmm_seed(ctx.seed))
             step = 0
-            _save_checkpoint(folder, simulation, outputs, 0, identity, complete=False)
+            save_checkpoint(folder, simulation, outputs, 0, identity, complete=False)
             threads = f", {s.threads} thread(s)" if s.platform == "CPU" else ""
             ctx.log(f"starting: {topology.getNumAtoms()} atoms, {s.steps} steps on "
                     f"{s.platform}{threads}; checkpoints in {folder}")
@@ -530,7 +375,7 @@ class OpenMMRunner:
             outputs.write(step, state, temperature(state))
             stop = ctx.stop_requested and step < s.steps
             if step % s.checkpoint_interval == 0 or step == s.steps or stop:
-                _save_checkpoint(folder, simulation, outputs, step, identity,
+                save_checkpoint(folder, simulation, outputs, step, identity,
                                  complete=step == s.steps)
             now = time.monotonic()
             if now - shown >= _PROGRESS_EVERY_S or step == s.steps or stop:
