@@ -18,9 +18,19 @@ def _split(requirement: str) -> tuple[str, str]:
     return name.lower(), spec.replace(" ", "")
 
 
+# Extras the conda environment installs too (the workflow's conda env runs their jobs).
+CONDA_EXTRAS = ("openmm",)
+
+
+def _project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
 def test_environment_yml_matches_pyproject_dependencies():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = _project()
     pip = dict(_split(r) for r in project["dependencies"])
+    for extra in CONDA_EXTRAS:
+        pip.update(_split(r) for r in project["optional-dependencies"][extra])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = {}
     for item in env["dependencies"]:
@@ -28,6 +38,17 @@ def test_environment_yml_matches_pyproject_dependencies():
             name, spec = _split(item)
             conda[CONDA_NAMES.get(name, name)] = spec
     assert conda == pip
+
+
+def test_builtin_plugins_are_listed_once_and_all_resolve():
+    """plugins.BUILTIN_* is the one registry: pyproject declares no entry points of its
+    own for them (a second list would drift), and every name loads."""
+    from assay.plugins import BUILTIN_ANALYSES, BUILTIN_RUNNERS, load_target
+
+    points = _project().get("entry-points", {})
+    assert "assay.runners" not in points and "assay.analyses" not in points
+    for target in {**BUILTIN_ANALYSES, **BUILTIN_RUNNERS}.values():
+        assert load_target(target, where="test") is not None
 
 
 def test_workflow_conda_env_is_the_project_environment():

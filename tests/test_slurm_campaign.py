@@ -324,10 +324,43 @@ def test_submitted_jobs_carry_the_study_resources(tmp_path):
                                    "results/replicates/gyration/free/1.json", "--verbose",
                                    timeout=300))
     TIMES["resources study on SLURM"] = run.seconds
-    kinds: dict[str, int] = {}
+    # which SLURM job is which: the plugin's log path names the rule (or group) and
+    # wildcards: .snakemake/slurm_logs/rule_run/free_1/<jobid>.log
+    jobs = {}
     for job_id, log in submissions(run.output):
         parts = Path(log).parts
-        kinds["/".join(parts[parts.index("slurm_logs") + 1:-1])] = job_id
-    print(kinds)
-    print(run.output[-20000:])
-    assert 0
+        jobs["/".join(parts[parts.index("slurm_logs") + 1:-1])] = job_id
+    assert set(jobs) == set(EXPECTED_RESOURCES), (jobs, run.output[-6000:])
+
+    records = {int(r["JobId"]): r for r in wait_for_jobcomp(run.run_id, len(jobs))}
+    for name, job_id in jobs.items():
+        cpus, mem, minutes, comment = EXPECTED_RESOURCES[name]
+        # what the controller granted (known for MinJobAge = 300 s after the end)
+        granted = scontrol_job(job_id)
+        got = {key: granted.get(key) for key in
+               ("Comment", "NumCPUs", "CPUs/Task", "MinMemoryNode", "TimeLimit", "Partition")}
+        assert got == {"Comment": comment, "NumCPUs": str(cpus), "CPUs/Task": str(cpus),
+                       "MinMemoryNode": f"{mem}M", "TimeLimit": f"00:0{minutes}:00",
+                       "Partition": "main"}, (name, granted)
+        # and the durable record slurmctld wrote when the job ended
+        record = records[job_id]
+        assert record["JobState"] == "COMPLETED", record
+        assert (record["TimeLimit"], record["Partition"], record["ProcCnt"]) == (
+            str(minutes), "main", str(cpus)), record
+        assert f"cpu={cpus},mem={mem}M," in record["Tres"] + ",", record
+
+    # the sbatch calls themselves (logged by the executor plugin with --verbose); the
+    # study's default gpu: 0 asks for no GPU
+    calls = re.findall(r"^sbatch call: (.*)$", run.output, re.M)
+    assert len(calls) == 3, calls
+    assert not any("--gpus" in call or "--gres" in call for call in calls), calls
+
+
+# rule/group log dir -> (cpus, mem MB, minutes, --comment); "strong" has its own memory
+# and runtime over resources.run (and inherits threads and partition); the collect group
+# of one member asks for exactly its rule's resources (threads default: 1)
+EXPECTED_RESOURCES = {
+    "rule_run/free_1": (2, 700, 7, "rule_run_wildcards_free_1"),
+    "rule_run/strong_1": (2, 900, 5, "rule_run_wildcards_strong_1"),
+    "group_collect_group_collect": (1, 300, 3, "rule_collect_group_collect"),
+}

@@ -35,6 +35,7 @@ BUILTIN_RUNNERS = {
     "python": "assay.runners:PythonCallableRunner",
     "shell": "assay.runners:ShellRunner",
     "import": "assay.runners:ImportRunner",
+    "openmm": "assay.openmm_runner:OpenMMRunner",
 }
 # Framework modules whose code shapes every stage's result.
 FRAMEWORK_MODULES = ("assay.stages", "assay.statistics", "assay.plotting", "assay.artifacts",
