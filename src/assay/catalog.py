@@ -38,12 +38,11 @@ from .inventory import (
     sniff_manifests,
     walk_manifests,
 )
-from .payload import COMPARISONS, CONTROL, METRICS
+from .payload import ANOVA, COMPARISONS, CONTROL, METRICS, PAIRWISE, RANKING
 from .store import ArtifactStore
 
 CATALOG_NAME = "catalog.duckdb"
 CATALOG_FORMAT = 1
-# Payload key of a comparison artifact's per-condition statistics (written by stages.py).
 # The statistic name of a plain scalar metric (replicate and run artifacts).
 VALUE = "value"
 TABLES = ("artifacts", "sidecars", "metrics", "edges", "objects", "refs", "actions",
@@ -131,7 +130,9 @@ def _columns(name: str) -> dict[str, list[Any]]:
 def _metric_rows(out: dict[str, list[Any]], digest: str, payload: Any,
                  identity: tuple[Any, ...]) -> None:
     """Long-form rows: a scalar metric is statistic 'value'; a condition summary gives one
-    row per statistic; a comparison one row per (condition, metric, statistic)."""
+    row per statistic; a comparison one row per (condition, reference, metric, statistic)
+    of every test (the reference is in the ``control`` column), its Welch ANOVA per metric
+    (statistics ``anova_*``, no condition) and each condition's ``rank``."""
     if not isinstance(payload, dict):
         return
     kind, analysis, condition, replicate = identity
@@ -141,32 +142,62 @@ def _metric_rows(out: dict[str, list[Any]], digest: str, payload: Any,
     if isinstance(metrics, dict):
         for name, value in metrics.items():
             if isinstance(value, dict):
-                rows.extend((condition, name, stat, v) for stat, v in value.items()
+                rows.extend((condition, control, name, stat, v) for stat, v in value.items()
                             if _num(v) is not None)
             elif _num(value) is not None:
-                rows.append((condition, name, VALUE, value))
-    comparisons = payload.get(COMPARISONS)
-    if isinstance(comparisons, dict):
-        for label, per_metric in comparisons.items():
-            if isinstance(per_metric, dict):
-                for name, stats in per_metric.items():
-                    if isinstance(stats, dict):
-                        rows.extend((label, name, stat, v) for stat, v in stats.items()
-                                    if _num(v) is not None)
+                rows.append((condition, control, name, VALUE, value))
+    if kind == "comparison":
+        rows.extend(_comparison_rows(payload, control))
     if not rows:
         return
-    rows.sort(key=lambda r: (str(r[0]), r[1], r[2]))
+    rows.sort(key=lambda r: (str(r[0]), str(r[1]), r[2], r[3]))
     n = len(rows)
     out["artifact"] += [digest] * n
     out["artifact_type"] += [kind] * n
     out["analysis"] += [analysis] * n
     out["replicate"] += [replicate if kind != "comparison" else None] * n
-    out["control"] += [control] * n
-    for condition_, name, stat, value in rows:
+    for condition_, control_, name, stat, value in rows:
         out["condition"].append(condition_)
+        out["control"].append(control_)
         out["metric"].append(name)
         out["statistic"].append(stat)
         out["value"].append(float(value))
+
+
+def _test_rows(tests: Any, reference: str | None) -> list[tuple[Any, ...]]:
+    """{condition: {metric: {statistic: number}}} -> rows (strings such as the test's name
+    are left out; they are in the comparison table sidecar)."""
+    rows: list[tuple[Any, ...]] = []
+    if isinstance(tests, dict):
+        for label, per_metric in tests.items():
+            if isinstance(per_metric, dict):
+                for name, stats in per_metric.items():
+                    if isinstance(stats, dict):
+                        rows.extend((label, reference, name, stat, v)
+                                    for stat, v in stats.items() if _num(v) is not None)
+    return rows
+
+
+def _comparison_rows(payload: dict[str, Any], control: str | None) -> list[tuple[Any, ...]]:
+    rows = _test_rows(payload.get(COMPARISONS), control)
+    pairwise = payload.get(PAIRWISE)
+    if isinstance(pairwise, dict):
+        for reference, tests in pairwise.items():
+            rows.extend(_test_rows(tests, _str(reference)))
+    anova = payload.get(ANOVA)
+    if isinstance(anova, dict):
+        for name, stats in anova.items():
+            if isinstance(stats, dict):
+                rows.extend((None, None, name, f"anova_{stat}", v)
+                            for stat, v in stats.items() if _num(v) is not None)
+    ranking = payload.get(RANKING)
+    if isinstance(ranking, dict):
+        for name, entries in ranking.items():
+            for entry in entries if isinstance(entries, list) else ():
+                if isinstance(entry, dict) and _num(entry.get("rank")) is not None:
+                    rows.append((_str(entry.get("condition")), None, name, "rank",
+                                 entry["rank"]))
+    return rows
 
 
 def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
@@ -473,7 +504,8 @@ class Catalog:
         """The ``n`` rows with the highest (or lowest) value of one metric statistic.
 
         ``statistic`` is ``value`` for per-replicate metrics, ``mean``/``sem``/... for
-        condition summaries and ``difference``/``p``/... for comparisons.
+        condition summaries and ``difference``/``p``/``p_adjusted``/``hedges_g``/... for
+        comparisons.
         """
         if not isinstance(n, int) or n < 1:
             raise ArtifactStoreError(f"top_metrics needs n >= 1, got {n!r}")

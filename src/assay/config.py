@@ -33,6 +33,7 @@ class Study:
     analyses: dict[str, PluginSpec]
     aggregation: dict[str, Any]
     plots: dict[str, Any]
+    comparison: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
@@ -62,7 +63,8 @@ class Study:
             runner=PluginSpec(config["runner"]["plugin"], dict(config["runner"]["settings"])),
             analyses={name: PluginSpec(a["plugin"], dict(a["settings"]))
                       for name, a in config["analyses"].items()},
-            aggregation=dict(config["aggregation"]), plots=dict(config["plots"]))
+            aggregation=dict(config["aggregation"]), plots=dict(config["plots"]),
+            comparison=dict(config["comparison"]))
         if check_plugins:
             from .errors import PluginError
             from .plugins import resolve_analysis, resolve_runner

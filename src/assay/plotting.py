@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import PlotContext
-from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS
+from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, OPTIONS, P_ADJUSTED, P_VALUE
 from .plugins import resolve_analysis
 from .store import ArtifactStore
 
@@ -44,8 +44,29 @@ def _stars(p: float | None) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."
 
 
+def _starred_p(test: dict[str, Any]) -> float | None:
+    """The adjusted p; a comparison made before corrections existed has only the raw one."""
+    return test.get(P_ADJUSTED, test.get(P_VALUE))
+
+
+def stars_legend(payload: dict[str, Any]) -> str:
+    """Which test and which correction the stars stand for, for the figure's title."""
+    from .comparison import CORRECTIONS, TESTS
+
+    options = payload.get(OPTIONS, {"test": "welch", "correction": "none"})
+    test = TESTS.get(options.get("test"), str(options.get("test")))
+    correction = CORRECTIONS.get(options.get("correction"), str(options.get("correction")))
+    return f"{test}, {correction} p: * p<0.05, ** p<0.01, *** p<0.001"
+
+
 def draw_summary(ctx: PlotContext, figure: Any) -> None:
-    """Per metric: condition means with t confidence intervals, replicate values as dots."""
+    """Per metric: condition means with t confidence intervals, replicate values as dots.
+
+    Everything comes from the condition and comparison artifacts: each condition carries
+    its replicates' values, so no replicate is opened here.
+    """
+    from .aggregation import replicate_values
+
     metrics = sorted({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
     ncols = min(3, len(metrics)) or 1
     nrows = math.ceil(len(metrics) / ncols) or 1
@@ -59,8 +80,7 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
             if stats is None:
                 continue
             confidence = stats["confidence"]
-            values = [a.metrics[metric] for a in ctx.replicates[label].values()
-                      if metric in a.metrics]
+            values = replicate_values(stats) or []
             jitter = [x + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
             ax.scatter(jitter, values, s=14, color="0.55", zorder=2)
             lower = stats["mean"] - stats["ci_low"] if stats["ci_low"] is not None else 0.0
@@ -68,7 +88,7 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
             ax.errorbar([x], [stats["mean"]], yerr=[[lower], [upper]], fmt="o", color="C0",
                         markersize=7, capsize=6, linewidth=2, zorder=3)
             if label != ctx.control:
-                p = comparisons.get(label, {}).get(metric, {}).get("p")
+                p = _starred_p(comparisons.get(label, {}).get(metric, {}))
                 ax.annotate(_stars(p), (x, 1.0), xycoords=("data", "axes fraction"),
                             ha="center", va="top", fontsize=9)
         ax.set_xticks(range(len(labels)), labels, rotation=20)
@@ -79,8 +99,8 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
             ax.set_ylabel(f"mean ± {confidence:.0%} CI")
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    figure.suptitle(f"{ctx.analysis_name}: conditions vs control {ctx.control!r} "
-                    "(Welch t-test: * p<0.05, ** p<0.01, *** p<0.001)", fontsize=10)
+    figure.suptitle(f"{ctx.analysis_name}: conditions vs control {ctx.control!r}\n"
+                    f"({stars_legend(ctx.comparison.payload)})", fontsize=10)
 
 
 def save_figure(figure: Any, path: Path, *, dpi: int) -> None:
