@@ -24,6 +24,14 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
 
+def _add_tolerance(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rtol", type=float, default=0.0, metavar="R",
+                   help="relative tolerance: numbers a, b are equal if |a-b| <= atol + "
+                        "rtol*max(|a|,|b|) (default 0)")
+    p.add_argument("--atol", type=float, default=0.0, metavar="A",
+                   help="absolute tolerance (default 0)")
+
+
 def _add_jobs(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--jobs", "-j", type=int, metavar="N",
                    help=f"parallel threads for {what} (default: one per CPU for hashing, "
@@ -156,11 +164,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     # provenance -------------------------------------------------------------------------
     p = command("reproduce", "recompute an artifact from its provenance in a scratch store "
-                             "and compare digests; exit 1 if anything differs",
+                             "and compare digests (and, if they differ, by how much); exit 1 "
+                             "if it differs beyond --rtol/--atol",
                 "reproduce:run_reproduce")
     p.add_argument("target", metavar="REF|DIGEST")
     p.add_argument("--scratch", metavar="DIR", help="where to make the scratch store")
     p.add_argument("--keep", action="store_true", help="keep the scratch store")
+    _add_tolerance(p)
+    _add_json(p)
+
+    p = command("diff", "how two artifacts differ beyond their digests: payload numbers, "
+                        "NPZ arrays, table columns; exit 1 if they differ beyond the "
+                        "tolerance", "diff:run_diff")
+    p.add_argument("a", metavar="A", help="ref file, path under results/, or digest")
+    p.add_argument("b", metavar="B", nargs="?",
+                   help="the same, looked up in --store2/--results2 (default: A's ref path "
+                        "in --results2)")
+    p.add_argument("--store2", metavar="DIR", help="store holding B (default: --store)")
+    p.add_argument("--results2", metavar="DIR", help="results directory holding B's ref "
+                                                     "(default: --results)")
+    _add_tolerance(p)
     _add_json(p)
 
     p = command("config", "study configuration", "reproduce:run_config")
