@@ -78,10 +78,16 @@ def default_aggregate(ctx: AggregateContext, min_replicates: int,
     skipped, usable = [], {}
     for number, artifact in sorted(ctx.replicates.items()):
         reason = artifact.payload.get("skipped")
-        if reason or not artifact.metrics:
+        metrics = artifact.payload.get(METRICS) or {}
+        if not isinstance(metrics, dict):
+            raise AssayError(
+                f"aggregate {ctx.analysis_name}/{ctx.condition_label}: replicate {number} "
+                f"payload[{METRICS!r}] is a {type(metrics).__name__}, not a mapping of metric "
+                "names to numbers; fix its collector")
+        if reason or not metrics:
             skipped.append({"replicate": number, "reason": str(reason or "no metrics")})
         else:
-            usable[number] = artifact.metrics
+            usable[number] = metrics
     warnings = []
     if len(usable) < min_replicates:
         message = (f"condition {ctx.condition_label!r} of analysis {ctx.analysis_name!r} has "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .artifacts import (
     ConditionArtifact,
@@ -100,6 +100,6 @@ class PlotContext:
     settings: dict[str, Any]
     comparison: Any
     conditions: dict[str, ConditionArtifact]
-    replicates: dict[str, dict[int, ReplicateArtifact]]
+    replicates: Mapping[str, dict[int, ReplicateArtifact]]   # read on first access
     artifact_store: ArtifactStore
     plot_options: dict[str, Any]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .context import PlotContext
@@ -17,25 +18,42 @@ from .plugins import resolve_analysis
 from .store import ArtifactStore
 
 
+class Replicates(Mapping[str, dict[int, Any]]):
+    """Each condition's replicate artifacts, read only when a plot asks for them: the
+    summary figure never does (conditions carry their replicates' values)."""
+
+    def __init__(self, store: ArtifactStore, conditions: dict[str, Any]) -> None:
+        self._store, self._conditions = store, conditions
+        self._loaded: dict[str, dict[int, Any]] = {}
+
+    def __getitem__(self, label: str) -> dict[int, Any]:
+        if label not in self._loaded:
+            artifacts = [self._store.read_replicate_result(item["digest"])
+                         for item in self._conditions[label].inputs]
+            self._loaded[label] = {a.replicate: a for a in artifacts}
+        return self._loaded[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._conditions)
+
+    def __len__(self) -> int:
+        return len(self._conditions)
+
+
 def load_plot_context(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str) -> PlotContext:
     comparison = store.read_comparison_result(comparison_digest)
-    conditions, replicates = {}, {}
+    conditions = {}
     for item in comparison.inputs:
         condition = store.read_condition_result(item["digest"])
-        label = condition.condition_label
-        conditions[label] = condition
-        replicates[label] = {}
-        for rep in condition.inputs:
-            artifact = store.read_replicate_result(rep["digest"])
-            replicates[label][artifact.replicate] = artifact
+        conditions[condition.condition_label] = condition
     order = spec.get("conditions") or comparison.payload.get(CONDITIONS, sorted(conditions))
     control = comparison.payload.get(CONTROL, spec["control"])
     order = [control] + [c for c in order if c != control]
+    ordered = {c: conditions[c] for c in order}
     return PlotContext(
         analysis_name=spec["analysis"], control=control, settings=spec["settings"],
-        comparison=comparison, conditions={c: conditions[c] for c in order},
-        replicates={c: replicates[c] for c in order}, artifact_store=store,
-        plot_options=spec.get("plots", {}))
+        comparison=comparison, conditions=ordered, replicates=Replicates(store, ordered),
+        artifact_store=store, plot_options=spec.get("plots", {}))
 
 
 def _stars(p: float | None) -> str:

@@ -70,9 +70,11 @@ def hedges_correction(df: float) -> float:
 
 def hedges_g(treatment: Mapping[str, Any], control: Mapping[str, Any],
              confidence: float) -> dict[str, Any]:
-    """Hedges' g (pooled SD, exact J) and its large-sample interval (Hedges & Olkin 1985).
+    """Hedges' g (pooled SD, exact J) and its normal-theory interval.
 
-    None when either group has fewer than 2 values or both have zero spread.
+    Var(g) = J² · ((n1+n2)/(n1·n2) + d²/(2(n1+n2))), as in Borenstein et al. (2009),
+    Introduction to Meta-Analysis, ch. 4. None when either group has fewer than 2 values
+    or both have zero spread.
     """
     n1, n2 = treatment["n"], control["n"]
     out: dict[str, Any] = {"hedges_g": None, "g_ci_low": None, "g_ci_high": None}
@@ -85,8 +87,10 @@ def hedges_g(treatment: Mapping[str, Any], control: Mapping[str, Any],
         return out
     from scipy.special import ndtri
 
-    g = hedges_correction(df) * (treatment["mean"] - control["mean"]) / pooled
-    se = math.sqrt((n1 + n2) / (n1 * n2) + g ** 2 / (2 * (n1 + n2)))
+    correction = hedges_correction(df)
+    d = (treatment["mean"] - control["mean"]) / pooled
+    g = correction * d
+    se = correction * math.sqrt((n1 + n2) / (n1 * n2) + d ** 2 / (2 * (n1 + n2)))
     half = float(ndtri(0.5 + confidence / 2)) * se
     out.update(hedges_g=g, g_ci_low=g - half, g_ci_high=g + half)
     return out
