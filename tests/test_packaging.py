@@ -18,9 +18,11 @@ def _split(requirement: str) -> tuple[str, str]:
     return name.lower(), spec.replace(" ", "")
 
 
-def test_environment_yml_matches_pyproject_dependencies():
+def test_environment_yml_matches_pyproject_dependencies_and_test_extra():
+    """Conda users run the tests too: the environment holds the test extra as well."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pip = dict(_split(r) for r in project["dependencies"])
+    pip = dict(_split(r) for r in project["dependencies"]
+               + project["optional-dependencies"]["test"])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = {}
     for item in env["dependencies"]:

@@ -30,14 +30,14 @@ from .errors import (
     SidecarPathError,
 )
 from .hashing import canonical_json
-from .payload import METRICS, strict_json_payload
+from .payload import COMPARISONS, METRICS, P_ADJUSTED, VALUES, strict_json_payload
 from .refs import Ref, read_ref, write_ref
 from .store import ArtifactStore
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCHEMA_VERSION", "METRICS", "Artifact", "ArtifactSidecarRef", "ArtifactStore",
+    "SCHEMA_VERSION", "METRICS", "VALUES", "COMPARISONS", "P_ADJUSTED", "Artifact", "ArtifactSidecarRef", "ArtifactStore",
     "RunArtifact", "ReplicateArtifact", "ConditionArtifact", "ComparisonArtifact",
     "AssayError", "ArtifactStoreError", "ArtifactIntegrityError", "ArtifactSchemaError",
     "SidecarPathError", "BundleError", "PayloadError", "ConfigError", "PluginError",

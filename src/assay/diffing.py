@@ -50,7 +50,7 @@ class Finding:
             side = names[0] if self.kind == "only_a" else names[1]
             return f"{self.where}: only in {side}{verdict}"
         if self.kind == "number":
-            return (f"{self.where}: {_num(self.a)} -> {_num(self.b)} "
+            return (f"{self.where}: {self.a!r} -> {self.b!r} "
                     f"(|Δ| {_num(self.abs_diff)}, rel {_num(self.rel_diff)}){verdict}")
         if self.kind == "array":
             return f"{self.where}: {_array_text(self.detail)}{verdict}"
