@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 
 import pytest
+from workflow_helpers import SMALL_CONFIG
 
 from assay import ArtifactStore, AssayError, ReplicateArtifact
 from assay.aggregation import metric_value
 from assay.config import Study
 from assay.stages import aggregate_spec, execute
-from workflow_helpers import SMALL_CONFIG
 
 
 @pytest.fixture
@@ -56,8 +56,8 @@ def test_a_metric_some_replicates_lack_is_summarized_from_the_others_with_a_warn
               _replicate(store, spec, 2, {"x": 2.0}), _replicate(store, spec, 3, {"x": 3.0})]
     art = store.read_condition_result(execute(store, spec, inputs))
     assert art.payload["metrics"]["y"]["values"] == {"1": 1.0}
-    assert art.warnings == ["metric 'y' is missing from replicate(s) [2, 3]; its summary uses "
-                            "the other 1"]
+    assert art.warnings == [("metric 'y' is missing from replicate(s) [2, 3]; its summary "
+                             "uses the other 1")]
 
 
 @pytest.mark.parametrize("value,shown", [

@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+from workflow_helpers import SMALL_CONFIG
 
-from assay import ArtifactStore, AssayError, ConditionArtifact, ConfigError, ReplicateArtifact
+from assay import (
+    ArtifactStore,
+    AssayError,
+    ConditionArtifact,
+    ConfigError,
+    ReplicateArtifact,
+)
 from assay.config import Study
 from assay.stages import aggregate_spec, compare_spec, execute, stage_action_key
-from workflow_helpers import SMALL_CONFIG
 
 VALUES = {
     "free": {"x": [1.0, 2.0, 3.0, 2.5], "y": [10.0, 11.0, 10.5, 10.2]},
@@ -171,8 +177,8 @@ def test_metrics_in_some_conditions_only_are_reported_not_dropped(store):
     values["weak"]["extra"] = [2.0, 2.0, 3.0, 5.0]
     art, _ = _compare(store, _study(), values)
     assert art.payload["missing_metrics"] == {"extra": ["free"]}
-    assert art.warnings == ["metric 'extra' is missing from condition(s) ['free']: no test "
-                            "involves them for this metric"]
+    assert art.warnings == [("metric 'extra' is missing from condition(s) ['free']: no test "
+                             "involves them for this metric")]
     assert "extra" not in art.payload["comparisons"]["strong"]
     assert art.payload["anova"]["extra"]["conditions"] == ["strong", "weak"]
 

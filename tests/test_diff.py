@@ -172,9 +172,10 @@ def test_cli_diff_needs_b_or_a_second_location(tmp_path, capsys):
 
 
 def test_reproduce_says_by_how_much_a_recomputation_differs(tmp_path, capsys):
+    from workflow_helpers import SMALL_CONFIG
+
     from assay.config import Study
     from assay.stages import execute, run_spec
-    from workflow_helpers import SMALL_CONFIG
 
     study = Study.from_config(copy.deepcopy(SMALL_CONFIG))
     store = ArtifactStore(tmp_path / "store")

@@ -66,11 +66,11 @@ def test_identical_constant_groups_have_no_test():
 
 
 # --- effect sizes --------------------------------------------------------------------------
-from itertools import combinations  # noqa: E402
+from itertools import combinations
 
-from statsmodels.stats.multitest import multipletests  # noqa: E402
+from statsmodels.stats.multitest import multipletests
 
-from assay.statistics import (  # noqa: E402
+from assay.statistics import (
     adjust_pvalues,
     hedges_correction,
     hedges_g,

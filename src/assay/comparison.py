@@ -138,7 +138,13 @@ def pair_test(own: dict[str, Any], ref: dict[str, Any], *, test: str, confidence
               permutations: int = 9999, seed: int = 0) -> dict[str, Any]:
     """One condition against a reference on one metric: the chosen test, the Welch
     interval of the difference, Hedges' g and the ratio of means."""
-    from .statistics import hedges_g, mann_whitney, permutation_test, ratio_of_means, welch
+    from .statistics import (
+        hedges_g,
+        mann_whitney,
+        permutation_test,
+        ratio_of_means,
+        welch,
+    )
 
     result = {**welch(own, ref, confidence), "test": test}
     if test == "welch":

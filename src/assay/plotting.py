@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from .context import PlotContext
-from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, OPTIONS, P_ADJUSTED, P_VALUE
+from .payload import (
+    COMPARISONS,
+    CONDITIONS,
+    CONTROL,
+    METRICS,
+    OPTIONS,
+    P_ADJUSTED,
+    P_VALUE,
+)
 from .plugins import resolve_analysis
 from .store import ArtifactStore
 
