@@ -19,14 +19,15 @@ def _split(requirement: str) -> tuple[str, str]:
 
 
 # Extras the conda environment installs too (the workflow's conda env runs their jobs).
-CONDA_EXTRAS = ("openmm",)
+CONDA_EXTRAS = ("openmm", "test")
 
 
 def _project() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
-def test_environment_yml_matches_pyproject_dependencies():
+def test_environment_yml_matches_pyproject_dependencies_and_extras():
+    """Conda users run the tests and the OpenMM runner too: the environment holds them."""
     project = _project()
     pip = dict(_split(r) for r in project["dependencies"])
     for extra in CONDA_EXTRAS:

@@ -457,7 +457,7 @@ BAD_CONFIGS = [
     ("params not a mapping", _mutate(**{"conditions.0.params": [1]}),
      "config key conditions[0].params: [1] is not of type 'object'"),
     ("unknown top-level key", _mutate(unknown_key=1),
-     "config key (top level): unknown key 'unknown_key'; known keys: aggregation, analyses, "
+     "config key (top level): unknown key 'unknown_key'; known keys: aggregation, analyses, comparison, "
      "conditions, control, plots, replicates, resources, results, runner, seed, store"),
     ("unknown analysis plugin", _mutate(**{"analyses.gyration.plugin": "no_such_analysis"}),
      "analyses.gyration.plugin: unknown plugin 'no_such_analysis'; known: contact_events, "
@@ -467,7 +467,7 @@ BAD_CONFIGS = [
      "analyses.gyration.plugin: cannot import 'nosuch' for plugin 'nosuch:Thing': No module "
      "named 'nosuch'"),
     ("unknown runner plugin", _mutate(**{"runner.plugin": "no_such_runner"}),
-     "runner.plugin: unknown plugin 'no_such_runner'; known: import, polymer_langevin, "
+     "runner.plugin: unknown plugin 'no_such_runner'; known: import, openmm, polymer_langevin, "
      "python, shell; or give 'module:attr'"),
     ("duplicate condition labels",
      _mutate(conditions=[{"label": "free"}, {"label": "strong"}, {"label": "free"}]),

@@ -15,7 +15,7 @@ Needs the cluster of ``tests/slurm/cluster.sh`` (the skip/fail logic, the helper
 
 SLURM timing on this cluster (22.05, ``scontrol show config``): slurmctld tests time limits
 every 30 s (PERIODIC_TIMEOUT, not configurable), OverTimeLimit=0, KillWait=30 s. A job with
-``-t 1`` therefore gets SIGTERM between 60 and 90 s after it started (measured: 79 s), and
+``-t 1`` therefore gets SIGTERM between 60 and 90 s after it started (measured: 66 and 79 s), and
 SIGKILL 30 s later. The runner's grace period (10 s here) must stay below KillWait.
 
 Why 95 steps of 1 s. Let s1, s2 be the start-up of each attempt (srun + the job's own
@@ -56,7 +56,6 @@ from test_slurm import (  # noqa: F401  (slurm_cluster: the module's autouse ski
     INIT_SECONDS,
     PROFILE,
     check_ok,
-    jobcomp_records,
     slurm_cluster,
     slurm_env,
     snakemake_slurm,
@@ -66,7 +65,14 @@ from workflow_helpers import REPO, SMALL_CONFIG, digests, jobs_run, snakemake, w
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-TIMES: dict[str, float] = {}
+TIMES: dict[str, float] = {}  # wall times, printed at the end of the module (-s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_times():
+    yield
+    if TIMES:
+        print("\n[slurm campaign] " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMES.items()))
 
 _SUBMISSION = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) "
                          r"\(log: (\S+)\)\.", re.M)
@@ -146,6 +152,8 @@ ENGINE = textwrap.dedent('''
         if step % 10 == 0:
             print(f"step {step}/{steps}", flush=True)
         if stop:
+            history[-1]["stopped_by"] = "SIGTERM"   # bookkeeping only, not in the result
+            save(step, state, history)
             print(f"SIGTERM: checkpoint at step {step} written, exiting", flush=True)
             sys.exit(143)
     print("history " + json.dumps(history), flush=True)
@@ -171,7 +179,7 @@ CONDITION = "long"
 RUN_REF = f"results/runs/{CONDITION}/1.json"
 RUN_LOG = f"results/logs/run/{CONDITION}/1.log"
 COLLECT_REF = f"results/replicates/final/{CONDITION}/1.json"
-CAMPAIGN_TIMEOUT = 480   # the SLURM run (expected ~190 s)
+CAMPAIGN_TIMEOUT = 480   # the SLURM run (measured ~170 s)
 GRACE = 10               # < KillWait (30 s)
 
 
@@ -231,7 +239,7 @@ def campaign(tmp_path_factory):
 
 
 def test_walltime_timeout_is_retried_by_the_profile(campaign):
-    on_slurm, _, run = campaign
+    _, _, run = campaign
     submitted = submissions(run.output)
     assert len(submitted) == 2, (f"expected the run job submitted twice (TIMEOUT, then its "
                                  f"retry): {submitted}\n{run.output[-6000:]}")
@@ -263,7 +271,8 @@ def test_second_attempt_resumes_from_the_checkpoint(campaign):
     assert "starting at step 0" not in log, "attempt 2 started over"
     # the checkpoint's own record: who ran which steps
     history = json.loads(re.search(r"^history (.*)$", log, re.M).group(1))
-    assert history == [{"attempt": 1, "from": 0, "to": k},
+    # attempt 1 was stopped by SIGTERM (time to checkpoint), not SIGKILLed mid-step
+    assert history == [{"attempt": 1, "from": 0, "to": k, "stopped_by": "SIGTERM"},
                        {"attempt": 2, "from": k, "to": STEPS}], history
     # attempt 1 ran ~55-87 steps before its SIGTERM (60-90 s minus its start-up)
     assert k >= 40, history
@@ -364,3 +373,98 @@ EXPECTED_RESOURCES = {
     "rule_run/strong_1": (2, 900, 5, "rule_run_wildcards_strong_1"),
     "group_collect_group_collect": (1, 300, 3, "rule_collect_group_collect"),
 }
+
+
+# === 3. a GPU request reaches sbatch =====================================================
+GPU_TIMEOUT = 120   # expected: ~10 s (sbatch rejects the job at once)
+
+
+def test_gpu_request_reaches_sbatch(tmp_path):
+    """``resources.run.gpu: 1`` -> ``sbatch ... --gpus=1``. The loopback node has no GPU
+    (and slurm.conf no GresTypes), so sbatch refuses the job; on a cluster that accepted
+    it the job is cancelled here. Either way nothing is left running."""
+    config = resources_config()
+    config["conditions"] = config["conditions"][:1]
+    config["resources"] = {"run": {"gpu": 1}}
+    write_config(tmp_path, config)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(tmp_path), "--profile", str(PROFILE),
+               "--workflow-profile", "none", "--retries", "0",
+               "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS), "--verbose",
+               "results/runs/free/1.json"]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=slurm_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    accepted = None
+    deadline = time.monotonic() + GPU_TIMEOUT
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            accepted = accepted or _SUBMISSION.search("".join(lines))
+            if accepted:   # a cluster with GPUs queued it: we have seen what we came for
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:   # still waiting on SLURM: stop it (its session, by id)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+        output = "".join(lines)
+        run_id = re.search(r"SLURM run ID: ([0-9a-f-]{36})", output)
+        if run_id:
+            subprocess.run(["scancel", "--name", run_id.group(1)], capture_output=True,
+                           timeout=30, env=slurm_env())
+    assert not (accepted is None and proc.returncode is None), "snakemake neither ended " \
+        f"nor submitted within {GPU_TIMEOUT} s:\n{output[-6000:]}"
+    assert run_id, output[-6000:]
+
+    calls = re.findall(r"^sbatch call: (.*)$", output, re.M)
+    assert len(calls) == 1, output[-6000:]
+    options = shlex.split(calls[0].split(" --wrap=", 1)[0])
+    assert "--gpus=1" in options, calls[0]
+    assert "--cpus-per-task=1" in options and "-t" in options, calls[0]
+    if accepted is None:   # the loopback cluster: sbatch said no, snakemake failed the job
+        assert proc.returncode != 0
+        assert "SLURM sbatch failed" in output, output[-6000:]
+        assert "Invalid generic resource (gres) specification" in output, output[-6000:]
+        assert not (tmp_path / "results" / "runs" / "free" / "1.json").exists()
+    queue = subprocess.run(["squeue", "-h", "--name", run_id.group(1), "-t", "PD,R,CG",
+                            "-o", "%i %T"], capture_output=True, text=True, timeout=30,
+                           env=slurm_env())
+    assert queue.stdout.strip() == "", f"jobs of the GPU run still queued: {queue.stdout}"
+
+
+# === 4. changing resources reruns nothing ================================================
+def test_changing_resources_reruns_nothing(tmp_path):
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["analyses"] = {"gyration": SMALL_CONFIG["analyses"]["gyration"]}
+    write_config(tmp_path, config)
+    first = jobs_run(snakemake(tmp_path))
+    assert {rule for rule, _ in first} >= {"run", "collect", "aggregate", "compare"}
+    before = digests(tmp_path)
+    assert len(before) == 4 + 4 + 2 + 1
+
+    changed = copy.deepcopy(config)
+    changed["runner"]["grace_seconds"] = 5
+    changed["conditions"][1]["resources"] = {"mem_mb": 2500, "threads": 1, "runtime": 2}
+    changed["resources"] = {
+        "run": {"threads": 2, "mem_mb": 1500, "runtime": 240, "slurm_partition": "main",
+                "slurm_extra": "--qos=normal"},
+        "collect": {"threads": 2, "mem_mb": 200, "runtime": 2},
+        "aggregate": {"mem_mb": 100}, "compare": {"runtime": 3}, "plot": {"threads": 2},
+    }
+    write_config(tmp_path, changed)
+    again = snakemake(tmp_path)
+    assert jobs_run(again) == set(), again.stderr[-4000:]
+    assert "Nothing to be done" in again.stdout + again.stderr
+    assert digests(tmp_path) == before
+    # the check is not blind: a change to what a run computes does rerun the runs
+    changed["runner"]["settings"]["n_frames"] = 41
+    write_config(tmp_path, changed)
+    dry = snakemake(tmp_path, "--dry-run")
+    assert {out for rule, out in jobs_run(dry) if rule == "run"} == {
+        f"results/runs/{c}/{r}.json" for c in ("free", "strong") for r in (1, 2)}
+
+

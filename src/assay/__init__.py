@@ -40,14 +40,23 @@ from .errors import (
     SidecarPathError,
 )
 from .hashing import canonical_json
-from .payload import METRICS, SKIP_REASON, SKIPPED_REPLICATES, strict_json_payload
+from .payload import (
+    COMPARISONS,
+    METRICS,
+    P_ADJUSTED,
+    SKIP_REASON,
+    SKIPPED_REPLICATES,
+    VALUES,
+    strict_json_payload,
+)
 from .refs import Ref, read_ref, write_ref
 from .store import ArtifactStore
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCHEMA_VERSION", "METRICS", "SKIP_REASON", "SKIPPED_REPLICATES",
+    "SCHEMA_VERSION", "METRICS", "SKIP_REASON", "SKIPPED_REPLICATES", "VALUES", "COMPARISONS",
+    "P_ADJUSTED",
     "Artifact", "Sidecar", "ArtifactSidecarRef", "ArtifactStore",
     "RunArtifact", "ReplicateArtifact", "ConditionArtifact", "ComparisonArtifact",
     "RunContext", "CollectorContext", "AggregateContext", "CompareContext", "PlotContext",

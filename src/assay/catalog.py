@@ -38,14 +38,11 @@ from .inventory import (
     sniff_manifests,
     walk_manifests,
 )
-from .payload import COMPARISONS, CONTROL, METRICS
+from .metric_rows import VALUE, metric_rows
 from .store import ArtifactStore
 
 CATALOG_NAME = "catalog.duckdb"
 CATALOG_FORMAT = 1
-# Payload key of a comparison artifact's per-condition statistics (written by stages.py).
-# The statistic name of a plain scalar metric (replicate and run artifacts).
-VALUE = "value"
 TABLES = ("artifacts", "sidecars", "metrics", "edges", "objects", "refs", "actions",
           "catalog_info")
 _STALE_TMP_SECONDS = 3600
@@ -128,47 +125,6 @@ def _columns(name: str) -> dict[str, list[Any]]:
     return {f.name: [] for f in SCHEMAS[name]}
 
 
-def _metric_rows(out: dict[str, list[Any]], digest: str, payload: Any,
-                 identity: tuple[Any, ...]) -> None:
-    """Long-form rows: a scalar metric is statistic 'value'; a condition summary gives one
-    row per statistic; a comparison one row per (condition, metric, statistic)."""
-    if not isinstance(payload, dict):
-        return
-    kind, analysis, condition, replicate = identity
-    control = _str(payload.get(CONTROL)) if kind == "comparison" else None
-    rows: list[tuple[Any, ...]] = []
-    metrics = payload.get(METRICS)
-    if isinstance(metrics, dict):
-        for name, value in metrics.items():
-            if isinstance(value, dict):
-                rows.extend((condition, name, stat, v) for stat, v in value.items()
-                            if _num(v) is not None)
-            elif _num(value) is not None:
-                rows.append((condition, name, VALUE, value))
-    comparisons = payload.get(COMPARISONS)
-    if isinstance(comparisons, dict):
-        for label, per_metric in comparisons.items():
-            if isinstance(per_metric, dict):
-                for name, stats in per_metric.items():
-                    if isinstance(stats, dict):
-                        rows.extend((label, name, stat, v) for stat, v in stats.items()
-                                    if _num(v) is not None)
-    if not rows:
-        return
-    rows.sort(key=lambda r: (str(r[0]), r[1], r[2]))
-    n = len(rows)
-    out["artifact"] += [digest] * n
-    out["artifact_type"] += [kind] * n
-    out["analysis"] += [analysis] * n
-    out["replicate"] += [replicate if kind != "comparison" else None] * n
-    out["control"] += [control] * n
-    for condition_, name, stat, value in rows:
-        out["condition"].append(condition_)
-        out["metric"].append(name)
-        out["statistic"].append(stat)
-        out["value"].append(float(value))
-
-
 def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
                      raw: dict[str, bytes], refs_to: dict[str, int],
                      live: set[str]) -> dict[str, pa.Table]:
@@ -226,7 +182,7 @@ def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
                 ("ref_count", refs_to.get(sha, 0)), ("live", sha in live),
                 ("manifest", raw[sha].decode("utf-8"))):
             art[column].append(value)
-        _metric_rows(metric, digest, get("payload"), (kind, analysis, condition, replicate))
+        metric_rows(metric, digest, get("payload"), (kind, analysis, condition, replicate))
     return {"artifacts": _table("artifacts", art), "sidecars": _table("sidecars", side),
             "edges": _table("edges", edge), "metrics": _table("metrics", metric)}
 
@@ -462,7 +418,8 @@ class Catalog:
         """The ``n`` rows with the highest (or lowest) value of one metric statistic.
 
         ``statistic`` is ``value`` for per-replicate metrics, ``mean``/``sem``/... for
-        condition summaries and ``difference``/``p``/... for comparisons.
+        condition summaries and ``difference``/``p``/``p_adjusted``/``hedges_g``/... for
+        comparisons.
         """
         if not isinstance(n, int) or n < 1:
             raise ArtifactStoreError(f"top_metrics needs n >= 1, got {n!r}")

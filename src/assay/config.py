@@ -38,6 +38,7 @@ class Study:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     condition_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     grace_seconds: float = 30.0
+    comparison: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
@@ -71,7 +72,8 @@ class Study:
             resources={k: dict(v) for k, v in config["resources"].items()},
             condition_resources={c["label"]: dict(c["resources"])
                                  for c in config["conditions"] if c.get("resources")},
-            grace_seconds=float(config["runner"]["grace_seconds"]))
+            grace_seconds=float(config["runner"]["grace_seconds"]),
+            comparison=dict(config["comparison"]))
         study._check_partitions()
         if check_plugins:
             from .errors import PluginError

@@ -7,7 +7,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .artifacts import (
     ConditionArtifact,
@@ -154,6 +154,6 @@ class PlotContext:
     settings: dict[str, Any]
     comparison: Any
     conditions: dict[str, ConditionArtifact]
-    replicates: dict[str, dict[int, ReplicateArtifact]]
+    replicates: Mapping[str, dict[int, ReplicateArtifact]]   # read on first access
     artifact_store: ArtifactStore
     plot_options: dict[str, Any]

@@ -38,8 +38,9 @@ BUILTIN_RUNNERS = {
     "openmm": "assay.openmm_runner:OpenMMRunner",
 }
 # Framework modules whose code shapes every stage's result.
-FRAMEWORK_MODULES = ("assay.stages", "assay.statistics", "assay.plotting", "assay.artifacts",
-                     "assay.npz", "assay.tables")
+FRAMEWORK_MODULES = ("assay.stages", "assay.aggregation", "assay.comparison",
+                     "assay.statistics", "assay.plotting", "assay.artifacts", "assay.npz",
+                     "assay.tables")
 
 
 def _entry_points(group: str) -> dict[str, str]:

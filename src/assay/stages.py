@@ -20,7 +20,6 @@ from .context import AggregateContext, CollectorContext, CompareContext, RunCont
 from .errors import AssayError, PluginError
 from .hashing import canonical_json, format_digest, sha256_hex
 from .layout import ARTIFACT_STAGES, STAGE_LAYOUTS
-from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, SKIP_REASON, SKIPPED_REPLICATES
 from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
 from .store import ArtifactStore
 from .supervise import Supervisor
@@ -36,7 +35,7 @@ SPEC_KEYS = {
     "aggregate": ("stage", "analysis", "plugin", "settings", "settings_fingerprint",
                   "condition", "aggregation", "code_digest"),
     "compare": ("stage", "analysis", "plugin", "settings", "settings_fingerprint",
-                "control", "confidence", "code_digest"),
+                "control", "confidence", "comparison", "code_digest"),
 }
 
 
@@ -73,8 +72,11 @@ def aggregate_spec(study: Any, analysis: str, condition: str) -> dict[str, Any]:
 
 
 def compare_spec(study: Any, analysis: str) -> dict[str, Any]:
+    from .comparison import comparison_options
+
     return {**_analysis_spec(study, analysis, "compare"), "control": study.control,
-            "confidence": study.aggregation["confidence"]}
+            "confidence": study.aggregation["confidence"],
+            "comparison": comparison_options(study.comparison)}
 
 
 def plot_spec(study: Any, analysis: str) -> dict[str, Any]:
@@ -232,60 +234,15 @@ def compute_collect(store: ArtifactStore, spec: dict[str, Any], inputs: list[str
     return dataclasses.replace(result, metadata=metadata)
 
 
-def default_aggregate(ctx: AggregateContext, min_replicates: int,
-                      allow_partial: bool) -> ConditionArtifact:
-    """n/mean/std/SEM/t-interval of every payload metric; records skipped replicates."""
-    from .statistics import summarize
-
-    skipped, usable = [], {}
-    for number, artifact in sorted(ctx.replicates.items()):
-        reason = artifact.payload.get(SKIP_REASON)
-        if reason or not artifact.metrics:
-            skipped.append({"replicate": number, "reason": str(reason or "no metrics")})
-        else:
-            usable[number] = artifact.metrics
-    warnings = []
-    if len(usable) < min_replicates:
-        message = (f"condition {ctx.condition_label!r} of analysis {ctx.analysis_name!r} has "
-                   f"{len(usable)} usable replicate(s), fewer than min_replicates="
-                   f"{min_replicates}")
-        if not allow_partial or not usable:
-            raise AssayError(message + "; set aggregation.allow_partial: true to aggregate "
-                             "anyway, or add replicates")
-        warnings.append(message)
-    names = sorted({name for metrics in usable.values() for name in metrics})
-    metrics = {}
-    for name in names:
-        values = [float(m[name]) for m in usable.values() if name in m]
-        metrics[name] = summarize(values, ctx.confidence)
-    return ConditionArtifact(
-        analysis_name=ctx.analysis_name, condition_label=ctx.condition_label,
-        replicates=sorted(usable), payload={METRICS: metrics, SKIPPED_REPLICATES: skipped},
-        metadata={"settings_fingerprint": ctx.settings_fingerprint}, warnings=warnings)
-
-
 def compute_aggregate(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
-    replicates = {}
-    for digest in inputs:
-        artifact = store.read_replicate_result(digest)
-        fingerprint = artifact.metadata.get("settings_fingerprint")
-        if fingerprint != spec["settings_fingerprint"]:
-            raise AssayError(
-                f"replicate {artifact.replicate} of {spec['analysis']}/{spec['condition']} "
-                f"({digest}) was collected with settings fingerprint {fingerprint}, not "
-                f"{spec['settings_fingerprint']}; rerun its collect job")
-        if artifact.condition_label != spec["condition"]:
-            raise AssayError(f"{digest} belongs to condition {artifact.condition_label!r}, "
-                             f"not {spec['condition']!r}")
-        if artifact.replicate in replicates:
-            raise AssayError(f"replicate {artifact.replicate} given twice for "
-                             f"{spec['analysis']}/{spec['condition']}")
-        replicates[artifact.replicate] = artifact
+    from .aggregation import default_aggregate, read_replicates
+
     options = spec["aggregation"]
     ctx = AggregateContext(
         analysis_name=spec["analysis"], condition_label=spec["condition"],
         settings=spec["settings"], settings_fingerprint=spec["settings_fingerprint"],
-        replicates=replicates, confidence=options["confidence"], artifact_store=store)
+        replicates=read_replicates(store, spec, inputs), confidence=options["confidence"],
+        artifact_store=store)
     result = default_aggregate(ctx, options["min_replicates"], options["allow_partial"])
     plugin = resolve_analysis(spec["plugin"])()
     if hasattr(plugin, "aggregate"):
@@ -295,32 +252,13 @@ def compute_aggregate(store: ArtifactStore, spec: dict[str, Any], inputs: list[s
 
 
 def compute_compare(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
-    from .statistics import welch
+    from .comparison import build_comparison, read_conditions
 
-    conditions = {}
-    for digest in inputs:
-        artifact = store.read_condition_result(digest)
-        conditions[artifact.condition_label] = artifact
-    control = spec["control"]
-    if control not in conditions:
-        raise AssayError(f"compare {spec['analysis']}: control {control!r} is not among the "
-                         f"aggregated conditions {sorted(conditions)}")
-    base = conditions[control].payload[METRICS]
-    comparisons: dict[str, Any] = {}
-    for label, artifact in sorted(conditions.items()):
-        if label == control:
-            continue
-        own = artifact.payload[METRICS]
-        comparisons[label] = {name: welch(own[name], base[name], spec["confidence"])
-                              for name in sorted(own) if name in base}
-    result = ComparisonArtifact(
-        analysis_name=spec["analysis"],
-        payload={CONTROL: control, CONDITIONS: sorted(conditions), COMPARISONS: comparisons,
-                 "confidence": spec["confidence"]},
-        metadata={"settings_fingerprint": spec["settings_fingerprint"]})
+    conditions = read_conditions(store, spec, inputs)
+    result = build_comparison(store, spec, conditions)
     plugin = resolve_analysis(spec["plugin"])()
     if hasattr(plugin, "compare"):
-        ctx = CompareContext(analysis_name=spec["analysis"], control=control,
+        ctx = CompareContext(analysis_name=spec["analysis"], control=spec["control"],
                              settings=spec["settings"], conditions=conditions,
                              confidence=spec["confidence"], artifact_store=store)
         result = plugin.compare(ctx, result)

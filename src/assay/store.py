@@ -36,6 +36,11 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 BINARY_FORMATS = ("joblib",)
 
 
+def _type_names(expected: type | tuple[type, ...]) -> str:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join("None" if t is type(None) else f"a {t.__name__}" for t in types)
+
+
 class ArtifactStore:
     """A content-addressed store rooted at a directory shared by every job.
 
@@ -66,19 +71,45 @@ class ArtifactStore:
                                   media_type=media_type or guess_media_type(path),
                                   metadata=dict(metadata or {}))
 
-    def write_npz_sidecar(self, path: str, *, metadata: dict[str, Any] | None = None,
-                          compress: bool = False, **arrays: Any) -> Sidecar:
-        """Write arrays as a deterministic NPZ, hashing on a second core while writing."""
+    def write_npz_sidecar(self, path: str | None = None, /, *, compressed: bool = False,
+                          media_type: str | None = None,
+                          metadata: dict[str, Any] | None = None,
+                          compress: bool | None = None, **arrays: Any) -> Sidecar:
+        """Write arrays as a deterministic NPZ, hashing on a second core while writing.
+
+        The keywords are the seed API's (``compress`` is an older spelling of
+        ``compressed``). An array may not be named like a keyword: it would be taken as
+        the option, or stored as data, silently.
+        """
         from .npz import write_npz_stream
 
+        where = f"write_npz_sidecar({path!r})"
+        if path is None or "path" in arrays:
+            raise ArtifactStoreError(
+                f"{where}: " + ("an array cannot be named 'path'; rename it" if path is not None
+                                else "give the sidecar path first, as a positional argument"))
+        options = {"compressed": (compressed, bool), "compress": (compress, (bool, type(None))),
+                   "media_type": (media_type, (str, type(None))),
+                   "metadata": (metadata, (dict, type(None)))}
+        for name, (value, expected) in options.items():
+            if not isinstance(value, expected):
+                raise ArtifactStoreError(
+                    f"{where}: {name} must be {_type_names(expected)}, got "
+                    f"{type(value).__name__}; an array cannot be named {name!r} (a keyword of "
+                    "write_npz_sidecar): rename it")
+        if compress is not None:
+            if compressed and not compress:
+                raise ArtifactStoreError(f"{where}: give compressed= or its older spelling "
+                                         "compress=, not both")
+            compressed = compress
         check_sidecar_path(path)
         if not arrays:
-            raise ArtifactStoreError(f"write_npz_sidecar({path!r}) got no arrays")
+            raise ArtifactStoreError(f"{where} got no arrays")
         stored = self.objects.put_stream(
-            lambda handle: write_npz_stream(handle, arrays, compress=compress))
+            lambda handle: write_npz_stream(handle, arrays, compress=compressed))
         if stored.fresh:  # an existing twin was not re-hashed, so it is not vouched for
             self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
-        return self._ref(path, stored, "application/x-npz", metadata)
+        return self._ref(path, stored, media_type or "application/x-npz", metadata)
 
     def write_table_sidecar(self, path: str, frame: Any, *,
                             metadata: dict[str, Any] | None = None) -> Sidecar:

@@ -63,6 +63,14 @@ def add_json(p: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
 
 
+def add_tolerance(p: Any) -> None:
+    p.add_argument("--rtol", type=float, default=0.0, metavar="R",
+                   help="relative tolerance: numbers a, b are equal if |a-b| <= atol + "
+                        "rtol*max(|a|,|b|) (default 0)")
+    p.add_argument("--atol", type=float, default=0.0, metavar="A",
+                   help="absolute tolerance (default 0)")
+
+
 def add_jobs(p: Any, what: str) -> None:
     p.add_argument("--jobs", "-j", type=int, metavar="N",
                    help=f"parallel threads for {what} (default: one per CPU for hashing, "

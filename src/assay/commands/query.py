@@ -80,7 +80,9 @@ def register(sub: Any) -> None:
     p.add_argument("--condition")
     p.add_argument("--metric")
     p.add_argument("--statistic", help="value (per replicate), mean, sem, ci_low, ... "
-                                       "difference, p, ... (comparisons)")
+                                       "(conditions); difference, p, p_adjusted, hedges_g, "
+                                       "ratio, rank, anova_p, ... (comparisons, the "
+                                       "reference condition in the CONTROL column)")
     p.add_argument("--type", dest="artifact_type",
                    choices=["run", "replicate", "condition", "comparison"])
     p.add_argument("--all", action="store_true",
