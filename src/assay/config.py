@@ -39,6 +39,9 @@ class Study:
     condition_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     grace_seconds: float = 30.0
     comparison: dict[str, Any] = field(default_factory=dict)
+    # How a lab's shared store is kept and whom its cache trusts: reaches the jobs through
+    # the environment, never a spec (assay.sharing).
+    store_sharing: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
@@ -73,7 +76,8 @@ class Study:
             condition_resources={c["label"]: dict(c["resources"])
                                  for c in config["conditions"] if c.get("resources")},
             grace_seconds=float(config["runner"]["grace_seconds"]),
-            comparison=dict(config["comparison"]))
+            comparison=dict(config["comparison"]),
+            store_sharing=dict(config["store_sharing"]))
         study._check_partitions()
         if check_plugins:
             from .errors import PluginError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -38,8 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stage == "run":
         # A run gets SIGTERM at its walltime (or scancel, preemption): forward it to the
         # runner and give it the grace period to checkpoint (assay.supervise).
-        import os
-
         from .supervise import Supervisor
 
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -51,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     from .errors import AssayError
-    from .layout import ref_identity
+    from .layout import STAGE_LAYOUTS, ref_identity
     from .refs import read_ref, write_ref
     from .store import ArtifactStore
 
@@ -64,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if spec.get("stage") != args.stage:
             raise AssayError(f"spec is for stage {spec.get('stage')!r}, not {args.stage!r}")
         store = ArtifactStore(args.store)
+        umask = store.sharing.job_umask()
+        if umask is not None:   # a shared store: what the runner creates stays group-writable
+            os.umask(umask)
         inputs = [read_ref(path).digest for path in args.inputs]
         if args.stage == "plot":
             from .plotting import run_plot, run_plot_cached
@@ -86,10 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log,
                          options=options)
         write_ref(args.output, digest, **ref_identity(spec))
+        # In a shared store any member's gc marks from these refs too.
+        store.sharing.register_results(STAGE_LAYOUTS[args.stage].results_of(args.output))
         log(f"ref {args.output} -> {digest} ({time.monotonic() - started:.2f}s)")
         return 0
     except AssayError as exc:
         log(f"error: {exc}")
+        return 1
+    except PermissionError as exc:   # outside assay's own writes (a runner, say): still clear
+        from .sharing import PRIVATE
+
+        policy = store.sharing if store is not None else PRIVATE
+        path = exc.filename or args.store
+        reading = os.path.exists(path) and not os.access(path, os.R_OK)
+        log(f"error: {policy.permission_error(path, write=not reading)}")
         return 1
     finally:
         if store is not None:

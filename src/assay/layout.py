@@ -9,6 +9,7 @@ adding a stage or moving a folder is one edit here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -36,6 +37,10 @@ class StageLayout:
     def benchmark_path(self, results: str) -> str:
         stem = self.ref_pattern.removesuffix(".json")
         return f"{results}/{BENCHMARKS_DIR}/{self.stage}/{stem}.tsv"
+
+    def results_of(self, ref_path: str | Path) -> Path:
+        """The results directory a ref of this stage lives in."""
+        return Path(ref_path).parents[self.ref_pattern.count("/") + 1]
 
     @property
     def identity_keys(self) -> tuple[str, ...]:

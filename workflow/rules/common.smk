@@ -9,6 +9,7 @@ shell.prefix(f'export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHO
 
 PLAN = WorkflowPlan(config)  # paths in the config are relative to the working directory
 PLAN.check_cores(workflow.cores)  # a stage asking for more threads stops before any job
+PLAN.export_sharing(os.environ)  # store_sharing reaches the jobs; a refused store stops here
 STORE = PLAN.store
 RESULTS = PLAN.results
 # Digest of assay's own stage code: a param of every stage rule, so upgrading or editing
