@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .sharing import PRIVATE, SharingPolicy
+from .sharing import PRIVATE, SharingPolicy, StorePermissionError
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -82,8 +82,10 @@ def atomic_path(target: str | os.PathLike[str], *, mode: int | None = None,
     try:
         try:
             yield tmp
+        except StorePermissionError:
+            raise
         except PermissionError as exc:   # the writer could not create the temp file
-            if exc.filename is not None and Path(exc.filename).parent != tmp.parent:
+            if exc.filename is None or Path(exc.filename).parent != tmp.parent:
                 raise
             raise sharing.permission_error(tmp) from None
         with sharing.writing(tmp):

@@ -172,7 +172,7 @@ def _explain(error: Any) -> Any:
     """For "a count or a list" (oneOf), the error of the alternative the value was meant
     for, instead of jsonschema's "is not valid under any of the given schemas"."""
     if error.validator in ("oneOf", "anyOf") and error.context:
-        meant = [e for e in error.context if e.validator != "type"]
+        meant = [e for e in error.context if e.validator not in ("type", "const")]
         if meant:
             return _explain(min(meant, key=lambda e: len(e.absolute_path)))
     return error
@@ -182,7 +182,9 @@ def _message(error: Any) -> str:
     if error.validator in ("oneOf", "anyOf") and error.context:
         types = " or ".join(dict.fromkeys(repr(e.validator_value) for e in error.context
                                           if e.validator == "type"))
-        return f"{error.instance!r} is not of type {types}"
+        consts = [repr(e.validator_value) for e in error.context if e.validator == "const"]
+        return f"{error.instance!r} is not " + " or ".join(
+            consts + ([f"of type {types}"] if types else []))
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
