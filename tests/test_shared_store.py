@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from lab_helpers import Lab, User, can_make_users, make_lab
-from reliability_helpers import REDUCED_CONFIG, bad_objects, finished_study, job_logs
+from reliability_helpers import REDUCED_CONFIG, bad_objects, finished_study, flip_byte, job_logs
 from workflow_helpers import digests, snakemake, write_config
 
 needs_users = pytest.mark.skipif(can_make_users() is not None,
@@ -93,8 +93,11 @@ def mode_problems(store: Path, gid: int) -> list[str]:
     return problems
 
 
-def logs_with(workdir: Path, text: str) -> list[str]:
-    return sorted(name for name, log in job_logs(workdir).items() if text in log)
+def logs_with(workdir: Path, text: str, since: float = 0.0) -> list[str]:
+    """Jobs whose log (written after ``since``) holds ``text``."""
+    logs = workdir / "results" / "logs"
+    return sorted(name for name, log in job_logs(workdir).items()
+                  if text in log and (logs / f"{name}.log").stat().st_mtime >= since)
 
 
 # --- library-level checks, run in a child that dropped to the user ----------------------
@@ -167,6 +170,17 @@ def age_everything(store: Path) -> None:
     for dirpath, _, filenames in os.walk(store):
         for name in filenames:
             os.utime(Path(dirpath) / name, (old, old), follow_symlinks=False)
+
+
+def object_of(digest: str, store: Path) -> Path:
+    return store / "objects" / digest[7:9] / digest[7:]
+
+
+def _sidecar_of(store: str, digest: str) -> str:
+    from assay import ArtifactStore
+
+    with ArtifactStore(store) as s:
+        return s.read_artifact(digest).sidecars[0].sha256
 
 
 def figure_records(store: Path) -> list[Path]:
@@ -278,6 +292,10 @@ def test_two_members_share_one_store_one_after_the_other(lab: Lab, baseline, cha
     trusting = lab.call(lab.bob, _lookup_trusting_any, str(store), key)
     assert trusting == poisoned      # what the trust rule prevents
 
+    trusting_verify = lab.assay(lab.bob, "--store", str(store), "--results",
+                                str(bob_dir / "results"), "verify", "--trusted", "any")
+    assert trusting_verify.returncode == 0, trusting_verify.stdout
+
     fresh = lab.study(lab.bob, "bob-fresh", with_store(REDUCED_CONFIG, store))
     lab.snakemake(lab.bob, fresh)
     assert digests(fresh) == baseline
@@ -285,6 +303,31 @@ def test_two_members_share_one_store_one_after_the_other(lab: Lab, baseline, cha
     assert Path(record).stat().st_uid == lab.bob.uid     # bob's record replaced hers
     report("untrusted record", planted=1, reported_by_verify=1, recomputed=1,
            digests_equal=len(baseline), pickle_refused=1)
+
+    # bob's hits named alice's day-old objects, which he may not touch (read-only, hers):
+    # his verified copies replaced them, so gc sees them as just used.
+    run_strong = object_of(baseline["results/runs/strong/1.json"], store)
+    assert run_strong.stat().st_uid == lab.bob.uid
+    assert time.time() - run_strong.stat().st_mtime < 600
+    refreshed = sum(1 for p in (store / "objects").rglob("*")
+                    if p.is_file() and time.time() - p.stat().st_mtime < 600
+                    and p.stat().st_uid == lab.bob.uid)
+
+    # A damaged object of bob's, under alice's refs: alice repairs, her rerun restores it.
+    trajectory = object_of("sha256:" + lab.call(lab.alice, _sidecar_of, str(store),
+                                                 baseline["results/runs/strong/1.json"]), store)
+    assert trajectory.stat().st_uid == lab.bob.uid
+    flip_byte(trajectory, 100)
+    repair = lab.assay(lab.alice, "--store", str(store), "--results",
+                       str(alice_dir / "results"), "verify", "--repair")
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert "removed: 1 damaged objects" in repair.stdout, repair.stdout
+    rerun_started = time.time() - 1
+    lab.snakemake(lab.alice, alice_dir)
+    assert digests(alice_dir) == baseline
+    assert logs_with(alice_dir, "] computed ", since=rerun_started) == ["run/strong/1"]
+    report("refresh and repair", refreshed_by_copy=refreshed, repaired_objects=1,
+           recomputed=1)
 
 
 def _lookup_trusting_any(store: str, key: str) -> str | None:
@@ -388,6 +431,39 @@ def test_unreadable_object_names_its_owner(lab: Lab):
         f"{path} (owner {lab.alice.name}:{lab.group}, mode -r--------). To share the store "
         f"with a group, {lab.alice.name} (or root) runs: assay --store {store} share-store "
         f"--group {lab.group}")
+
+
+def _start_attempt(store: str, key: str) -> int:
+    from assay import ArtifactStore
+
+    with ArtifactStore(store) as s:
+        work = s.work.for_key(key)
+        attempt = work.begin_attempt({"stage": "run", "condition": "c", "replicate": 1})
+        (work.files / "checkpoint").write_bytes(b"state")
+        return attempt
+
+
+def _resumes(store: str, key: str) -> tuple[bool, int]:
+    from assay import ArtifactStore
+
+    with ArtifactStore(store) as s:
+        work = s.work.for_key(key)
+        return work.has_files(), work.begin_attempt({"stage": "run", "condition": "c",
+                                                     "replicate": 1})
+
+
+def test_runs_resume_from_members_work_dirs_never_an_outsiders(lab: Lab):
+    """A run's work directory is keyed by its action key, so a member's retry resumes
+    from the checkpoint another member's killed attempt left; an outsider's is removed."""
+    store = lab.shared_store("store-work")
+    member_key, outsider_key = "a" * 64, "b" * 64
+    mallory = User(lab.mallory.name, lab.mallory.uid, lab.mallory.gid,
+                   (*lab.mallory.groups, lab.gid), lab.mallory.home)
+    assert lab.call(lab.alice, _start_attempt, str(store), member_key) == 1
+    assert lab.call(mallory, _start_attempt, str(store), outsider_key) == 1
+    assert lab.call(lab.bob, _resumes, str(store), member_key) == (True, 2)
+    assert lab.call(lab.bob, _resumes, str(store), outsider_key) == (False, 1)
+    assert mode_problems(store, lab.gid) == []
 
 
 def test_world_writable_store_is_refused_unless_allowed(tmp_path):

@@ -305,7 +305,7 @@ def _member_roots(store_root: Path, results_dir: Path, report: GcReport,
                   entries: list[RefEntry], jobs: int | None) -> list[Path]:
     """Add the refs of every other registered results directory (a shared store's other
     members) to ``entries``; return the registry files of directories that are gone."""
-    own = os.path.abspath(results_dir)
+    own = os.path.realpath(results_dir)
     gone: list[Path] = []
     for record_path, record in registered_results(store_root):
         where = record["results"]

@@ -369,7 +369,7 @@ class SharingPolicy:
             return
         from .hashing import canonical_json, sha256_hex
 
-        results = os.path.abspath(results_dir)
+        results = os.path.realpath(results_dir)
         path = self.root / ROOTS_DIR / f"{sha256_hex(results.encode())}.json"
         if path.exists():
             return
@@ -467,13 +467,13 @@ def make_shared(root: str | os.PathLike[str], group: str, *, dry_run: bool = Fal
     try:
         entry = grp.getgrnam(group)
     except KeyError:
-        raise ArtifactStoreError(f"share-store: there is no group {group!r} on this machine; "
+        raise ArtifactStoreError(f"there is no group {group!r} on this machine; "
                                  "create it (groupadd) or name an existing one") from None
     gid = entry.gr_gid
     euid = os.geteuid()
     if euid != 0 and gid not in os.getgroups() and gid != os.getegid():
         raise ArtifactStoreError(
-            f"share-store: {_me()} is not a member of group {group}, so cannot give files to "
+            f"{_me()} is not a member of group {group}, so cannot give files to "
             f"it; a member of {group} (or root) runs this command")
     st = os.stat(root)
     report = ShareReport(str(root), group, f"{stat.filemode(st.st_mode)} {who(st)}",
