@@ -300,6 +300,9 @@ def test_two_members_share_one_store_one_after_the_other(lab: Lab, baseline, cha
     lab.snakemake(lab.bob, fresh)
     assert digests(fresh) == baseline
     assert logs_with(fresh, "] computed ") == ["run/free/1"]
+    assert logs_with(fresh, f"ignoring the action record {key[:12]}: it {record} was written "
+                            f"by {lab.mallory.name} (uid {lab.mallory.uid}), who is not "
+                            f"trusted") == ["run/free/1"]
     assert Path(record).stat().st_uid == lab.bob.uid     # bob's record replaced hers
     report("untrusted record", planted=1, reported_by_verify=1, recomputed=1,
            digests_equal=len(baseline), pickle_refused=1)

@@ -85,6 +85,14 @@ class ActionCache:
             return None
         return record
 
+    def untrusted_writer(self, key: str) -> int | None:
+        """The uid that wrote this key's record if it is not trusted, else None."""
+        try:
+            uid = os.stat(self.path_for(key)).st_uid
+        except FileNotFoundError:
+            return None
+        return None if self.sharing.is_trusted(uid) else uid
+
     def record(self, key: str, digest: str, **record: Any) -> Path:
         if not is_digest(digest):
             raise ArtifactSchemaError(f"action digest must be 'sha256:<hex>', got {digest!r}")

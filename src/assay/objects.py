@@ -111,13 +111,20 @@ class ObjectStore:
 
     def __init__(self, root: Path, sharing: SharingPolicy | None = None) -> None:
         self.root = Path(root)
-        self.sharing = sharing if sharing is not None else SharingPolicy.for_store(
-            self.root, check_world_writable=False)
+        self._sharing = sharing
         self.objects_dir = self.root / OBJECTS_DIR
         self.tmp_dir = self.root / TMP_DIR
         self._objects_str = str(self.objects_dir)
         self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def sharing(self) -> SharingPolicy:
+        """The store's policy (made on first use when this ObjectStore stands alone, as in
+        gc and verify, which mostly only need paths)."""
+        if self._sharing is None:
+            self._sharing = SharingPolicy.for_store(self.root, check_world_writable=False)
+        return self._sharing
 
     # paths -------------------------------------------------------------
     # The one place the sharding is spelled: objects/<first 2 hex>/<64 hex>.

@@ -136,6 +136,11 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
             if work is not None:
                 work.remove()   # an earlier attempt's leftovers: the result exists now
             return cached
+        untrusted = store.actions.untrusted_writer(key)
+        if untrusted is not None:
+            log(f"ignoring the action record {key[:12]}: "
+                f"{store.sharing.untrusted('it', store.actions.path_for(key), untrusted)}; "
+                "recomputing")
     started = time.monotonic()
     if work is not None:
         artifact = compute_run(store, spec, input_digests, work=work, options=options, log=log)
