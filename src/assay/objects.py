@@ -344,12 +344,6 @@ class ObjectStore:
         self.mark_verified(sha256, path)
         return True
 
-    def owner_trusted(self, sha256: str) -> bool:
-        try:
-            return self.sharing.is_trusted(os.stat(self.path_str(sha256)).st_uid)
-        except FileNotFoundError:
-            return False
-
     def touch(self, sha256: str) -> bool:
         """Set an existing object's mtime to now; False if it is gone or not ours to touch.
 

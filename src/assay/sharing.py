@@ -423,13 +423,6 @@ def registered_results(store_root: str | os.PathLike[str]) -> list[tuple[Path, d
     return out
 
 
-def owner_uid(path: str | os.PathLike[str]) -> int | None:
-    try:
-        return os.stat(path).st_uid
-    except OSError:
-        return None
-
-
 # --- making an existing store shared -----------------------------------------------------
 @dataclass
 class ShareReport:
