@@ -116,7 +116,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 
 def start(root: Path, *args: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(root), "--cores", "2", "--workflow-profile", "none", *args]
     return subprocess.Popen(command, cwd=root, env={**os.environ, **env_for(root)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
