@@ -294,7 +294,7 @@ class LogFacts:
     seconds: float | None = None
 
 
-def read_log(path: Path, stage: str) -> LogFacts | None:
+def read_log(path: str | Path, stage: str) -> LogFacts | None:
     """What a job's log says: its head (cache hit, attempt) and tail (success, error)."""
     try:
         with open(path, "rb") as handle:
@@ -383,18 +383,19 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
     alive = locked and processes != []   # None (cannot look): trust the lock
     works = run_workdirs(root / plan.store)
 
+    base = str(root)   # plain strings: pathlib costs more than the reads here
     undone: list[Job] = []
     for job in jobs:
         try:
             if job.stage in STAGE_LAYOUTS:
-                read_ref(root / job.output)
-            elif not (root / job.output).is_file():
+                read_ref(os.path.join(base, job.output))
+            elif not os.path.isfile(os.path.join(base, job.output)):
                 raise FileNotFoundError(job.output)
         except (OSError, AssayError):   # missing, or not a ref: not done
             undone.append(job)
             continue
         job.state = "done"
-        facts = read_log(root / job.log, job.stage)
+        facts = read_log(os.path.join(base, job.log), job.stage)
         if facts is not None:
             job.cached, job.seconds, job.attempt = facts.cached, facts.seconds, facts.attempt
     stale_done = 0 if alive else sum(os.path.normpath(j.output) in markers
@@ -418,7 +419,7 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
     for job in undone:
         if slurm_states is not None and job.slurm_job_id:
             job.slurm_state = slurm_states.get(job.slurm_job_id)
-        facts = read_log(root / job.log, job.stage)
+        facts = read_log(os.path.join(base, job.log), job.stage)
         if _running(job, slurm_states, host, alive):
             job.state = "running"
         elif facts is not None and not facts.succeeded:
@@ -518,7 +519,8 @@ def rerun_commands(failed: list[Job], *, root: Path, configfiles: Iterable[str] 
         where = ["--cores", "all"]
     config = [arg for f in configfiles for arg in ("--configfile", str(f))]
     config += ["--replace-workflow-config"] if config and replace_config else []
-    first = [shlex.join(["snakemake", "--unlock", *config])] if unlock else []
+    # --unlock parses the workflow, whose rules need the cores (or the profile) too.
+    first = [shlex.join(["snakemake", "--unlock", *where, *config])] if unlock else []
     run = ["snakemake", *where, *config, *(["--rerun-incomplete"] if rerun_incomplete else [])]
     return {"targets": targets,
             "commands": first + [shlex.join(run + targets)] if targets else [],

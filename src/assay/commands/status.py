@@ -58,7 +58,7 @@ def run_status(args: Any) -> int:
             return 1 if status.counts()["failed"] else 0
         if not tty and not args.json:
             print(f"--- next look in {args.watch:g} s", flush=True)
-        time.sleep(args.watch)
+        time.sleep(max(args.watch, 0.1))
 
 
 # --- the text form ------------------------------------------------------------------------
