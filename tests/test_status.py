@@ -24,11 +24,11 @@ import types
 from pathlib import Path
 
 import pytest
+from workflow_helpers import REPO, write_config
 
 from assay.layout import ref_identity
 from assay.refs import write_ref
 from assay.status import incomplete_markers, load_study_config, marker_key, plan_jobs
-from workflow_helpers import REPO, write_config
 
 SNAKEFILE = next((p for p in (REPO / "Snakefile", REPO / "workflow" / "Snakefile")
                   if p.is_file()), REPO / "Snakefile")
@@ -217,8 +217,8 @@ def test_marker_names_decode_as_snakemake_writes_them(tmp_path, max_len):
 
     encoder = types.SimpleNamespace(_fetch_max_len=lambda _subject: max_len)
     base = tmp_path / ".snakemake" / "incomplete"
-    outputs = ["results/runs/free/1.json", "results/replicates/a-very-long-analysis-name/"
-               "condition_with_a_long_label/12.json"]
+    outputs = ["results/runs/free/1.json", ("results/replicates/a-very-long-analysis-name/"
+               "condition_with_a_long_label/12.json")]
     for output in outputs:
         path = Path(FilePersistence._record_path(encoder, str(base), output))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -343,8 +343,8 @@ def test_a_killed_snakemake_leaves_markers_and_a_lock_that_status_sees_through(t
     assert status["stages"]["run"]["done"] == 2
     assert status["rerun"]["commands"] == [
         "snakemake --unlock --cores all",
-        "snakemake --cores all --rerun-incomplete results/runs/strong/1.json "
-        "results/replicates/x/free/2.json"]
+        ("snakemake --cores all --rerun-incomplete results/runs/strong/1.json "
+        "results/replicates/x/free/2.json")]
     assert any("--rerun-incomplete" in note for note in status["notes"])
     assert any("--unlock" in note for note in status["notes"])
 

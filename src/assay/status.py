@@ -8,13 +8,13 @@ log, and each job's state follows from what is on disk.
 * **done**: its output exists (a ref that parses; a figure or the catalog that exists).
   Whether Snakemake would rerun it for changed code or params is not checked (that needs
   the DAG: ``snakemake -n``).
-* **running**: Snakemake started it (``.snakemake/incomplete/`` marks its output) and it
-  is still alive, or a run's work directory names a live process on this host. A marker
-  alone is no proof: a killed Snakemake leaves its markers. Alive means, first match:
-  SLURM lists the marker's job id as not finished (one ``squeue`` call); a run's work
-  directory, written by the attempt Snakemake started, names a process on this host that
-  still runs ``assay``; otherwise a Snakemake holds the directory (a lock file exists and,
-  on Linux, a ``snakemake`` process works in it).
+* **running**: Snakemake started it (it marks the output in ``.snakemake/incomplete/``)
+  and it is alive, judged in this order: SLURM lists the marker's job id as not finished
+  (one ``squeue`` call); a run's work directory, written by this attempt, names a process
+  on this host that still runs ``assay`` (also without a marker); else, for a marked job,
+  while a Snakemake holds the directory (a lock file, and on Linux a ``snakemake``
+  process working in it). A killed Snakemake leaves markers and its lock: its runs whose
+  process died, and its other started jobs with a log, are failed.
 * **failed**: its log exists, the output does not, it is not running, and the log does
   not end with the job's success line. The message is the log's last line that mentions
   an error, else what is known (a vanished process, SLURM's final state).
@@ -36,14 +36,15 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import AssayError
 from .layout import LOGS_DIR, STAGE_LAYOUTS
 from .refs import read_ref
-from .workdirs import WORK_DIR, WorkDir, WorkDirs
+from .workdirs import STATE, WORK_DIR, WorkDir, WorkDirs
 
 STATES = ("done", "running", "failed", "pending")
 STAGES = ("run", "collect", "aggregate", "compare", "plot", "catalog")
@@ -267,7 +268,7 @@ def squeue_states(timeout: float = SQUEUE_TIMEOUT_S) -> tuple[dict[str, str] | N
         return None, "no squeue on PATH"
     try:
         proc = subprocess.run([exe, "--me", "--noheader", "--states=all", "--format=%i|%T"],
-                              capture_output=True, text=True, timeout=timeout,
+                              check=False, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return None, f"squeue did not answer within {timeout:g} s"
@@ -324,14 +325,19 @@ def read_log(path: str | Path, stage: str) -> LogFacts | None:
 
 
 def run_workdirs(store: Path) -> dict[tuple[str, int], tuple[Path, dict[str, Any]]]:
-    """Each run's newest work directory and its state.json, by (condition, replicate)."""
+    """Each run's newest work directory and its state.json, by (condition, replicate);
+    ``written`` is state.json's mtime: the file server's clock, like Snakemake's markers."""
     newest: dict[tuple[str, int], tuple[Path, dict[str, Any]]] = {}
     for work in WorkDirs(store / WORK_DIR):
         state = work.state()
         if state.get("stage") != "run":
             continue
+        try:
+            state["written"] = os.stat(work.root / STATE).st_mtime
+        except FileNotFoundError:
+            continue
         key = (state.get("condition"), state.get("replicate"))
-        if key not in newest or state.get("started", 0) > newest[key][1].get("started", 0):
+        if key not in newest or state["written"] > newest[key][1]["written"]:
             newest[key] = (work.root, state)
     return newest
 
@@ -403,17 +409,19 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
 
     for job in undone:
         job.marker = markers.get(os.path.normpath(job.output))
-        if job.stage == "run":
-            found = works.get((job.names["condition"], job.names["replicate"]))
-            job.work = {**found[1], "dir": str(found[0])} if found else None
-        job.slurm_job_id = ((job.marker and job.marker.external_jobid)
-                            or (job.work and job.work.get("slurm_job_id") or None))
-        if job.slurm_job_id is not None:
-            job.slurm_job_id = str(job.slurm_job_id)
+        found = works.get((job.names["condition"], job.names["replicate"])) \
+            if job.stage == "run" else None
+        if found is not None and not (job.marker and found[1]["written"]
+                                      < job.marker.mtime - 1.0):   # not an older attempt's
+            job.work = {**found[1], "dir": os.path.relpath(found[0], root)}
+        jobid = (job.marker and job.marker.external_jobid) or (job.work or {}).get(
+            "slurm_job_id")
+        job.slurm_job_id = str(jobid) if jobid else None
+    on_slurm = any(j.slurm_job_id for j in undone)
     slurm_states, slurm_problem = None, "not asked: no job has a SLURM id"
     if not slurm:
         slurm_problem = "not asked (--no-slurm)"
-    elif any(j.slurm_job_id for j in undone):
+    elif on_slurm:
         slurm_states, slurm_problem = squeue_states()
 
     for job in undone:
@@ -427,7 +435,7 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
             job.error = facts.error or _silent_failure(job, host)
         job.attempt = facts.attempt if facts else None
         if job.work is not None and job.state != "pending":
-            workdir = WorkDir(Path(job.work["dir"]))
+            workdir = WorkDir(root / job.work["dir"])
             job.work["progress"] = workdir.progress()
             job.work["checkpoint"] = last_checkpoint(workdir, job.work["progress"])
             job.work["log_mtime"] = facts.mtime if facts else None
@@ -441,7 +449,8 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
         slurm={"available": slurm_states is not None, "problem": slurm_problem},
         rerun=rerun_commands([j for j in jobs if j.state == "failed"], root=root,
                              configfiles=configfiles, replace_config=replace_config,
-                             unlock=stale_lock, rerun_incomplete=bool(stale_done)))
+                             on_slurm=on_slurm, unlock=stale_lock,
+                             rerun_incomplete=bool(stale_done)))
     if stale_lock:
         status.notes.append("Snakemake's lock is held but no snakemake process on this host "
                             "works here: if none runs elsewhere, it was killed; "
@@ -455,19 +464,15 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
 
 def _running(job: Job, slurm_states: dict[str, str] | None, host: str,
              snakemake_alive: bool) -> bool:
-    marker = job.marker
+    marker, work = job.marker, job.work
     if marker is not None and marker.external_jobid and slurm_states is not None:
         state = slurm_states.get(marker.external_jobid)
         return state is not None and state not in SLURM_FINISHED
-    work = job.work
-    own = work is not None and work.get("host") == host
-    if marker is None:
-        return own and _process_alive(work.get("pid"))
-    # The work dir speaks for this attempt once the attempt wrote it (after Snakemake
-    # marked the output); before that, the job is starting while Snakemake lives.
-    if own and float(work.get("started") or 0) >= marker.mtime - 1.0:
+    if work is not None and work.get("host") == host:
+        # The attempt Snakemake started (or one started without it) wrote its pid.
         return _process_alive(work.get("pid"))
-    return snakemake_alive
+    # Started, and its attempt has not written its work dir yet (or runs elsewhere).
+    return marker is not None and snakemake_alive
 
 
 def _silent_failure(job: Job, host: str) -> str:
@@ -507,12 +512,12 @@ def run_row(job: Job, now: float) -> dict[str, Any]:
 
 
 def rerun_commands(failed: list[Job], *, root: Path, configfiles: Iterable[str] = (),
-                   replace_config: bool = False, unlock: bool = False,
+                   replace_config: bool = False, on_slurm: bool = False, unlock: bool = False,
                    rerun_incomplete: bool = False) -> dict[str, Any]:
     """What to type in the study directory: ``commands`` rerun exactly the failed jobs
     (runs resume from their work directories), ``study`` finishes everything."""
     targets = [j.output for j in failed]
-    if any(j.slurm_job_id for j in failed):
+    if on_slurm:
         where = (["--profile", "profiles/slurm"] if (root / "profiles" / "slurm").is_dir()
                  else ["--executor", "slurm"])
     else:

@@ -63,7 +63,7 @@ def run_status(args: Any) -> int:
 
 # --- the text form ------------------------------------------------------------------------
 def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
-    filled = int(round(max(0.0, min(1.0, fraction)) * width))
+    filled = round(max(0.0, min(1.0, fraction)) * width)
     return "[" + "#" * filled + "." * (width - filled) + f"] {100 * fraction:3.0f}%"
 
 
@@ -71,7 +71,7 @@ def _duration(seconds: float | None) -> str | None:
     """12s, 3m05s, 2h07m, 3d04h: short enough for a column."""
     if seconds is None:
         return None
-    s = int(round(max(seconds, 0)))
+    s = round(max(seconds, 0))
     for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
                                       ("m", 60, "s", 1)):
         if s >= size:
@@ -126,7 +126,10 @@ def print_status(status: Any, show_all: bool = False) -> None:
 
 
 def _run_cells(row: dict[str, Any], now: float) -> dict[str, Any]:
-    state = row["state"] + (" (cache)" if row["cached"] else "")
+    from ..status import SLURM_QUEUED
+
+    state = ("queued" if row["state"] == "running" and row["slurm_state"] in SLURM_QUEUED
+             else row["state"] + (" (cache)" if row["cached"] else ""))
     slurm = " ".join(str(v) for v in (row["slurm_job_id"], row["slurm_state"]) if v) or None
     return {"run": f"{row['condition']}/{row['replicate']}", "state": state,
             "progress": ("100%" if row["state"] == "done" else None if row["percent"] is None
