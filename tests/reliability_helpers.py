@@ -34,7 +34,7 @@ REDUCED_CONFIG["analyses"] = {"gyration": SMALL_CONFIG["analyses"]["gyration"]}
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """The command line `workflow_helpers.snakemake` runs, for Popen (to kill it)."""
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
             "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none",
             "--scheduler", "greedy", *args]
 

@@ -116,7 +116,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 
 def start(root: Path, *args: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(root), "--cores", "2", "--workflow-profile", "none", *args]
     return subprocess.Popen(command, cwd=root, env={**os.environ, **env_for(root)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -189,6 +189,11 @@ def test_killed_run_resumes_to_the_uninterrupted_digest(uninterrupted, tmp_path,
     assert ("run", "results/runs/a/1.json") in jobs_run(rerun)
     text = log.read_text()
     assert f"resuming from step {ckpt['step']} (attempt 2, ASSAY_RESUME=1)" in text
+    if how == "SIGTERM":    # the stopped attempt's log outlives Snakemake's cleanup
+        assert (text.index("---- the log of attempt 1 (failed or stopped) ----")
+                < text.index("received signal 15")
+                < text.index("---- end of the log of attempt 1 ----")
+                < text.index("resuming from step"))
     assert run_digests(root) == run_digests(uninterrupted)
     assert list((root / "store" / "work").iterdir()) == []
 

@@ -39,11 +39,9 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +51,6 @@ import yaml
 
 from assay import ArtifactStore, read_ref
 from test_slurm import (  # noqa: F401  (slurm_cluster: the module's autouse skip/fail fixture)
-    INIT_SECONDS,
     PROFILE,
     check_ok,
     slurm_cluster,
@@ -61,7 +58,7 @@ from test_slurm import (  # noqa: F401  (slurm_cluster: the module's autouse ski
     snakemake_slurm,
     wait_for_jobcomp,
 )
-from workflow_helpers import REPO, SMALL_CONFIG, digests, jobs_run, snakemake, write_config
+from workflow_helpers import SMALL_CONFIG, digests, jobs_run, snakemake, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -376,61 +373,43 @@ EXPECTED_RESOURCES = {
 
 
 # === 3. a GPU request reaches sbatch =====================================================
-GPU_TIMEOUT = 120   # expected: ~10 s (sbatch rejects the job at once)
+GPU_TIMEOUT = 120   # expected: ~5 s (sbatch rejects the job at once)
 
 
 def test_gpu_request_reaches_sbatch(tmp_path):
     """``resources.run.gpu: 1`` -> ``sbatch ... --gpus=1``. The loopback node has no GPU
-    (and slurm.conf no GresTypes), so sbatch refuses the job; on a cluster that accepted
-    it the job is cancelled here. Either way nothing is left running."""
+    (and slurm.conf no GresTypes), so sbatch refuses the job and snakemake fails it at
+    once. Should a job ever be queued instead, the helper's timeout kills snakemake and
+    cancels the run's jobs by name; the ``finally`` below cancels whatever is left."""
     config = resources_config()
     config["conditions"] = config["conditions"][:1]
     config["resources"] = {"run": {"gpu": 1}}
     write_config(tmp_path, config)
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(tmp_path), "--profile", str(PROFILE),
-               "--workflow-profile", "none", "--retries", "0",
-               "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS), "--verbose",
-               "results/runs/free/1.json"]
-    proc = subprocess.Popen(command, cwd=tmp_path, env=slurm_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    accepted = None
-    deadline = time.monotonic() + GPU_TIMEOUT
+    run = None
     try:
-        while proc.poll() is None and time.monotonic() < deadline:
-            accepted = accepted or _SUBMISSION.search("".join(lines))
-            if accepted:   # a cluster with GPUs queued it: we have seen what we came for
-                break
-            time.sleep(0.2)
+        run = snakemake_slurm(tmp_path, "results/runs/free/1.json", "--verbose",
+                              timeout=GPU_TIMEOUT)
     finally:
-        if proc.poll() is None:   # still waiting on SLURM: stop it (its session, by id)
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        reader.join(timeout=30)
-        output = "".join(lines)
-        run_id = re.search(r"SLURM run ID: ([0-9a-f-]{36})", output)
-        if run_id:
-            subprocess.run(["scancel", "--name", run_id.group(1)], capture_output=True,
-                           timeout=30, env=slurm_env())
-    assert not (accepted is None and proc.returncode is None), "snakemake neither ended " \
-        f"nor submitted within {GPU_TIMEOUT} s:\n{output[-6000:]}"
-    assert run_id, output[-6000:]
+        name = run.run_id if run is not None else None
+        if name:
+            subprocess.run(["scancel", "--name", name], capture_output=True, timeout=30,
+                           env=slurm_env())
+    TIMES["GPU submission"] = run.seconds
+    assert run.run_id, run.output[-6000:]
 
-    calls = re.findall(r"^sbatch call: (.*)$", output, re.M)
-    assert len(calls) == 1, output[-6000:]
+    calls = re.findall(r"^sbatch call: (.*)$", run.output, re.M)
+    assert len(calls) == 1, run.output[-6000:]
     options = shlex.split(calls[0].split(" --wrap=", 1)[0])
     assert "--gpus=1" in options, calls[0]
-    assert "--cpus-per-task=1" in options and "-t" in options, calls[0]
-    if accepted is None:   # the loopback cluster: sbatch said no, snakemake failed the job
-        assert proc.returncode != 0
-        assert "SLURM sbatch failed" in output, output[-6000:]
-        assert "Invalid generic resource (gres) specification" in output, output[-6000:]
-        assert not (tmp_path / "results" / "runs" / "free" / "1.json").exists()
-    queue = subprocess.run(["squeue", "-h", "--name", run_id.group(1), "-t", "PD,R,CG",
+    assert "--cpus-per-task=1" in options, calls[0]
+    assert options[options.index("-t") + 1] == "60", calls[0]   # the default runtime
+    # the loopback cluster has no GPU: sbatch said no and snakemake failed the job
+    assert run.returncode != 0, run.output[-6000:]
+    assert run.submitted == {}, run.submitted
+    assert "SLURM sbatch failed" in run.output, run.output[-6000:]
+    assert "Invalid generic resource (gres) specification" in run.output, run.output[-6000:]
+    assert not (tmp_path / "results" / "runs" / "free" / "1.json").exists()
+    queue = subprocess.run(["squeue", "-h", "--name", run.run_id, "-t", "PD,R,CG",
                             "-o", "%i %T"], capture_output=True, text=True, timeout=30,
                            env=slurm_env())
     assert queue.stdout.strip() == "", f"jobs of the GPU run still queued: {queue.stdout}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import textwrap
 import time
@@ -146,7 +147,8 @@ def test_user_plugin_outside_the_package_and_code_change_rerun(study):
     config = copy.deepcopy(SMALL_CONFIG)
     config["analyses"]["e2e"] = {"plugin": "my_analysis:EndToEnd", "settings": {}}
     write_config(study, config)
-    env = {"PYTHONPATH": str(plugins)}
+    env = {"PYTHONPATH": os.pathsep.join(   # keep the caller's path (e.g. a worktree's src)
+        p for p in (str(plugins), os.environ.get("PYTHONPATH", "")) if p)}
     ran = jobs_run(snakemake(study, env=env))
     assert {out for rule, out in ran if rule == "collect"} == {
         f"results/replicates/e2e/{c}/{r}.json" for c in ("free", "strong") for r in (1, 2)}

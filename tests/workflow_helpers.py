@@ -41,7 +41,7 @@ def write_config(workdir: Path, config: dict) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
               timeout: float = 600) -> subprocess.CompletedProcess:
     """The real `snakemake` on the project's Snakefile, run inside ``workdir``."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none",
                "--scheduler", "greedy", *args]
     full_env = {**os.environ, **(env or {})}

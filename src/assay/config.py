@@ -37,7 +37,7 @@ class Study:
     # part of a spec or a digest (see job_resources).
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     condition_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    grace_seconds: float = 30.0
+    grace_seconds: float = 20.0
     comparison: dict[str, Any] = field(default_factory=dict)
     # How a lab's shared store is kept and whom its cache trusts: reaches the jobs through
     # the environment, never a spec (assay.sharing).

@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true", help="ignore the action cache")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads of this job (the study's resources; run stage)")
-    parser.add_argument("--grace", type=float, default=30.0,
+    parser.add_argument("--grace", type=float, default=20.0,
                         help="seconds a run gets after SIGTERM to checkpoint (run stage)")
     parser.add_argument("--log", help="this job's log file (its stdout/stderr), quoted in errors")
     return parser
@@ -41,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # runner and give it the grace period to checkpoint (assay.supervise).
         from .supervise import Supervisor
 
+        import socket
+        from datetime import datetime, timezone
+
+        print(f"[assay run] ---- job started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} "
+              f"UTC on {socket.gethostname()}, pid {os.getpid()}", file=sys.stderr, flush=True)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
         supervisor = Supervisor(args.grace)
         supervisor.install()

@@ -36,7 +36,7 @@ from typing import Any
 from .artifacts import RunArtifact
 from .atomic import atomic_write_bytes
 from .context import RunContext
-from .errors import AssayError, ConfigError
+from .errors import ConfigError, RunInterrupted
 from .hashing import canonical_json, sha256_hex
 from .openmm_files import (
     FILES,
@@ -76,7 +76,7 @@ _PACKAGE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*):(.+)$")
 _PROGRESS_EVERY_S = 0.5               # progress writes fsync; keep them off the hot path
 
 
-class SimulationStopped(AssayError):
+class SimulationStopped(RunInterrupted):
     """The run was asked to stop (SIGTERM) and left a checkpoint; rerun to resume."""
 
 
@@ -382,11 +382,12 @@ class OpenMMRunner:
                 ctx.progress(step, s.steps, f"step {step} of {s.steps}")
                 shown = now
             if stop:
-                where = ("rerun to resume" if ctx.workdir is not None
-                         else "no work directory, so a rerun starts from step 0")
+                where = (f"with a checkpoint in {folder}; rerun to resume"
+                         if ctx.workdir is not None
+                         else "without a work directory, so a rerun starts from step 0")
                 raise SimulationStopped(
                     f"openmm run {ctx.condition_label}/{ctx.replicate} stopped on request at "
-                    f"step {step} of {s.steps} with a checkpoint in {folder}; {where}")
+                    f"step {step} of {s.steps} {where}")
         elapsed = time.monotonic() - started
         done_ns = (step - first) * s.timestep_fs * 1e-6
         speed = f"{done_ns / elapsed * 86400:.1f} ns/day" if elapsed > 0 and done_ns else "-"

@@ -192,13 +192,32 @@ def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str], *
         ctx.progress_sink = _throttled(work.write_progress)
         log(f"attempt {ctx.attempt} in {work.files}"
             + (" (resuming: an earlier attempt left files)" if ctx.resuming else ""))
-    run = runner().run(ctx) if isinstance(runner, type) else runner(ctx)
+        for earlier in work.kept_logs():   # Snakemake deletes the rule log before a retry
+            _replay(earlier, log)
+    try:
+        run = runner().run(ctx) if isinstance(runner, type) else runner(ctx)
+    except BaseException:
+        if work is not None and options.log_path is not None:
+            work.keep_log(ctx.attempt, options.log_path)
+        raise
     if isinstance(run, dict):  # a callable may return arrays: store them as one NPZ
         sidecar = store.write_npz_sidecar("sidecars/run.npz", metadata={"kind": "run"}, **run)
         run = ctx.result(payload={"arrays": sorted(run)}, sidecars=[sidecar])
     who = f"runner {spec['plugin']!r}"
     _check_identity(run, RunArtifact, spec, who)
     return run
+
+
+def _replay(kept: Path, log: Callable[[str], None]) -> None:
+    """Copy an earlier attempt's log into this one, so the rule's log tells the whole story."""
+    attempt = kept.stem.split("-")[-1]
+    log(f"---- the log of attempt {attempt} (failed or stopped) ----")
+    try:
+        text = kept.read_text(errors="replace")
+    except OSError:
+        return
+    sys.stderr.write(text if text.endswith("\n") or not text else text + "\n")
+    log(f"---- end of the log of attempt {attempt} ----")
 
 
 def _throttled(write: Callable[[float, float | None, str], None],

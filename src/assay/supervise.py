@@ -25,7 +25,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class Supervisor:
-    def __init__(self, grace_seconds: float = 30.0) -> None:
+    def __init__(self, grace_seconds: float = 20.0) -> None:
         self.grace_seconds = grace_seconds
         self.stop_event = threading.Event()
         self._groups: set[int] = set()
@@ -79,7 +79,7 @@ class Supervisor:
             self._signal_group(pgid, signal.SIGKILL)
         print(f"[assay] still running {self.grace_seconds:g}s after SIGTERM: stopped",
               file=sys.stderr, flush=True)
-        time.sleep(min(5.0, self.grace_seconds))   # let a killed child's wait() return first
+        time.sleep(min(2.0, self.grace_seconds))   # let a killed child's wait() return first
         os._exit(EXIT_TERMINATED)
 
     def install(self) -> None:

@@ -1,11 +1,13 @@
 # Helpers shared by the rules: everything comes from assay.workflow.WorkflowPlan.
 import os
 
+from assay.deploy import LIBRARY_DIR
 from assay.workflow import WorkflowPlan
 
-# Jobs run `python -m assay.jobs`; with --use-conda the job's Python finds this checkout's
-# library through PYTHONPATH (the conda env holds only the dependencies).
-shell.prefix(f'export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+# Jobs run `python -m assay.jobs` with the very library this workflow was parsed with
+# (with --use-conda the conda env holds only the dependencies): the directory holding the
+# imported assay package goes first on the jobs' PYTHONPATH.
+shell.prefix(f'export PYTHONPATH="{LIBRARY_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 PLAN = WorkflowPlan(config)  # paths in the config are relative to the working directory
 PLAN.check_cores(workflow.cores)  # a stage asking for more threads stops before any job
