@@ -149,7 +149,8 @@ class Lab:
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def snakemake_argv(self, workdir: Path, *args: str) -> list[str]:
-        return [sys.executable, "-m", "snakemake", "--snakefile", str(self.code / "Snakefile"),
+        snakefile = self.code / "src" / "assay" / "snakemake_workflow" / "Snakefile"
+        return [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
                 "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none",
                 "--scheduler", "greedy", *args]
 
@@ -256,12 +257,11 @@ def make_lab() -> Lab:
 
 
 def _copy_code(code: Path) -> None:
-    """The worktree's Snakefile, workflow/ and src/, compiled, readable by everyone."""
+    """The checkout's src/ (the library and the workflow it ships) and environment.yml
+    (the workflow's conda env links to it), compiled, readable by everyone."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     code.mkdir()
-    for name in ("Snakefile", "environment.yml"):
-        shutil.copy2(REPO / name, code / name)
-    shutil.copytree(REPO / "workflow", code / "workflow", symlinks=True, ignore=ignore)
+    shutil.copy2(REPO / "environment.yml", code / "environment.yml")
     shutil.copytree(REPO / "src", code / "src", symlinks=True, ignore=ignore)
     compileall.compile_dir(code / "src", quiet=1)
     for dirpath, dirnames, filenames in os.walk(code):

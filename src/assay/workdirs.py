@@ -124,7 +124,7 @@ class WorkDir:
             data = Path(log_path).read_bytes()
         except OSError:
             return
-        atomic_write_bytes(self.root / f"attempt-{attempt}.log", data)
+        atomic_write_bytes(self.root / f"attempt-{attempt}.log", data, sharing=self.sharing)
 
     def kept_logs(self) -> list[Path]:
         return sorted(self.root.glob("attempt-*.log"),
