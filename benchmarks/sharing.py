@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scratch", type=Path, default=Path("/tmp"))
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument("--quick", action="store_true", help="--ops 200 --repeats 3")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.ops, args.repeats = 200, 3
 
     scratch = Path(tempfile.mkdtemp(prefix="assay-sharing-bench-", dir=args.scratch))
     try:
