@@ -166,7 +166,7 @@ class ObjectStore:
         except FileNotFoundError:
             return False
         return (st.st_size == size and self.sharing.is_trusted(st.st_uid)
-                and self.touch(sha256))
+                and self.touch(sha256, st))
 
     def publish(self, tmp_path: Path, sha256: str, size: int) -> StoredObject:
         """Move a finished, fsynced tmp file into place unless an intact twin already exists.
@@ -313,7 +313,7 @@ class ObjectStore:
         except PermissionError:
             raise self.unreadable(sha256, f"object sha256:{sha256}") from None
         trusted = self.sharing.is_trusted(st.st_uid)
-        if trusted and (self.touch(sha256) or not self.sharing.shared or is_fresh(st)):
+        if trusted and (self.touch(sha256, st) or not self.sharing.shared or is_fresh(st)):
             return True
         try:
             return self._replace_with_copy(sha256, Path(path)) or trusted
@@ -344,16 +344,18 @@ class ObjectStore:
         self.mark_verified(sha256, path)
         return True
 
-    def touch(self, sha256: str) -> bool:
+    def touch(self, sha256: str, st: os.stat_result | None = None) -> bool:
         """Set an existing object's mtime to now; False if it is gone or not ours to touch.
 
         A writer that finds its bytes already stored (deduplication) or reuses an artifact
         from the action cache is about to name old objects from a new ref. `assay gc` keeps
         unreferenced objects younger than its grace period and re-checks the mtime just
         before it deletes, so this is what keeps a concurrent gc from sweeping them.
+        ``st``: the object's stat, if the caller just took it.
         """
         path = self.path_for(sha256)
-        was_verified = self.is_stat_verified(sha256)
+        was_verified = (self.is_stat_verified(sha256) if st is None
+                        else self._verified.get(sha256) == _signature(st))
         try:
             os.utime(path)
         except OSError:   # missing (swept meanwhile), or another user's read-only object

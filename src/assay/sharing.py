@@ -191,12 +191,14 @@ class SharingPolicy:
     @classmethod
     def for_store(cls, root: str | os.PathLike[str],
                   settings: SharingSettings | None = None, *,
-                  check_world_writable: bool = True) -> "SharingPolicy":
-        """Read the root's owner, group and mode (one stat) and apply the settings."""
+                  check_world_writable: bool = True,
+                  st: os.stat_result | None = None) -> "SharingPolicy":
+        """Read the root's owner, group and mode (one stat, or ``st`` if the caller has it)
+        and apply the settings."""
         settings = settings if settings is not None else SharingSettings.from_env()
         policy = cls(Path(root), settings)
         try:
-            st = os.stat(policy.root)
+            st = st if st is not None else os.stat(policy.root)
         except FileNotFoundError:
             policy.shared = bool(settings.shared)
             policy._set_trust(None)
@@ -231,6 +233,8 @@ class SharingPolicy:
     def make_dirs(self, path: str | os.PathLike[str]) -> None:
         """Create ``path`` and missing parents; in a shared store each one we create gets
         the shared directory mode and the store's group."""
+        if os.path.isdir(path):   # the common case: one stat
+            return
         path = Path(path)
         with self.writing(path):
             if not self.shared:

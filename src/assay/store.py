@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -56,14 +57,18 @@ class ArtifactStore:
     def __init__(self, root: str | os.PathLike[str], *, cache_size: int = 256,
                  sharing: SharingSettings | None = None) -> None:
         self.root = Path(root)
-        if self.root.exists() and not self.root.is_dir():
-            raise ArtifactStoreError(f"store root {self.root} exists and is not a directory")
         settings = sharing if sharing is not None else SharingSettings.from_env()
-        if not self.root.exists():
-            SharingPolicy(None, settings, shared=bool(settings.shared)).make_dirs(self.root)
-        self.sharing = SharingPolicy.for_store(self.root, settings)
+        try:
+            st: os.stat_result | None = os.stat(self.root)
+        except FileNotFoundError:
+            st = None
+            SharingPolicy(self.root, settings, shared=bool(settings.shared)).make_dirs(self.root)
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            raise ArtifactStoreError(f"store root {self.root} exists and is not a directory")
+        self.sharing = SharingPolicy.for_store(self.root, settings, st=st)
+        root = os.fspath(self.root)
         for sub in ("objects", "actions", "tmp"):
-            self.sharing.make_dirs(self.root / sub)
+            self.sharing.make_dirs(f"{root}/{sub}")
         self.objects = ObjectStore(self.root, self.sharing)
         self.actions = ActionCache(self.root / "actions", self.sharing)
         self.work = WorkDirs(self.root / WORK_DIR, self.sharing)
