@@ -18,7 +18,10 @@ show. Each case runs in a fresh interpreter on a fresh store under ``--scratch``
 
 Cases: the baseline code (``git archive`` of ``--baseline-ref``), this code on a private
 store (the single-user path), this code on a shared store (root ``drwxrwsr-x``). Rounds run
-the three round-robin, each starting at the next case; medians of the per-operation means.
+the three round-robin, each starting at the next case (six rounds: each case is first,
+second and third twice), after an ``os.sync()``. Writes that fsync get slower over a run
+as the filesystem's journal fills, so a ratio is the median over rounds of that round's
+after/before ratio, not a ratio of medians.
 """
 
 from __future__ import annotations
@@ -108,51 +111,71 @@ def run_case(src: Path, shared: bool, ops: int, scratch: Path, n: int) -> dict[s
     return json.loads(proc.stdout)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline-ref", default=BASELINE_REF)
-    parser.add_argument("--ops", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--scratch", type=Path, default=Path("/tmp"))
-    parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
-    parser.add_argument("--quick", action="store_true", help="--ops 200 --repeats 3")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.ops, args.repeats = 200, 3
-
-    scratch = Path(tempfile.mkdtemp(prefix="assay-sharing-bench-", dir=args.scratch))
+def measure(scratch_parent: Path, ref: str, ops: int, repeats: int
+            ) -> tuple[list[str], dict[str, dict[str, list[float]]]]:
+    scratch = Path(tempfile.mkdtemp(prefix="assay-sharing-bench-", dir=scratch_parent))
     try:
-        cases = {f"before ({args.baseline_ref})": (baseline_src(args.baseline_ref, scratch), False),
+        cases = {f"before ({ref})": (baseline_src(ref, scratch), False),
                  "after, private store": (REPO / "src", False),
                  "after, shared store": (REPO / "src", True)}
         names = list(cases)
         samples: dict[str, dict[str, list[float]]] = {n: {op: [] for op in OPS} for n in names}
         counter = 0
-        for round_ in range(args.repeats):
+        for round_ in range(repeats):
             for i in range(len(names)):
                 name = names[(round_ + i) % len(names)]
                 src, shared = cases[name]
                 counter += 1
-                result = run_case(src, shared, args.ops, scratch, counter)
+                os.sync()   # no case pays for the writeback of the one before it
+                result = run_case(src, shared, ops, scratch, counter)
                 for op in OPS:
                     samples[name][op].append(result[op])
-                print(f"[{round_ + 1}/{args.repeats}] {name}: "
+                print(f"{scratch_parent} [{round_ + 1}/{repeats}] {name}: "
                       + ", ".join(f"{op} {1e6 * result[op]:.1f} us" for op in OPS),
                       file=sys.stderr)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return names, samples
 
+
+def table(names: list[str], samples: dict[str, dict[str, list[float]]]) -> str:
     med = {n: {op: statistics.median(v) for op, v in ops.items()} for n, ops in samples.items()}
     before, private, shared = names
-    rows = []
-    for op in OPS:
-        rows.append([op, f"{1e6 * med[before][op]:.1f}", f"{1e6 * med[private][op]:.1f}",
-                     f"{med[private][op] / med[before][op]:.2f}",
-                     f"{1e6 * med[shared][op]:.1f}",
-                     f"{med[shared][op] / med[before][op]:.2f}"])
-    table = markdown_table(["operation", "before, us", "after private, us",
-                            "ratio private/before", "after shared, us",
-                            "ratio shared/before"], rows)
+
+    def ratio(case: str, op: str) -> str:
+        per_round = [a / b for a, b in zip(samples[case][op], samples[before][op])]
+        return f"{statistics.median(per_round):.2f} ({min(per_round):.2f}-{max(per_round):.2f})"
+
+    rows = [[op, f"{1e6 * med[before][op]:.1f}", f"{1e6 * med[private][op]:.1f}",
+             ratio(private, op), f"{1e6 * med[shared][op]:.1f}", ratio(shared, op)]
+            for op in OPS]
+    return markdown_table(["operation", "before, us", "after private, us",
+                           "ratio private/before (min-max)", "after shared, us",
+                           "ratio shared/before (min-max)"], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-ref", default=BASELINE_REF)
+    parser.add_argument("--ops", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--scratch", type=Path, action="append",
+                        help="parent folder for the stores, repeatable (default: /tmp, and "
+                             "/dev/shm where it exists: memory, so no fsync cost and only the "
+                             "code's own overhead shows)")
+    parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument("--quick", action="store_true", help="--ops 200 --repeats 3")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.ops, args.repeats = 200, 3
+    scratches = args.scratch or [Path("/tmp")] + (
+        [Path("/dev/shm")] if Path("/dev/shm").is_dir() else [])
+
+    parts = []
+    for scratch in scratches:
+        names, samples = measure(scratch, args.baseline_ref, args.ops, args.repeats)
+        where = machine_description(scratch)["scratch"]
+        parts += [f"Stores under {where}:", "", table(names, samples), ""]
     text = "\n".join([
         "## Shared-store permissions",
         "",
@@ -160,17 +183,20 @@ def main(argv: list[str] | None = None) -> int:
         "of `assay.sharing` for small store operations, against the code before it "
         f"(`{args.baseline_ref}`), each case in a fresh interpreter on a fresh store; "
         f"microseconds per operation, median of {args.repeats} rounds of {args.ops} "
-        "operations (cases round-robin). A 1 KiB object write includes two fsyncs.",
+        "operations (cases round-robin, `os.sync()` before each); a ratio is the median "
+        "over rounds of the round's after/before ratio, with its range (fsync costs drift "
+        "during a run and other work on the disk shows in single rounds).",
         "",
-        machine_markdown(machine_description(args.scratch)),
+        machine_markdown(machine_description(scratches[0])),
         "",
-        table,
-        "",
-        "- open: `ArtifactStore(root)` on an existing store; put: a new 1 KiB object; put "
-        "again: the same bytes (deduplicated); record: `record_action`; hit: "
-        "`lookup_action` of an artifact with one sidecar from a fresh store object.",
-        "- The shared store's writes also set the group and mode of every directory they "
-        "create (a few hundred shards here) and check owners against the trust rule.",
+        *parts,
+        "- open: `ArtifactStore(root)` on an existing store; put: a new 1 KiB object "
+        "(two fsyncs on a disk); put again: the same bytes (deduplicated); record: "
+        "`record_action` of new keys (new shard directories too); hit: `lookup_action` of "
+        "an artifact with one sidecar from a fresh store object.",
+        "- The shared store's writes also give every directory they create the store's "
+        "group and mode (a few hundred shards here) and check owners against the trust "
+        "rule; on a disk that is lost in the fsyncs.",
     ]) + "\n"
     print(text)
     if not args.no_write:

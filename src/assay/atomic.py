@@ -88,11 +88,13 @@ def atomic_path(target: str | os.PathLike[str], *, mode: int | None = None,
             if exc.filename is None or Path(exc.filename).parent != tmp.parent:
                 raise
             raise sharing.permission_error(tmp) from None
-        with sharing.writing(tmp):
+        try:
             if mode is not None:
                 os.chmod(tmp, mode)
             fsync_path(tmp)
             publish(tmp, target)
+        except PermissionError as exc:
+            raise sharing.permission_error(exc.filename or tmp) from None
     finally:
         tmp.unlink(missing_ok=True)
 
