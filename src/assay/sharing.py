@@ -236,22 +236,29 @@ class SharingPolicy:
         if os.path.isdir(path):   # the common case: one stat
             return
         path = Path(path)
-        with self.writing(path):
+        try:
             if not self.shared:
                 path.mkdir(parents=True, exist_ok=True)
                 return
-            missing: list[Path] = []
-            while not path.is_dir():
-                missing.append(path)
-                if path == path.parent:
-                    break
-                path = path.parent
-            for directory in reversed(missing):
-                try:
-                    os.mkdir(directory, self.dir_mode)
-                except FileExistsError:
-                    continue
-                self._fix_new_dir(directory)
+            self._make_shared_dirs(path)
+        except StorePermissionError:
+            raise
+        except PermissionError as exc:
+            raise self.permission_error(exc.filename or path) from None
+
+    def _make_shared_dirs(self, path: Path) -> None:
+        missing: list[Path] = []
+        while not path.is_dir():
+            missing.append(path)
+            if path == path.parent:
+                break
+            path = path.parent
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory, self.dir_mode)
+            except FileExistsError:
+                continue
+            self._fix_new_dir(directory)
 
     def _fix_new_dir(self, directory: Path) -> None:
         """A directory we just created: the shared mode (mkdir's mode passes the umask) and
