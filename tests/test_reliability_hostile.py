@@ -467,7 +467,7 @@ BAD_CONFIGS = [
      "analyses.gyration.plugin: cannot import 'nosuch' for plugin 'nosuch:Thing': No module "
      "named 'nosuch'"),
     ("unknown runner plugin", _mutate(**{"runner.plugin": "no_such_runner"}),
-     "runner.plugin: unknown plugin 'no_such_runner'; known: import, polymer_langevin, "
+     "runner.plugin: unknown plugin 'no_such_runner'; known: import, openmm, polymer_langevin, "
      "python, shell; or give 'module:attr'"),
     ("duplicate condition labels",
      _mutate(conditions=[{"label": "free"}, {"label": "strong"}, {"label": "free"}]),
