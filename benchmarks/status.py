@@ -307,8 +307,8 @@ def report(result, timings, n_files, build_s, squeue_s, info, conditions, replic
         ("`study_status(plan)` (library, in-process, plan built)", ms(lib),
          f"{floor.median * 1000:.1f} ms", f"{lib.median / floor.median:.0f}x", "(reported)",
          ""),
-        (("of the subprocess: python start, imports, config validation and the plan "
-          "(a subprocess that stops there)"), ms(plan), "", "", "(reported)", ""),
+        (("a subprocess that only plans: python start, imports, config validation, "
+          "`WorkflowPlan`"), ms(plan), "", "", "(reported)", ""),
     ]
     if squeue_s is not None:
         rows.append((("one `squeue --me --states=all` call (made only when a job has a "
