@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from . import joblog
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay job", description=__doc__)
     parser.add_argument("stage", choices=["run", "collect", "aggregate", "compare", "plot"])
@@ -61,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .store import ArtifactStore
 
     def log(message: str) -> None:
-        print(f"[assay {args.stage}] {message}", file=sys.stderr, flush=True)
+        print(f"{joblog.prefix(args.stage)}{message}", file=sys.stderr, flush=True)
 
     store = None
     try:
@@ -78,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_plot(store, spec, comparison, args.plots)
             else:
                 run_plot_cached(store, spec, comparison, args.plots, log=log)
-            log(f"wrote {len(args.plots)} figure(s) in {time.monotonic() - started:.2f}s")
+            log(f"{joblog.FIGURES_WRITTEN}{len(args.plots)} figure(s) in "
+                f"{time.monotonic() - started:.2f}s")
             return 0
         from .stages import JobOptions, execute
 
@@ -91,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log,
                          options=options)
         write_ref(args.output, digest, **ref_identity(spec))
-        log(f"ref {args.output} -> {digest} ({time.monotonic() - started:.2f}s)")
+        log(f"{joblog.REF_WRITTEN}{args.output} -> {digest} "
+            f"({time.monotonic() - started:.2f}s)")
         return 0
     except AssayError as exc:
         log(f"error: {exc}")

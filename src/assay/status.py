@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import joblog
 from .errors import AssayError
-from .layout import LOGS_DIR, STAGE_LAYOUTS
+from .layout import STAGE_LAYOUTS, catalog_log_path, plot_log_path
 from .refs import read_ref
 from .workdirs import STATE, WORK_DIR, WorkDir, WorkDirs
 
@@ -58,10 +59,12 @@ SLURM_FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_
 SLURM_QUEUED = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
 # What a job writes to its log (assay.jobs, the plot job, `assay catalog build`).
 _HEAD, _TAIL = 4096, 8192
-_CACHE_HIT = ("action cache hit", "figure cache hit")
-_SUCCESS = {"plot": "[assay plot] wrote ", "catalog": "built "}   # others: "[assay S] ref "
-_ATTEMPT = re.compile(r"\[assay run\] attempt (\d+) in ")   # this attempt's, before replays
-_REPLAYED = "[assay run] ---- end of the log of attempt "   # earlier attempts' text ends
+_CACHE_HIT = (joblog.CACHE_HIT, joblog.FIGURE_CACHE_HIT)
+_SUCCESS = {"plot": joblog.prefix("plot") + joblog.FIGURES_WRITTEN,
+            "catalog": joblog.CATALOG_BUILT}   # others: "[assay S] ref "
+# This attempt's line, before the replays of earlier attempts' logs.
+_ATTEMPT = re.compile(re.escape(joblog.prefix("run") + joblog.ATTEMPT) + r"(\d+) in ")
+_REPLAYED = joblog.prefix("run") + joblog.REPLAY_END   # earlier attempts' text ends
 _SECONDS = re.compile(r"\((\d+(?:\.\d+)?)s\)\s*$")
 
 
@@ -192,9 +195,9 @@ def plan_jobs(plan: Any) -> list[Job]:
     jobs += [job("compare", plan.comparison_ref(a), analysis=a) for a in study.analyses]
     for figure in plan.plots():   # results/plots/<analysis>/<name>.<fmt>, log beside logs/
         analysis, name = Path(figure).parent.name, Path(figure).stem
-        log = f"{results}/{LOGS_DIR}/plot/{analysis}/{name}.log"
+        log = plot_log_path(results, analysis, name)
         jobs.append(Job("plot", figure, log, {"analysis": analysis, "figure": name}))
-    jobs.append(Job("catalog", plan.catalog, f"{results}/{LOGS_DIR}/catalog.log", {}))
+    jobs.append(Job("catalog", plan.catalog, catalog_log_path(results), {}))
     return jobs
 
 
@@ -313,7 +316,7 @@ def read_log(path: str | Path, stage: str) -> LogFacts | None:
     facts = LogFacts(info.st_mtime, cached=any(hit in text for hit in _CACHE_HIT))
     attempt = _ATTEMPT.search(text)
     facts.attempt = int(attempt.group(1)) if attempt else None
-    success = _SUCCESS.get(stage, f"[assay {stage}] ref ")
+    success = _SUCCESS.get(stage, joblog.prefix(stage) + joblog.REF_WRITTEN)
     for line in reversed(lines):
         if line.startswith(success):
             facts.succeeded = True
