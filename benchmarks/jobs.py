@@ -81,7 +81,7 @@ class Fixture:
         sys.path.insert(0, str(plugins))
         self.env = bench_env(plugins)
         from assay import ArtifactStore, write_ref
-        from assay.jobs import ref_identity
+        from assay.layout import ref_identity
         from assay.stages import execute
         from assay.workflow import WorkflowPlan, spec_json
 

@@ -297,8 +297,8 @@ class Study:
 
 
 # Our Snakefile; benchmarks run a snapshot of the checkout (see snapshot_repo).
-ASSAY_SNAKEFILE = REPO / "Snakefile"
-SNAPSHOT_PARTS = ("Snakefile", "workflow", "src", "config")
+ASSAY_SNAKEFILE = REPO / "workflow" / "Snakefile"
+SNAPSHOT_PARTS = ("workflow", "src", "config")
 
 
 def snapshot_repo(dest: Path) -> Path:
@@ -551,7 +551,7 @@ def run(args: argparse.Namespace) -> tuple[str, str]:
         env = bench_env(plugins)
     else:
         snapshot = snapshot_repo(scratch / "repo")
-        ASSAY_SNAKEFILE = snapshot / "Snakefile"
+        ASSAY_SNAKEFILE = snapshot / "workflow" / "Snakefile"
         env = bench_env(plugins, snapshot / "src")
     catalog, catalog_note = catalog_works(env)
     log(f"scratch {scratch}; Snakefile {ASSAY_SNAKEFILE}; catalog: {catalog_note}")

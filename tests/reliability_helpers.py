@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assay.layout import REF_DIRS as RESULT_REF_DIRS
 from workflow_helpers import REPO, SMALL_CONFIG, digests, snakemake, write_config
 
 # The demo study cut down to what the reliability tests need: 2 conditions x 2 replicates,
@@ -30,12 +31,10 @@ from workflow_helpers import REPO, SMALL_CONFIG, digests, snakemake, write_confi
 REDUCED_CONFIG: dict[str, Any] = copy.deepcopy(SMALL_CONFIG)
 REDUCED_CONFIG["analyses"] = {"gyration": SMALL_CONFIG["analyses"]["gyration"]}
 
-RESULT_REF_DIRS = ("runs", "replicates", "conditions", "comparisons")
-
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """The command line `workflow_helpers.snakemake` runs, for Popen (to kill it)."""
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
             "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none",
             "--scheduler", "greedy", *args]
 

@@ -67,7 +67,7 @@ class Example:
             ctx = RunContext(condition_label=condition, replicate=replicate,
                              params={"files": FILES[condition]}, settings={}, seed=0,
                              artifact_store=self.store, runner_name="import",
-                             workdir=self.root)
+                             study_dir=self.root)
             self.runs[key] = self.store.write_artifact(ImportRunner().run(ctx))
         return self.runs[key]
 

@@ -19,14 +19,15 @@ def _split(requirement: str) -> tuple[str, str]:
 
 
 # Extras the conda environment installs too (the workflow's conda env runs their jobs).
-CONDA_EXTRAS = ("openmm",)
+CONDA_EXTRAS = ("openmm", "test")
 
 
 def _project() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
-def test_environment_yml_matches_pyproject_dependencies():
+def test_environment_yml_matches_pyproject_dependencies_and_extras():
+    """Conda users run the tests and the OpenMM runner too: the environment holds them."""
     project = _project()
     pip = dict(_split(r) for r in project["dependencies"])
     for extra in CONDA_EXTRAS:
@@ -40,13 +41,15 @@ def test_environment_yml_matches_pyproject_dependencies():
     assert conda == pip
 
 
-def test_entry_points_name_the_builtin_plugins():
-    """A pip-installed plugin lookup and the built-in table agree on every name."""
-    from assay.plugins import BUILTIN_ANALYSES, BUILTIN_RUNNERS
+def test_builtin_plugins_are_listed_once_and_all_resolve():
+    """plugins.BUILTIN_* is the one registry: pyproject declares no entry points of its
+    own for them (a second list would drift), and every name loads."""
+    from assay.plugins import BUILTIN_ANALYSES, BUILTIN_RUNNERS, load_target
 
-    points = _project()["entry-points"]
-    assert points["assay.runners"] == BUILTIN_RUNNERS
-    assert points["assay.analyses"] == BUILTIN_ANALYSES
+    points = _project().get("entry-points", {})
+    assert "assay.runners" not in points and "assay.analyses" not in points
+    for target in {**BUILTIN_ANALYSES, **BUILTIN_RUNNERS}.values():
+        assert load_target(target, where="test") is not None
 
 
 def test_workflow_conda_env_is_the_project_environment():

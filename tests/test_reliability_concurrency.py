@@ -94,6 +94,7 @@ def _worker(root: str, results: str, worker: int, barrier, queue) -> None:
         queue.put(("error", worker, traceback.format_exc()))
 
 
+@pytest.mark.stress
 def test_eight_processes_write_one_store_at_once(tmp_path):
     root, results = tmp_path / "store", tmp_path / "results"
     ctx = mp.get_context("spawn")

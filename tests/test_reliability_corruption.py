@@ -22,6 +22,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from assay.layout import BY_REF_DIR
 from reliability_helpers import (
     assay,
     bad_objects,
@@ -171,13 +173,11 @@ def test_damaged_objects_are_detected_named_and_repaired(tmp_path):
 
 
 # --- the workflow: verify --repair, then snakemake recomputes only what was damaged -----
-_REF_TO_JOB = {"runs": "run", "replicates": "collect", "conditions": "aggregate",
-               "comparisons": "compare"}
 
 
 def _job_of(ref_name: str) -> str:
     top, _, rest = ref_name.partition("/")
-    return f"{_REF_TO_JOB[top]}/{rest[:-len('.json')]}"
+    return f"{BY_REF_DIR[top].stage}/{rest[:-len('.json')]}"
 
 
 @pytest.mark.slow

@@ -99,6 +99,7 @@ def _lifetime(ctx, tmp_path: Path) -> list[float]:
     return times[1:]
 
 
+@pytest.mark.stress
 def test_sigkill_at_random_points_loses_nothing(ctx, tmp_path):
     rng = random.Random(SEED)
     # Kill delays are drawn uniformly over the writer's lifetime, estimated from the last

@@ -71,7 +71,6 @@ class MDAJobResult:
 # --- seed 000: "Write an NPZ array sidecar from a collector" (verbatim) -----------------
 import numpy as np  # noqa: E402,F811
 from assay import (  # noqa: E402
-    ReplicateArtifact,
     strict_json_payload,
 )
 

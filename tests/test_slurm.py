@@ -115,7 +115,7 @@ def snakemake_slurm(workdir: Path, *args: str, env: dict[str, str] | None = None
     On a timeout the snakemake process group is killed (SIGTERM does not stop it while it
     waits on SLURM) and its SLURM jobs are cancelled by name.
     """
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(workdir), "--profile", str(PROFILE),
                "--workflow-profile", "none", "--retries", "0",
                "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS), *args]

@@ -155,6 +155,52 @@ def test_compressed_npz_is_deterministic_and_differs_from_stored(tmp_path):
     assert one.sha256 != plain.sha256 and one.size_bytes < plain.size_bytes
 
 
+def test_npz_takes_the_seed_keywords_and_stores_only_arrays(tmp_path):
+    """The seed API's keywords (compressed, media_type, metadata) are options, not data."""
+    store = ArtifactStore(tmp_path)
+    values = {"a": np.zeros(10_000)}
+    ref = store.write_npz_sidecar("sidecars/a.npz", compressed=True,
+                                  media_type="application/x-npz+zip",
+                                  metadata={"kind": "a"}, **values)
+    assert ref.media_type == "application/x-npz+zip" and ref.metadata == {"kind": "a"}
+    assert ref.sha256 == store.write_npz_sidecar("a.npz", compress=True, **values).sha256
+    with store.load_npz_sidecar(ref) as data:
+        assert list(data) == ["a"]
+    plain = store.write_npz_sidecar("a.npz", compressed=False, **values)
+    assert plain.size_bytes > ref.size_bytes
+
+
+@pytest.mark.parametrize("keyword,expected", [
+    ("compressed", "a bool"), ("compress", "a bool or None"),
+    ("media_type", "a str or None"), ("metadata", "a dict or None")])
+def test_npz_refuses_an_array_named_like_a_keyword(tmp_path, keyword, expected):
+    with pytest.raises(ArtifactStoreError) as info:
+        ArtifactStore(tmp_path).write_npz_sidecar("sidecars/x.npz", x=np.ones(2),
+                                                  **{keyword: np.ones(3)})
+    assert str(info.value) == (
+        f"write_npz_sidecar('sidecars/x.npz'): {keyword} must be {expected}, got ndarray; an "
+        f"array cannot be named {keyword!r} (a keyword of write_npz_sidecar): rename it")
+
+
+def test_npz_refuses_an_array_named_path(tmp_path):
+    store = ArtifactStore(tmp_path)
+    with pytest.raises(ArtifactStoreError) as info:
+        store.write_npz_sidecar("sidecars/x.npz", path=np.ones(2))
+    assert str(info.value) == ("write_npz_sidecar('sidecars/x.npz'): an array cannot be "
+                               "named 'path'; rename it")
+    with pytest.raises(ArtifactStoreError) as info:
+        store.write_npz_sidecar(path="sidecars/x.npz", x=np.ones(2))
+    assert str(info.value) == ("write_npz_sidecar(None): give the sidecar path first, as a "
+                               "positional argument")
+
+
+def test_npz_refuses_contradicting_compression_spellings(tmp_path):
+    with pytest.raises(ArtifactStoreError, match="give compressed= or its older spelling "
+                                                 "compress=, not both"):
+        ArtifactStore(tmp_path).write_npz_sidecar("x.npz", compressed=True, compress=False,
+                                                  x=np.ones(2))
+
+
 def test_npz_without_arrays_is_refused(tmp_path):
     with pytest.raises(ArtifactStoreError, match="no arrays"):
         ArtifactStore(tmp_path).write_npz_sidecar("sidecars/empty.npz")

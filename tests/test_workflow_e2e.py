@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import textwrap
 import time
@@ -146,7 +147,8 @@ def test_user_plugin_outside_the_package_and_code_change_rerun(study):
     config = copy.deepcopy(SMALL_CONFIG)
     config["analyses"]["e2e"] = {"plugin": "my_analysis:EndToEnd", "settings": {}}
     write_config(study, config)
-    env = {"PYTHONPATH": str(plugins)}
+    env = {"PYTHONPATH": os.pathsep.join(   # keep the caller's path (e.g. a worktree's src)
+        p for p in (str(plugins), os.environ.get("PYTHONPATH", "")) if p)}
     ran = jobs_run(snakemake(study, env=env))
     assert {out for rule, out in ran if rule == "collect"} == {
         f"results/replicates/e2e/{c}/{r}.json" for c in ("free", "strong") for r in (1, 2)}
@@ -173,3 +175,34 @@ def test_invalid_config_stops_before_any_job(tmp_path):
     assert "replicates" in proc.stderr + proc.stdout
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store" / "objects").iterdir())
     assert not (tmp_path / "results").exists()
+
+
+def data_pins(workdir: Path) -> dict[str, dict]:
+    """Per ref: the digest of the artifact's payload and of each sidecar (the numbers)."""
+    import hashlib
+
+    from assay import canonical_json, read_ref
+    from assay.layout import REF_DIRS
+
+    store = ArtifactStore(workdir / "store")
+    out = {}
+    for sub in REF_DIRS:
+        for path in sorted((workdir / "results" / sub).rglob("*.json")):
+            artifact = store.read_artifact(read_ref(path).digest)
+            out[str(path.relative_to(workdir / "results"))] = {
+                "payload": hashlib.sha256(canonical_json(artifact.payload)).hexdigest(),
+                "sidecars": {s.path: s.sha256 for s in artifact.sidecars}}
+    return out
+
+
+def test_numbers_are_pinned(finished):
+    """Refactors change no number: payloads and sidecar bytes equal the pinned ones.
+
+    (Manifest digests also cover each plugin's code digest, so they move whenever a plugin
+    module is edited; the data they describe must not.) Regenerate the pins only for a
+    change that is meant to change results, and say so in the commit.
+    """
+    import json
+
+    pinned = json.loads((Path(__file__).parent / "data" / "small_study_pins.json").read_text())
+    assert data_pins(finished) == pinned

@@ -41,7 +41,7 @@ def write_config(workdir: Path, config: dict) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
               timeout: float = 600) -> subprocess.CompletedProcess:
     """The real `snakemake` on the project's Snakefile, run inside ``workdir``."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none",
                "--scheduler", "greedy", *args]
     full_env = {**os.environ, **(env or {})}
@@ -74,9 +74,10 @@ def rules_run(proc: subprocess.CompletedProcess) -> list[str]:
 def digests(workdir: Path) -> dict[str, str]:
     """Ref path -> digest for every ref under results/."""
     from assay import read_ref
+    from assay.layout import REF_DIRS
 
     out = {}
-    for sub in ("runs", "replicates", "conditions", "comparisons"):
+    for sub in REF_DIRS:
         for path in sorted((workdir / "results" / sub).rglob("*.json")):
             out[str(path.relative_to(workdir))] = read_ref(path).digest
     return out

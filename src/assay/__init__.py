@@ -17,6 +17,14 @@ from .artifacts import (
     ConditionArtifact,
     ReplicateArtifact,
     RunArtifact,
+    Sidecar,
+)
+from .context import (
+    AggregateContext,
+    CollectorContext,
+    CompareContext,
+    PlotContext,
+    RunContext,
 )
 from .errors import (
     ArtifactIntegrityError,
@@ -27,20 +35,34 @@ from .errors import (
     ConfigError,
     PayloadError,
     PluginError,
+    RunFailed,
+    RunInterrupted,
     SidecarPathError,
 )
 from .hashing import canonical_json
-from .payload import METRICS, strict_json_payload
+from .payload import (
+    COMPARISONS,
+    METRICS,
+    P_ADJUSTED,
+    SKIP_REASON,
+    SKIPPED_REPLICATES,
+    VALUES,
+    strict_json_payload,
+)
 from .refs import Ref, read_ref, write_ref
 from .store import ArtifactStore
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "SCHEMA_VERSION", "METRICS", "Artifact", "ArtifactSidecarRef", "ArtifactStore",
+    "SCHEMA_VERSION", "METRICS", "SKIP_REASON", "SKIPPED_REPLICATES", "VALUES", "COMPARISONS",
+    "P_ADJUSTED",
+    "Artifact", "Sidecar", "ArtifactSidecarRef", "ArtifactStore",
     "RunArtifact", "ReplicateArtifact", "ConditionArtifact", "ComparisonArtifact",
+    "RunContext", "CollectorContext", "AggregateContext", "CompareContext", "PlotContext",
     "AssayError", "ArtifactStoreError", "ArtifactIntegrityError", "ArtifactSchemaError",
     "SidecarPathError", "BundleError", "PayloadError", "ConfigError", "PluginError",
+    "RunFailed", "RunInterrupted",
     "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,24 @@ def run_facts(started: float) -> dict[str, Any]:
             "duration_s": round(time.monotonic() - started, 6)}
 
 
+ACTIONS_DIR = "actions"
+RECORD_SUFFIX = ".json"
+
+
 class ActionCache:
+    """Owner of ``actions/<first 2 hex>/<key>.json``: one record per action key."""
+
     def __init__(self, actions_dir: Path) -> None:
         self.dir = Path(actions_dir)
+
+    @classmethod
+    def at(cls, store_root: str | os.PathLike[str]) -> "ActionCache":
+        return cls(Path(store_root) / ACTIONS_DIR)
 
     def path_for(self, key: str) -> Path:
         if not is_sha256_hex(key):
             raise ArtifactSchemaError(f"action key must be 64 lowercase hex, got {key!r}")
-        return self.dir / key[:2] / f"{key}.json"
+        return self.dir / key[:2] / f"{key}{RECORD_SUFFIX}"
 
     def read(self, key: str) -> dict[str, Any] | None:
         path = self.path_for(key)
@@ -69,18 +80,19 @@ class ActionCache:
         atomic_write_bytes(path, canonical_json(body) + b"\n")
         return path
 
-    def remove(self, key: str) -> None:
+    def paths(self) -> list[str]:
+        """Every record file (named ``<key>.json`` in its key's shard), sorted."""
+        paths: list[str] = []
         try:
-            self.path_for(key).unlink()
-        except FileNotFoundError:
-            pass
-
-    def iter_records(self):
-        if not self.dir.is_dir():
-            return
-        for path in sorted(self.dir.glob("??/*.json")):
-            key = path.stem
-            if is_sha256_hex(key):
-                record = self.read(key)
-                if record is not None:
-                    yield key, record
+            with os.scandir(self.dir) as shards:
+                shard_paths = sorted(e.path for e in shards
+                                     if e.is_dir(follow_symlinks=False) and len(e.name) == 2)
+        except (FileNotFoundError, NotADirectoryError):
+            return paths
+        for shard in shard_paths:
+            with os.scandir(shard) as entries:
+                paths.extend(e.path for e in entries
+                             if e.name.endswith(RECORD_SUFFIX)
+                             and is_sha256_hex(e.name[:-len(RECORD_SUFFIX)]))
+        paths.sort()
+        return paths

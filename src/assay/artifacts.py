@@ -28,8 +28,12 @@ def check_label(kind: str, value: object) -> str:
 
 
 @dataclass(frozen=True)
-class ArtifactSidecarRef:
-    """A registered file of an artifact: where it sits in the artifact, and its exact bytes."""
+class Sidecar:
+    """A registered file of an artifact: where it sits in the artifact, and its exact bytes.
+
+    (Called ``ArtifactSidecarRef`` in the seed API, still importable under that name; here
+    a "ref" is only ever the small results/ file that names an artifact.)
+    """
 
     path: str
     sha256: str
@@ -66,7 +70,7 @@ class ArtifactSidecarRef:
                 "media_type": self.media_type, "metadata": self.metadata}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ArtifactSidecarRef":
+    def from_dict(cls, data: Any) -> "Sidecar":
         if not isinstance(data, dict):
             raise ArtifactSchemaError(f"sidecar entry must be an object, got {data!r:.80}")
         missing = {"path", "sha256", "size_bytes"} - data.keys()
@@ -104,7 +108,7 @@ class Artifact:
     condition_label: str | None = None
     replicate: int | None = None
     payload: dict[str, Any] = field(default_factory=dict)
-    sidecars: list[ArtifactSidecarRef] = field(default_factory=list)
+    sidecars: list[Sidecar] = field(default_factory=list)
     inputs: list[dict[str, str]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -131,15 +135,12 @@ class Artifact:
                 raise ArtifactSchemaError(f"{owner}: replicates must be ints >= 1")
             self.replicates = list(self.replicates)
         self._check_identity(owner)
-        try:
-            self.payload = strict_json_payload(self.payload, analysis_name=self.analysis_name)
-            self.provenance = strict_json_payload(self.provenance,
-                                                  analysis_name=f"{self.analysis_name} provenance")
-            self.metadata = strict_json_payload(self.metadata,
-                                                analysis_name=f"{self.analysis_name} metadata")
-            self.extra = strict_json_payload(self.extra, analysis_name=f"{self.analysis_name} extra")
-        except PayloadError:
-            raise
+        self.payload = strict_json_payload(self.payload, analysis_name=self.analysis_name)
+        self.provenance = strict_json_payload(self.provenance,
+                                              analysis_name=f"{self.analysis_name} provenance")
+        self.metadata = strict_json_payload(self.metadata,
+                                            analysis_name=f"{self.analysis_name} metadata")
+        self.extra = strict_json_payload(self.extra, analysis_name=f"{self.analysis_name} extra")
         for name in ("payload", "provenance", "metadata"):
             if not isinstance(getattr(self, name), dict):
                 raise ArtifactSchemaError(f"{owner}: {name} must be a mapping")
@@ -148,7 +149,7 @@ class Artifact:
         self.warnings = strict_json_payload(list(self.warnings),
                                             analysis_name=f"{self.analysis_name} warnings",
                                             max_array_items=1 << 20)
-        self.sidecars = [s if isinstance(s, ArtifactSidecarRef) else ArtifactSidecarRef.from_dict(s)
+        self.sidecars = [s if isinstance(s, Sidecar) else Sidecar.from_dict(s)
                          for s in self.sidecars]
         paths = [s.path for s in self.sidecars]
         if len(set(paths)) != len(paths):
@@ -168,7 +169,7 @@ class Artifact:
     def _check_identity(self, owner: str) -> None:
         pass
 
-    def sidecar(self, *, kind: str | None = None, path: str | None = None) -> ArtifactSidecarRef:
+    def sidecar(self, *, kind: str | None = None, path: str | None = None) -> Sidecar:
         """The one sidecar with this metadata kind or path; refuses zero or several."""
         matches = [s for s in self.sidecars
                    if (kind is None or s.kind == kind) and (path is None or s.path == path)]
@@ -211,6 +212,11 @@ class RunArtifact(Artifact):
     """Raw output of one condition x replicate run; ``analysis_name`` names the runner."""
 
     artifact_type: ClassVar[str] = "run"
+
+    @property
+    def runner_name(self) -> str:
+        """The runner that made it (stored in the envelope's ``analysis_name`` field)."""
+        return self.analysis_name
 
     def _check_identity(self, owner: str) -> None:
         if self.condition_label is None or self.replicate is None:
@@ -300,3 +306,7 @@ def artifact_from_manifest(manifest: Any, *, where: str = "manifest") -> Artifac
         raise ArtifactSchemaError(f"{where}: {exc}") from exc
     except (ArtifactSchemaError, SidecarPathError) as exc:
         raise ArtifactSchemaError(f"{where}: {exc}") from exc
+
+
+# The seed API's name for a sidecar entry.
+ArtifactSidecarRef = Sidecar

@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import SCHEMA_VERSION, artifact_from_manifest
-from .atomic import atomic_write_bytes
+from .atomic import atomic_path, atomic_write_bytes, write_all
 from .errors import ArtifactIntegrityError, ArtifactStoreError, AssayError, BundleError
-from .hashing import DIGEST_PREFIX, canonical_json, is_digest, is_sha256_hex
+from .hashing import canonical_json, format_digest, is_digest, is_sha256_hex, parse_digest
+from .layout import REF_DIRS
+from .objects import ObjectStore
 from .inventory import (
-    REF_DIRS,
     RefEntry,
     input_shas,
     looks_like_manifest,
-    object_path,
     sidecar_shas,
     walk_manifests,
 )
@@ -93,7 +93,7 @@ def export_bundle(store_root: str | os.PathLike[str], output: str | os.PathLike[
     for entry in refs:
         if entry.digest is None:
             raise ArtifactStoreError(f"cannot export ref {entry.name}: {entry.problem}")
-    roots = sorted({e.sha256 for e in refs} | {d[len(DIGEST_PREFIX):] for d in digests})
+    roots = sorted({e.sha256 for e in refs} | {parse_digest(d) for d in digests})
     if not roots:
         raise ArtifactStoreError("nothing to export: name at least one ref or digest")
     graph = walk_manifests(store_root, roots, verify=True)
@@ -121,16 +121,14 @@ def export_bundle(store_root: str | os.PathLike[str], output: str | os.PathLike[
     index = {
         "format": BUNDLE_FORMAT, "bundle_version": BUNDLE_VERSION,
         "schema_version": SCHEMA_VERSION,
-        "roots": [DIGEST_PREFIX + r for r in roots],
-        "objects": [{"digest": DIGEST_PREFIX + s, "size_bytes": n, "role": role}
+        "roots": [format_digest(r) for r in roots],
+        "objects": [{"digest": format_digest(s), "size_bytes": n, "role": role}
                     for s, role, n in objects],
         "refs": [{"path": n, "digest": d, "sha256": hashlib.sha256(b).hexdigest(),
                   "size_bytes": len(b)} for n, d, b in ref_items],
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.{uuid.uuid4().hex}.tmp"
     total = 0
-    try:
+    with atomic_path(output) as tmp:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
             for sha, role, size in objects:
                 total += _copy_object_in(archive, store_root, sha, role, size)
@@ -138,16 +136,13 @@ def export_bundle(store_root: str | os.PathLike[str], output: str | os.PathLike[
                 archive.writestr(_zip_info(f"refs/{name}", len(data), True), data)
             data = json.dumps(index, indent=1, sort_keys=True).encode() + b"\n"
             archive.writestr(_zip_info(INDEX, len(data), True), data)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     return BundleSummary(output, objects=len(objects), bytes=total,
                          artifacts=len(graph.manifests), refs=[n for n, _, _ in ref_items])
 
 
 def _copy_object_in(archive: zipfile.ZipFile, store_root: Path, sha: str, role: str,
                     size: int) -> int:
-    path = object_path(store_root, sha)
+    path = ObjectStore(store_root).path_for(sha)
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
@@ -268,7 +263,7 @@ def _expected_objects(index: dict[str, Any]) -> dict[str, tuple[int, str]]:
             raise BundleError(f"bundle index: object {item['digest']} has a bad size {size!r}")
         if role not in ("manifest", "sidecar"):
             raise BundleError(f"bundle index: object {item['digest']} has unknown role {role!r}")
-        sha = item["digest"][len(DIGEST_PREFIX):]
+        sha = parse_digest(item["digest"])
         if sha in objects:
             raise BundleError(f"bundle index lists object {item['digest']} twice")
         objects[sha] = (size, role)
@@ -288,9 +283,7 @@ def _stage_object(archive: zipfile.ZipFile, info: zipfile.ZipInfo, sha: str, siz
                     raise BundleError(f"bundle member objects/{sha} expands past the "
                                       f"{size} bytes the index declares (zip bomb?)")
                 digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, chunk)
                 if written == size:
                     break
             if member.read(1):
@@ -470,7 +463,7 @@ def _check_refs(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
             ref_data = ref_bytes(digest, body)
         except AssayError as exc:
             raise BundleError(f"bundle ref {name!r} is not a valid ref ({exc})") from None
-        sha = digest[len(DIGEST_PREFIX):]
+        sha = parse_digest(digest)
         if sha not in manifests and not objects_store.exists(sha):
             raise BundleError(f"bundle ref {name!r} points to {digest}, which is neither a "
                               "manifest in the bundle nor in the store")

@@ -15,7 +15,6 @@ import gc
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +24,9 @@ import duckdb
 import pyarrow as pa
 
 from .artifacts import SCHEMA_VERSION
+from .atomic import atomic_path
 from .errors import ArtifactStoreError
-from .hashing import DIGEST_PREFIX
+from .hashing import format_digest
 from .inventory import (
     Progress,
     input_shas,
@@ -38,14 +38,11 @@ from .inventory import (
     sniff_manifests,
     walk_manifests,
 )
-from .payload import COMPARISONS, CONTROL, METRICS
+from .metric_rows import VALUE, metric_rows
 from .store import ArtifactStore
 
 CATALOG_NAME = "catalog.duckdb"
 CATALOG_FORMAT = 1
-# Payload key of a comparison artifact's per-condition statistics (written by stages.py).
-# The statistic name of a plain scalar metric (replicate and run artifacts).
-VALUE = "value"
 TABLES = ("artifacts", "sidecars", "metrics", "edges", "objects", "refs", "actions",
           "catalog_info")
 _STALE_TMP_SECONDS = 3600
@@ -128,47 +125,6 @@ def _columns(name: str) -> dict[str, list[Any]]:
     return {f.name: [] for f in SCHEMAS[name]}
 
 
-def _metric_rows(out: dict[str, list[Any]], digest: str, payload: Any,
-                 identity: tuple[Any, ...]) -> None:
-    """Long-form rows: a scalar metric is statistic 'value'; a condition summary gives one
-    row per statistic; a comparison one row per (condition, metric, statistic)."""
-    if not isinstance(payload, dict):
-        return
-    kind, analysis, condition, replicate = identity
-    control = _str(payload.get(CONTROL)) if kind == "comparison" else None
-    rows: list[tuple[Any, ...]] = []
-    metrics = payload.get(METRICS)
-    if isinstance(metrics, dict):
-        for name, value in metrics.items():
-            if isinstance(value, dict):
-                rows.extend((condition, name, stat, v) for stat, v in value.items()
-                            if _num(v) is not None)
-            elif _num(value) is not None:
-                rows.append((condition, name, VALUE, value))
-    comparisons = payload.get(COMPARISONS)
-    if isinstance(comparisons, dict):
-        for label, per_metric in comparisons.items():
-            if isinstance(per_metric, dict):
-                for name, stats in per_metric.items():
-                    if isinstance(stats, dict):
-                        rows.extend((label, name, stat, v) for stat, v in stats.items()
-                                    if _num(v) is not None)
-    if not rows:
-        return
-    rows.sort(key=lambda r: (str(r[0]), r[1], r[2]))
-    n = len(rows)
-    out["artifact"] += [digest] * n
-    out["artifact_type"] += [kind] * n
-    out["analysis"] += [analysis] * n
-    out["replicate"] += [replicate if kind != "comparison" else None] * n
-    out["control"] += [control] * n
-    for condition_, name, stat, value in rows:
-        out["condition"].append(condition_)
-        out["metric"].append(name)
-        out["statistic"].append(stat)
-        out["value"].append(float(value))
-
-
 def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
                      raw: dict[str, bytes], refs_to: dict[str, int],
                      live: set[str]) -> dict[str, pa.Table]:
@@ -177,7 +133,7 @@ def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
     for sha in order:
         manifest = manifests[sha]
         get = manifest.get
-        digest = DIGEST_PREFIX + sha
+        digest = format_digest(sha)
         kind, analysis = _str(get("artifact_type")), _str(get("analysis_name"))
         condition, replicate = _str(get("condition_label")), _int(get("replicate"))
         replicates = get("replicates")
@@ -226,7 +182,7 @@ def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
                 ("ref_count", refs_to.get(sha, 0)), ("live", sha in live),
                 ("manifest", raw[sha].decode("utf-8"))):
             art[column].append(value)
-        _metric_rows(metric, digest, get("payload"), (kind, analysis, condition, replicate))
+        metric_rows(metric, digest, get("payload"), (kind, analysis, condition, replicate))
     return {"artifacts": _table("artifacts", art), "sidecars": _table("sidecars", side),
             "edges": _table("edges", edge), "metrics": _table("metrics", metric)}
 
@@ -256,7 +212,7 @@ def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
     graph = walk_manifests(store_root, roots, verify=True, keep_raw=True, jobs=jobs,
                            progress=progress)
     manifests, raw = graph.manifests, graph.raw
-    skipped = {DIGEST_PREFIX + s: p for s, p in {**graph.damaged, **graph.not_manifest}.items()}
+    skipped = {format_digest(s): p for s, p in {**graph.damaged, **graph.not_manifest}.items()}
     children = {sha: [s for s, _ in sidecar_shas(m)] + input_shas(m)
                 for sha, m in manifests.items()}
     known = set(manifests) | set(graph.damaged) | set(graph.not_manifest)
@@ -355,39 +311,28 @@ def write_catalog(tables: dict[str, pa.Table], output: Path) -> dict[str, int]:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_tmp(output)
-    tmp = output.parent / f".{output.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        con = duckdb.connect(str(tmp))
+    with atomic_path(output) as tmp:
         try:
-            con.execute("SET preserve_insertion_order = false")
-            for name, table in tables.items():
-                con.register("_rows", table)
-                select = ", ".join(f'"{c}"::JSON AS "{c}"' if c in _JSON_COLUMNS.get(name, ())
-                                   else f'"{c}"' for c in table.column_names)
-                con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM _rows")
-                con.unregister("_rows")
-            rows = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-                    for name in TABLES}
-            con.execute("CHECKPOINT")
+            con = duckdb.connect(str(tmp))
+            try:
+                con.execute("SET preserve_insertion_order = false")
+                for name, table in tables.items():
+                    con.register("_rows", table)
+                    select = ", ".join(f'"{c}"::JSON AS "{c}"'
+                                       if c in _JSON_COLUMNS.get(name, ()) else f'"{c}"'
+                                       for c in table.column_names)
+                    con.execute(f"CREATE TABLE {name} AS SELECT {select} FROM _rows")
+                    con.unregister("_rows")
+                rows = {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                        for name in TABLES}
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
         finally:
-            con.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
         # A WAL left beside the old file would be replayed into the new one: drop it first.
         Path(f"{output}.wal").unlink(missing_ok=True)
-        os.replace(tmp, output)
-        dir_fd = os.open(output.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return rows
-    finally:
-        for leftover in (tmp, Path(f"{tmp}.wal")):
-            leftover.unlink(missing_ok=True)
+    return rows
 
 
 def build_catalog(store: Any, results_dir: str | os.PathLike[str],
@@ -473,7 +418,8 @@ class Catalog:
         """The ``n`` rows with the highest (or lowest) value of one metric statistic.
 
         ``statistic`` is ``value`` for per-replicate metrics, ``mean``/``sem``/... for
-        condition summaries and ``difference``/``p``/... for comparisons.
+        condition summaries and ``difference``/``p``/``p_adjusted``/``hedges_g``/... for
+        comparisons.
         """
         if not isinstance(n, int) or n < 1:
             raise ArtifactStoreError(f"top_metrics needs n >= 1, got {n!r}")

@@ -1,8 +1,8 @@
 """The `assay` command: look at, query, check, clean, share and reproduce a study's store.
 
-Only the standard library is imported here, so `assay --help` and every Snakemake job
-(`assay job ...`) start fast; each command imports what it needs when it runs, from
-`assay.commands.*`.
+Each module of `assay.commands` registers its own subcommands (``register(sub)``) and
+imports what is heavy (pandas, duckdb) only when its command runs, so `assay --help`
+starts fast. Workflow jobs run `python -m assay.jobs` (`assay job ...` forwards there).
 
 Exit codes: 0 success; 1 problems found (damage, mismatch) or the command failed;
 2 usage error (bad arguments, ambiguous names).
@@ -13,21 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 _GLOBAL_WITH_VALUE = ("--store", "--results")
 _GLOBAL_FLAGS = ("--progress", "--no-progress", "-h", "--help", "--version")
-
-
-def _add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
-
-
-def _add_jobs(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--jobs", "-j", type=int, metavar="N",
-                   help=f"parallel threads for {what} (default: one per CPU for hashing, "
-                        "one reader for small files; raise it on network filesystems)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,129 +38,29 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument("--no-progress", dest="progress", action="store_false")
     parser.add_argument("--version", action="version", version=f"assay {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def command(name: str, help: str, handler: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.set_defaults(handler=handler)
-        return p
-
-    # browse -----------------------------------------------------------------------------
-    p = command("ls", "list the refs under results/ (one per artifact the workflow made)",
-                "browse:run_ls")
-    p.add_argument("--type", dest="artifact_type",
-                   choices=["run", "replicate", "condition", "comparison"])
-    p.add_argument("--analysis")
-    p.add_argument("--condition")
-    _add_json(p)
-
-    p = command("show", "print an artifact's manifest", "browse:run_show")
-    p.add_argument("target", metavar="REF|DIGEST",
-                   help="ref file, path under results/, or digest (a unique prefix of 6+ hex)")
-    _add_json(p)
-
-    p = command("cat", "write a sidecar's verified bytes to stdout or a file",
-                "browse:run_cat")
-    p.add_argument("target", metavar="REF|DIGEST")
-    p.add_argument("sidecar", metavar="SIDECAR_PATH", help="e.g. sidecars/profile.npz")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-
-    p = command("stats", "objects, bytes, artifacts by type, deduplication ratio",
-                "browse:run_stats")
-    _add_json(p)
-
-    # catalog ----------------------------------------------------------------------------
-    p = command("query", "run SQL against the catalog (results/catalog.duckdb)",
-                "query:run_query")
-    p.add_argument("sql", metavar="SQL")
-    p.add_argument("--catalog", metavar="PATH", help="default: RESULTS/catalog.duckdb")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    _add_json(p)
-
-    p = command("metrics", "export metrics (long form) from the catalog", "query:run_metrics")
-    p.add_argument("--analysis")
-    p.add_argument("--condition")
-    p.add_argument("--metric")
-    p.add_argument("--statistic", help="value (per replicate), mean, sem, ci_low, ... "
-                                       "difference, p, ... (comparisons)")
-    p.add_argument("--type", dest="artifact_type",
-                   choices=["run", "replicate", "condition", "comparison"])
-    p.add_argument("--all", action="store_true",
-                   help="include artifacts no ref reaches any more (old results)")
-    p.add_argument("--catalog", metavar="PATH", help="default: RESULTS/catalog.duckdb")
-    p.add_argument("--format", choices=["table", "csv", "parquet", "json"], default="table")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (needed for parquet)")
-    _add_json(p)
-
-    p = command("catalog", "build the catalog", "query:run_catalog")
-    catalog_sub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
-    b = catalog_sub.add_parser("build", help="(re)build the DuckDB catalog from the store "
-                                             "and the refs; swapped in atomically")
-    b.add_argument("-o", "--output", metavar="PATH", help="default: RESULTS/catalog.duckdb")
-    _add_jobs(b, "reading manifests")
-    _add_json(b)
-
-    # maintenance ------------------------------------------------------------------------
-    p = command("verify", "check refs, manifests and sidecars (and with --full every "
-                          "object); exit 1 on damage", "maintain:run_verify")
-    p.add_argument("--full", action="store_true", help="also hash objects no ref reaches")
-    p.add_argument("--repair", action="store_true",
-                   help="remove damaged objects and the refs and action records that point "
-                        "to them, so the next snakemake run recomputes exactly those jobs")
-    _add_jobs(p, "hashing")
-    _add_json(p)
-
-    p = command("gc", "remove objects no ref reaches (dry run unless --delete)",
-                "maintain:run_gc")
-    p.add_argument("--root", action="append", default=[], metavar="PATH",
-                   help="extra ref file or directory of refs to keep (repeatable)")
-    p.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
-                   help="keep unreferenced objects younger than this (default 3600): a "
-                        "running job's outputs have no ref yet")
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--delete", action="store_true", help="actually delete")
-    mode.add_argument("--dry-run", action="store_true", help="only report (the default)")
-    _add_jobs(p, "reading manifests")
-    _add_json(p)
-
-    # sharing ----------------------------------------------------------------------------
-    p = command("export", "write artifacts with their provenance closure to a zip bundle",
-                "share:run_export")
-    p.add_argument("targets", nargs="+", metavar="REF",
-                   help="ref files, directories of refs, or digests")
-    p.add_argument("-o", "--output", required=True, metavar="BUNDLE.zip")
-    _add_json(p)
-
-    p = command("import", "verify a bundle completely, then add it to the store and results",
-                "share:run_import")
-    p.add_argument("bundle", metavar="BUNDLE.zip")
-    p.add_argument("--no-refs", action="store_true",
-                   help="import objects only (gc collects them after the grace period unless "
-                        "a ref or --root keeps them)")
-    p.add_argument("--overwrite-refs", action="store_true",
-                   help="replace existing refs that point elsewhere")
-    p.add_argument("--max-bytes", type=int, default=64 * 1024 ** 3, metavar="N",
-                   help="refuse bundles that unpack to more (default 64 GiB)")
-    _add_json(p)
-
-    # provenance -------------------------------------------------------------------------
-    p = command("reproduce", "recompute an artifact from its provenance in a scratch store "
-                             "and compare digests; exit 1 if anything differs",
-                "reproduce:run_reproduce")
-    p.add_argument("target", metavar="REF|DIGEST")
-    p.add_argument("--scratch", metavar="DIR", help="where to make the scratch store")
-    p.add_argument("--keep", action="store_true", help="keep the scratch store")
-    _add_json(p)
-
-    p = command("config", "study configuration", "reproduce:run_config")
-    config_sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    v = config_sub.add_parser("validate", help="validate a config file (default "
-                                               "config/config.yaml)")
-    v.add_argument("file", nargs="?", default="config/config.yaml")
-    _add_json(v)
-
+    for module in _command_modules():
+        module.register(sub)
     sub.add_parser("job", help="run one workflow job (used by the Snakefile rules)",
                    add_help=False)
     return parser
+
+
+def _command_modules() -> list[Any]:
+    """Every module of ``assay.commands`` that registers subcommands, in help order.
+
+    Adding a command is adding (or editing) one module there: it defines ``register(sub)``.
+    The modules import only the standard library and assay's light modules at import time.
+    """
+    import pkgutil
+    from importlib import import_module
+
+    from . import commands
+
+    modules = [import_module(f"{commands.__name__}.{info.name}")
+               for info in pkgutil.iter_modules(commands.__path__)
+               if not info.name.startswith("_")]
+    return sorted((m for m in modules if hasattr(m, "register")),
+                  key=lambda m: (getattr(m, "HELP_ORDER", 100), m.__name__))
 
 
 def _version() -> str:
@@ -219,14 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.progress is None:
         args.progress = sys.stderr.isatty()
 
-    from importlib import import_module
-
     from .errors import AssayError
 
-    module_name, func_name = args.handler.split(":")
     try:
-        func = getattr(import_module(f"assay.commands.{module_name}"), func_name)
-        return int(func(args))
+        return int(args.handler(args))
     except AssayError as exc:
         from .commands._common import UsageError
 

@@ -33,6 +33,12 @@ class Study:
     analyses: dict[str, PluginSpec]
     aggregation: dict[str, Any]
     plots: dict[str, Any]
+    # Scheduler requests per stage, and per-condition overrides of the run stage's: never
+    # part of a spec or a digest (see job_resources).
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    condition_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    grace_seconds: float = 20.0
+    comparison: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
@@ -62,7 +68,13 @@ class Study:
             runner=PluginSpec(config["runner"]["plugin"], dict(config["runner"]["settings"])),
             analyses={name: PluginSpec(a["plugin"], dict(a["settings"]))
                       for name, a in config["analyses"].items()},
-            aggregation=dict(config["aggregation"]), plots=dict(config["plots"]))
+            aggregation=dict(config["aggregation"]), plots=dict(config["plots"]),
+            resources={k: dict(v) for k, v in config["resources"].items()},
+            condition_resources={c["label"]: dict(c["resources"])
+                                 for c in config["conditions"] if c.get("resources")},
+            grace_seconds=float(config["runner"]["grace_seconds"]),
+            comparison=dict(config["comparison"]))
+        study._check_partitions()
         if check_plugins:
             from .errors import PluginError
             from .plugins import resolve_analysis, resolve_runner
@@ -74,6 +86,40 @@ class Study:
             except PluginError as exc:
                 raise ConfigError(str(exc)) from exc
         return study
+
+    def job_resources(self, stage: str, condition: str | None = None) -> dict[str, Any]:
+        """A job's threads/mem_mb/runtime/gpu/partition/extra: the stage's, then (run jobs)
+        its condition's own."""
+        merged = dict(self.resources.get(stage, {}))
+        if stage == "run" and condition is not None:
+            merged.update(self.condition_resources.get(condition, {}))
+        return merged
+
+    def _check_partitions(self) -> None:
+        """A condition's own partition needs a stage partition for the other conditions:
+        a rule's resource cannot fall back to the profile's default per job."""
+        for key in ("slurm_partition",):
+            own = [c for c, r in self.condition_resources.items() if key in r]
+            if own and key not in self.resources.get("run", {}):
+                raise ConfigError(
+                    f"conditions[{own[0]!r}].resources.{key} is set, but resources.run.{key} "
+                    f"is not: set resources.run.{key} too (the partition of the other "
+                    "conditions' runs)")
+
+    def check_threads(self, cores: int | None) -> None:
+        """Stop before any job when a stage asks for more threads than this run may use."""
+        if not cores:
+            return
+        where = [(f"resources.{stage}.threads", r.get("threads", 1))
+                 for stage, r in self.resources.items()]
+        where += [(f"conditions[{c!r}].resources.threads", r["threads"])
+                  for c, r in self.condition_resources.items() if "threads" in r]
+        for key, threads in where:
+            if threads > cores:
+                raise ConfigError(
+                    f"config key {key}: {threads} threads is more than the {cores} cores this "
+                    "run may use (--cores, or `cores:` in the profile); lower it or raise "
+                    "the cores")
 
     def seed_for(self, condition: str, replicate: int) -> int:
         """Independent, reproducible seeds per condition x replicate (not shared noise)."""
@@ -133,6 +179,11 @@ def _message(error: Any) -> str:
         types = " or ".join(dict.fromkeys(repr(e.validator_value) for e in error.context
                                           if e.validator == "type"))
         return f"{error.instance!r} is not of type {types}"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return (f"unknown key{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(u) for u in unknown)}; known keys: {', '.join(allowed)}")
     if error.validator == "pattern" and error.validator_value == _LABEL_PATTERN:
         return (f"{error.instance!r} is not a valid label: it must start with a letter or "
                 "digit and contain only letters, digits, '_', '.', '+' or '-' (at most 128 "

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .artifacts import (
     ConditionArtifact,
@@ -14,6 +15,7 @@ from .artifacts import (
     RunArtifact,
 )
 from .store import ArtifactStore
+from .supervise import Supervisor
 
 
 @dataclass
@@ -34,15 +36,39 @@ class RunContext:
     resuming: bool = False          # an earlier attempt left files in workdir
     threads: int = 1                # the job's CPU threads (the study's resources)
     warnings: list[str] = field(default_factory=list)
-    # Set when the job was asked to stop (SIGTERM: walltime, scancel, preemption): a
-    # runner checks ``stop_requested`` between steps, writes its checkpoint and returns.
-    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    log_path: Path | None = None    # the job's log (its stdout/stderr), for error messages
+    # Starts commands (own process group, output to the log) and learns of SIGTERM.
+    supervisor: Supervisor = field(default_factory=Supervisor, repr=False)
     progress_sink: Callable[[float, float | None, str], None] | None = field(
         default=None, repr=False)
 
     @property
+    def stop_event(self) -> threading.Event:
+        return self.supervisor.stop_event
+
+    @property
     def stop_requested(self) -> bool:
-        return self.stop_event.is_set()
+        """True once the job got SIGTERM (walltime, scancel, preemption): write the
+        checkpoint and raise ``RunInterrupted``; the next attempt resumes from it."""
+        return self.supervisor.stop_event.is_set()
+
+    def run_command(self, command: str, *, env: dict[str, str] | None = None) -> int:
+        """Run a shell command in the work directory, its output streamed to the job log."""
+        base = {**os.environ, **self.environment()}
+        return self.supervisor.run(command, cwd=self.workdir or Path.cwd(),
+                                   env={**base, **(env or {})})
+
+    def environment(self) -> dict[str, str]:
+        """What a child process learns about its run."""
+        env = {"ASSAY_ATTEMPT": str(self.attempt), "ASSAY_THREADS": str(self.threads),
+               "OMP_NUM_THREADS": str(self.threads), "ASSAY_SEED": str(self.seed),
+               "ASSAY_CONDITION": self.condition_label, "ASSAY_REPLICATE": str(self.replicate)}
+        if self.workdir is not None:
+            env["ASSAY_WORKDIR"] = str(self.workdir)
+            env["ASSAY_OUTDIR"] = str(self.workdir)
+        if self.resuming:
+            env["ASSAY_RESUME"] = "1"
+        return env
 
     def progress(self, done: float, total: float | None = None, message: str = "") -> None:
         """Report how far the run has got (read by `assay status`); cheap, call it often."""
@@ -128,6 +154,6 @@ class PlotContext:
     settings: dict[str, Any]
     comparison: Any
     conditions: dict[str, ConditionArtifact]
-    replicates: dict[str, dict[int, ReplicateArtifact]]
+    replicates: Mapping[str, dict[int, ReplicateArtifact]]   # read on first access
     artifact_store: ArtifactStore
     plot_options: dict[str, Any]

@@ -37,3 +37,11 @@ class ConfigError(AssayError, ValueError):
 
 class PluginError(AssayError):
     """An analysis or runner plugin could not be found or misbehaved."""
+
+
+class RunFailed(AssayError):
+    """A run's command or engine failed; its work directory is kept for the next attempt."""
+
+
+class RunInterrupted(RunFailed):
+    """A run stopped on SIGTERM after writing its checkpoint; the next attempt resumes."""

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactStoreError
-from .hashing import DIGEST_PREFIX
+from .hashing import format_digest
+from .layout import REF_DIRS
 from .inventory import (
-    REF_DIRS,
     Progress,
     RefEntry,
     expand_ref_args,
@@ -57,6 +57,11 @@ class GcReport:
     actions: int = 0                  # action records pointing at swept or missing artifacts
     broken_refs: dict[str, str] = field(default_factory=dict)
     swept: list[str] = field(default_factory=list)
+    # Run work directories whose result is published, or untouched for work_grace_seconds:
+    # {key, condition, replicate, attempt, age_s, size_bytes, why}
+    work_dirs: list[dict[str, Any]] = field(default_factory=list)
+    work_bytes: int = 0
+    deleted_work_dirs: int = 0
     deleted_objects: int = 0
     deleted_bytes: int = 0
 
@@ -123,8 +128,36 @@ def _stale_atomic_temporaries(dirs: list[Path], cutoff: float) -> list[tuple[Pat
     return sorted(out)
 
 
+DEFAULT_WORK_GRACE_SECONDS = 7 * 24 * 3600
+
+
+def abandoned_work_dirs(store_root: Path, work_grace_seconds: float) -> list[tuple[Any, dict]]:
+    """Work directories no attempt will come back to: the run's artifact is published (its
+    action key has a record), or nothing in it changed for ``work_grace_seconds``. A run
+    waiting in the queue for its next attempt keeps its checkpoint until then."""
+    from .actions import ActionCache
+    from .workdirs import WorkDirs
+
+    actions = ActionCache.at(store_root)
+    now = time.time()
+    out = []
+    for work in WorkDirs(store_root / "work"):
+        age = now - work.mtime()
+        done = actions.read(work.key) is not None
+        if not done and age < work_grace_seconds:
+            continue
+        state = work.state()
+        out.append((work, {"key": work.key, "condition": state.get("condition"),
+                           "replicate": state.get("replicate"),
+                           "attempt": state.get("attempt"), "age_s": round(age, 1),
+                           "size_bytes": work.size_bytes(),
+                           "why": "published" if done else "untouched"}))
+    return out
+
+
 def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.PathLike[str], *,
                     roots: list[str] | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+                    work_grace_seconds: float = DEFAULT_WORK_GRACE_SECONDS,
                     delete: bool = False, jobs: int | None = None,
                     progress: Progress = no_progress) -> GcReport:
     """Mark from the refs (and ``roots``: ref files or directories of them), then sweep.
@@ -184,7 +217,7 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     candidates.sort()
     report.garbage_objects = len(candidates)
     report.garbage_bytes = sum(size for _, _, size in candidates)
-    report.swept = [DIGEST_PREFIX + sha for sha, _, _ in candidates]
+    report.swept = [format_digest(sha) for sha, _, _ in candidates]
 
     stale = _stale_tmp(store_root / "tmp", cutoff)
     stale += _stale_atomic_temporaries(
@@ -196,8 +229,14 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     doomed_actions = [a for a in load_actions(store_root, jobs=jobs)
                       if a.sha256 is not None and (a.sha256 in gone or a.sha256 not in objects)]
     report.actions = len(doomed_actions)
+    abandoned = abandoned_work_dirs(store_root, work_grace_seconds)
+    report.work_dirs = [info for _, info in abandoned]
+    report.work_bytes = sum(info["size_bytes"] for info in report.work_dirs)
     if not delete:
         return report
+    for work, _ in abandoned:
+        work.remove()
+        report.deleted_work_dirs += 1
 
     # Action records first: a job that starts meanwhile then misses the cache instead of
     # hitting an artifact that is about to go.

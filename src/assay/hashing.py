@@ -1,4 +1,9 @@
-"""SHA-256, spelled one way: ``sha256:<64 hex>`` for ids, bare hex for a sidecar's ``sha256``."""
+"""SHA-256, spelled one way: ``sha256:<64 hex>`` for ids, bare hex for a sidecar's ``sha256``.
+
+The two spellings meet only here: ``format_digest`` (hex -> id), ``parse_digest`` (id ->
+hex, refusing anything else) and ``hex_of`` (id -> hex or None, for untrusted input).
+Objects are named by hex; manifests, refs and action records speak ids.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +46,15 @@ def parse_digest(digest: str) -> str:
             f"artifact digest must be spelled 'sha256:<64 lowercase hex>', got {digest!r}"
         )
     return hex_digest
+
+
+def hex_of(value: object) -> str | None:
+    """The bare hex of a well-formed ``sha256:<hex>``, else None (for untrusted input)."""
+    if isinstance(value, str) and value.startswith(DIGEST_PREFIX):
+        hex_digest = value[len(DIGEST_PREFIX):]
+        if is_sha256_hex(hex_digest):
+            return hex_digest
+    return None
 
 
 def is_digest(value: object) -> bool:

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactStoreError
-from .hashing import DIGEST_PREFIX, hash_file, is_digest, is_sha256_hex
+from .layout import REF_DIRS
+from .actions import ActionCache
+from .objects import ObjectInfo, ObjectStore
+from .hashing import hash_file, hex_of, is_digest
 from .refs import MAX_REF_BYTES, Ref, read_ref
 
-# The directories under results/ whose *.json files are refs (plots/ and the catalog are not).
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-REF_DIRS = ("runs", "replicates", "conditions", "comparisons")
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -65,41 +66,8 @@ def no_progress(stage: str, done: int, total: int | None) -> None:
 
 
 # --- objects ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ObjectInfo:
-    sha256: str
-    size_bytes: int
-    mtime_ns: int
-    path: str
-
-
 def scan_objects(store_root: Path) -> dict[str, ObjectInfo]:
-    """Every file under objects/ named by its digest, with size and mtime (one stat each)."""
-    objects_dir = Path(store_root) / "objects"
-    found: dict[str, ObjectInfo] = {}
-    if not objects_dir.is_dir():
-        return found
-    with os.scandir(objects_dir) as shards:
-        shard_paths = sorted((e.name, e.path) for e in shards
-                             if e.is_dir(follow_symlinks=False) and len(e.name) == 2)
-    for shard_name, shard_path in shard_paths:
-        with os.scandir(shard_path) as entries:
-            for entry in entries:
-                name = entry.name
-                if name[:2] != shard_name or not is_sha256_hex(name):
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                found[name] = ObjectInfo(name, st.st_size, st.st_mtime_ns, entry.path)
-    return found
-
-
-def object_path(store_root: Path, sha256: str) -> Path:
-    return Path(store_root) / "objects" / sha256[:2] / sha256
-
-
-def object_path_str(objects_dir: str, sha256: str) -> str:
-    """Hot loops build object paths as strings: a Path costs more than reading the file."""
-    return f"{objects_dir}/{sha256[:2]}/{sha256}"
+    return ObjectStore(store_root).scan()
 
 
 def _read_rest(fd: int, head: bytes, limit: int) -> bytes:
@@ -204,10 +172,9 @@ def input_shas(manifest: dict[str, Any]) -> list[str]:
     out = []
     for item in manifest.get("inputs") or ():
         digest = item.get("digest") if isinstance(item, dict) else item
-        if isinstance(digest, str) and digest.startswith(DIGEST_PREFIX):
-            hex_digest = digest[7:]
-            if _HEX64.fullmatch(hex_digest):   # also what keeps '../' out of object paths
-                out.append(hex_digest)
+        hex_digest = hex_of(digest)   # also what keeps '../' out of object paths
+        if hex_digest is not None:
+            out.append(hex_digest)
     return out
 
 
@@ -255,14 +222,13 @@ def walk_manifests(store_root: Path, roots: Iterable[str], *, verify: bool = Tru
     Files are read on reader threads; hashing and parsing happen on the calling thread.
     """
     graph = ManifestGraph()
-    objects_dir = os.fspath(Path(store_root) / "objects")
-    frontier = sorted({r[len(DIGEST_PREFIX):] if r.startswith(DIGEST_PREFIX) else r
-                       for r in roots})
+    path_str = ObjectStore(store_root).path_str
+    frontier = sorted({hex_of(r) or r for r in roots})
     seen: set[str] = set(frontier)
     done = 0
     while frontier:
         next_frontier: list[str] = []
-        raw = map_batched(lambda s: _read_or_error(object_path_str(objects_dir, s),
+        raw = map_batched(lambda s: _read_or_error(path_str(s),
                                                    MAX_MANIFEST_BYTES), frontier, jobs=jobs)
         for sha, data in zip(frontier, raw):
             status, value, size = _load_one(sha, data, verify)
@@ -324,7 +290,7 @@ class RefEntry:
 
     @property
     def sha256(self) -> str | None:
-        return self.digest[len(DIGEST_PREFIX):] if self.digest is not None else None
+        return hex_of(self.digest)
 
     @property
     def ref(self) -> Ref | None:
@@ -418,7 +384,7 @@ class ActionEntry:
     @property
     def sha256(self) -> str | None:
         digest = (self.record or {}).get("digest")
-        return digest[len(DIGEST_PREFIX):] if is_digest(digest) else None
+        return hex_of(digest)
 
     @property
     def artifact_sha256(self) -> str | None:
@@ -439,19 +405,7 @@ def _parse_action(path: str, data: bytes | OSError) -> ActionEntry:
 
 
 def action_paths(store_root: Path) -> list[str]:
-    actions_dir = Path(store_root) / "actions"
-    paths: list[str] = []
-    if not actions_dir.is_dir():
-        return paths
-    with os.scandir(actions_dir) as shards:
-        shard_paths = sorted(e.path for e in shards
-                             if e.is_dir(follow_symlinks=False) and len(e.name) == 2)
-    for shard in shard_paths:
-        with os.scandir(shard) as entries:
-            paths.extend(e.path for e in entries
-                         if e.name.endswith(".json") and is_sha256_hex(e.name[:-5]))
-    paths.sort()
-    return paths
+    return ActionCache.at(store_root).paths()
 
 
 def load_actions(store_root: Path, *, jobs: int | None = None) -> list[ActionEntry]:

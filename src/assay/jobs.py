@@ -1,6 +1,7 @@
-"""The entry point of every Snakemake job: ``assay job STAGE --spec JSON ...``.
+"""The entry point of every Snakemake job: ``python -m assay.jobs STAGE --spec JSON ...``.
 
-Kept separate from the user-facing CLI so a job imports only what its stage needs.
+The rules call this module directly (``assay job ...`` forwards here too), kept apart from
+the user-facing CLI so a job imports only what its stage needs.
 """
 
 from __future__ import annotations
@@ -10,25 +11,10 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
-REF_DIR = {"run": "runs", "collect": "replicates", "aggregate": "conditions",
-           "compare": "comparisons"}
-ARTIFACT_TYPE = {"run": "run", "collect": "replicate", "aggregate": "condition",
-                 "compare": "comparison"}
-
-
-def ref_identity(spec: dict) -> dict:
-    """What a ref records besides the digest: enough to read it without the manifest."""
-    identity = {"artifact_type": ARTIFACT_TYPE[spec["stage"]]}
-    if "analysis" in spec:
-        identity["analysis"] = spec["analysis"]
-    if "condition" in spec:
-        identity["condition"] = spec["condition"]
-    if "replicate" in spec:
-        identity["replicate"] = spec["replicate"]
-    return identity
-
+from . import joblog
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay job", description=__doc__)
@@ -39,22 +25,45 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="ref file to write (artifact stages)")
     parser.add_argument("--plots", nargs="*", default=[], help="figure files (plot stage)")
     parser.add_argument("--no-cache", action="store_true", help="ignore the action cache")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads of this job (the study's resources; run stage)")
+    parser.add_argument("--grace", type=float, default=20.0,
+                        help="seconds a run gets after SIGTERM to checkpoint (run stage)")
+    parser.add_argument("--log", help="this job's log file (its stdout/stderr), quoted in errors")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.monotonic()
-    # SLURM (time limit, scancel, preemption) sends SIGTERM: exit through Python so the
-    # finally blocks remove staging files instead of leaving them for `assay gc`.
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    supervisor = None
+    if args.stage == "run":
+        # A run gets SIGTERM at its walltime (or scancel, preemption): forward it to the
+        # runner and give it the grace period to checkpoint (assay.supervise).
+        import os
+
+        from .supervise import Supervisor
+
+        import socket
+        from datetime import datetime, timezone
+
+        print(f"[assay run] ---- job started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} "
+              f"UTC on {socket.gethostname()}, pid {os.getpid()}", file=sys.stderr, flush=True)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        supervisor = Supervisor(args.grace)
+        supervisor.install()
+    else:
+        # Exit through Python so the finally blocks remove staging files instead of
+        # leaving them for `assay gc`.
+        signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     from .errors import AssayError
+    from .layout import ref_identity
     from .refs import read_ref, write_ref
     from .store import ArtifactStore
 
     def log(message: str) -> None:
-        print(f"[assay {args.stage}] {message}", file=sys.stderr, flush=True)
+        print(f"{joblog.prefix(args.stage)}{message}", file=sys.stderr, flush=True)
 
     store = None
     try:
@@ -71,15 +80,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_plot(store, spec, comparison, args.plots)
             else:
                 run_plot_cached(store, spec, comparison, args.plots, log=log)
-            log(f"wrote {len(args.plots)} figure(s) in {time.monotonic() - started:.2f}s")
+            log(f"{joblog.FIGURES_WRITTEN}{len(args.plots)} figure(s) in "
+                f"{time.monotonic() - started:.2f}s")
             return 0
-        from .stages import execute
+        from .stages import JobOptions, execute
 
         if not args.output:
             raise AssayError("--output REF is required for artifact stages")
-        digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log)
+        options = JobOptions(threads=args.threads,
+                             log_path=Path(args.log) if args.log else None)
+        if supervisor is not None:
+            options.supervisor = supervisor
+        digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log,
+                         options=options)
         write_ref(args.output, digest, **ref_identity(spec))
-        log(f"ref {args.output} -> {digest} ({time.monotonic() - started:.2f}s)")
+        log(f"{joblog.REF_WRITTEN}{args.output} -> {digest} "
+            f"({time.monotonic() - started:.2f}s)")
         return 0
     except AssayError as exc:
         log(f"error: {exc}")

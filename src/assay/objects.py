@@ -9,12 +9,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .atomic import fsync_and_close
+from .atomic import fsync_and_close, publish, write_all
 from .errors import ArtifactIntegrityError
-from .hashing import BackgroundHasher, hash_file, is_sha256_hex, sha256_hex
+from .hashing import BackgroundHasher, format_digest, hash_file, is_sha256_hex, sha256_hex
 
 OBJECT_MODE = 0o444
 TMP_SUFFIX = ".part"
+
+
+OBJECTS_DIR, TMP_DIR = "objects", "tmp"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    sha256: str
+    size_bytes: int
+    mtime_ns: int
+    path: str
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,11 @@ class StoredObject:
     sha256: str
     size_bytes: int
     fresh: bool = False  # True when these bytes were just published (so known good)
+
+    @property
+    def digest(self) -> str:
+        """The id that manifests, refs and action records use for these bytes."""
+        return format_digest(self.sha256)
 
 
 def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -50,10 +66,7 @@ class HashingFileWriter:
         if not isinstance(data, bytes):
             data = bytes(data)  # the hasher thread must see bytes nobody will mutate
         self._hasher.update(data)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        write_all(self._fd, data)
         return len(data)
 
     def flush(self) -> None:
@@ -93,14 +106,33 @@ class ObjectStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.objects_dir = self.root / "objects"
-        self.tmp_dir = self.root / "tmp"
+        self.objects_dir = self.root / OBJECTS_DIR
+        self.tmp_dir = self.root / TMP_DIR
+        self._objects_str = str(self.objects_dir)
         self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
 
     # paths -------------------------------------------------------------
+    # The one place the sharding is spelled: objects/<first 2 hex>/<64 hex>.
+    def path_str(self, sha256: str) -> str:
+        """Hot loops build object paths as strings: a Path costs more than a small read."""
+        return f"{self._objects_str}/{sha256[:2]}/{sha256}"
+
     def path_for(self, sha256: str) -> Path:
-        return self.objects_dir / sha256[:2] / sha256
+        return Path(self.path_str(sha256))
+
+    @staticmethod
+    def _in_shard(name: str, shard: str) -> bool:
+        return is_sha256_hex(name) and name[:2] == shard
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        """Digests of stored objects starting with ``prefix`` (at least 2 hex)."""
+        shard = self.objects_dir / prefix[:2]
+        try:
+            names = os.listdir(shard)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(n for n in names if n.startswith(prefix) and self._in_shard(n, prefix[:2]))
 
     def new_tmp_path(self) -> Path:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +156,7 @@ class ObjectStore:
             return StoredObject(sha256, size)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp_path, OBJECT_MODE)
-        os.replace(tmp_path, dest)
+        publish(tmp_path, dest)
         return StoredObject(sha256, size, fresh=True)
 
     def put_bytes(self, data: bytes) -> StoredObject:
@@ -138,9 +170,7 @@ class ObjectStore:
         tmp = self.new_tmp_path()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
@@ -180,9 +210,7 @@ class ObjectStore:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 try:
                     while chunk := src.read(8 * 1024 * 1024):
-                        view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(fd, view):]
+                        write_all(fd, chunk)
                 finally:
                     fsync_and_close(fd)
             copied_sha, copied_size = hash_file(tmp)
@@ -292,11 +320,24 @@ class ObjectStore:
 
     def iter_objects(self):
         """Yield (sha256, path) of every object file, skipping anything not named by a digest."""
-        if not self.objects_dir.is_dir():
-            return
-        for shard in sorted(os.scandir(self.objects_dir), key=lambda e: e.name):
-            if not shard.is_dir(follow_symlinks=False):
-                continue
-            for entry in sorted(os.scandir(shard.path), key=lambda e: e.name):
-                if is_sha256_hex(entry.name) and entry.name[:2] == shard.name:
-                    yield entry.name, Path(entry.path)
+        for info in self.scan().values():
+            yield info.sha256, Path(info.path)
+
+    def scan(self) -> dict[str, ObjectInfo]:
+        """Every file under objects/ named by its digest, with size and mtime (one stat each)."""
+        found: dict[str, ObjectInfo] = {}
+        try:
+            with os.scandir(self.objects_dir) as shards:
+                shard_paths = sorted((e.name, e.path) for e in shards
+                                     if e.is_dir(follow_symlinks=False) and len(e.name) == 2)
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for shard_name, shard_path in shard_paths:
+            with os.scandir(shard_path) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if not self._in_shard(entry.name, shard_name):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    found[entry.name] = ObjectInfo(entry.name, st.st_size, st.st_mtime_ns,
+                                                   entry.path)
+        return found

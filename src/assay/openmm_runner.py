@@ -36,7 +36,7 @@ from typing import Any
 from .artifacts import RunArtifact
 from .atomic import atomic_write_bytes
 from .context import RunContext
-from .errors import AssayError, ConfigError
+from .errors import ConfigError, RunInterrupted
 from .hashing import canonical_json, sha256_hex
 from .openmm_files import (
     FILES,
@@ -76,7 +76,7 @@ _PACKAGE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*):(.+)$")
 _PROGRESS_EVERY_S = 0.5               # progress writes fsync; keep them off the hot path
 
 
-class SimulationStopped(AssayError):
+class SimulationStopped(RunInterrupted):
     """The run was asked to stop (SIGTERM) and left a checkpoint; rerun to resume."""
 
 

@@ -10,10 +10,20 @@ from .errors import PayloadError
 
 # Payload keys the framework reads. Plugins use these names, never string literals.
 METRICS = "metrics"          # {name: finite float} aggregated across replicates
-SKIPPED = "skipped_replicates"
+SKIP_REASON = "skipped"      # a collector sets payload[SKIP_REASON] = why to drop a replicate
+SKIPPED_REPLICATES = "skipped_replicates"  # [{replicate, reason}] in condition artifacts
+VALUES = "values"            # a condition's metric summary: {replicate number: its value}
 CONDITIONS = "conditions"
-COMPARISONS = "comparisons"  # {condition: {metric: Welch statistics}} in comparisons
 CONTROL = "control"
+# Comparison artifacts (see docs/statistics.md):
+COMPARISONS = "comparisons"  # {condition: {metric: test}} each condition vs the control
+PAIRWISE = "pairwise"        # {reference: {condition: {metric: test}}} pairs without the control
+ANOVA = "anova"              # {metric: Welch's one-way ANOVA across the conditions}
+RANKING = "ranking"          # {metric: [{condition, rank, mean, ..., tied_with}]}
+MISSING_METRICS = "missing_metrics"  # {metric: [conditions that lack it]}
+OPTIONS = "options"          # the comparison settings used: pairs, test, correction, ...
+P_VALUE = "p"                # a test's raw p
+P_ADJUSTED = "p_adjusted"    # the same p after the correction named in OPTIONS
 
 MAX_ARRAY_ITEMS = 1024
 MAX_DEPTH = 32

@@ -7,35 +7,61 @@ artifacts always give the same picture.
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .context import PlotContext
-from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS
+from .joblog import FIGURE_CACHE_HIT
+from .payload import (
+    COMPARISONS,
+    CONDITIONS,
+    CONTROL,
+    METRICS,
+    OPTIONS,
+    P_ADJUSTED,
+    P_VALUE,
+)
 from .plugins import resolve_analysis
 from .store import ArtifactStore
 
 
+class Replicates(Mapping[str, dict[int, Any]]):
+    """Each condition's replicate artifacts, read only when a plot asks for them: the
+    summary figure never does (conditions carry their replicates' values)."""
+
+    def __init__(self, store: ArtifactStore, conditions: dict[str, Any]) -> None:
+        self._store, self._conditions = store, conditions
+        self._loaded: dict[str, dict[int, Any]] = {}
+
+    def __getitem__(self, label: str) -> dict[int, Any]:
+        if label not in self._loaded:
+            artifacts = [self._store.read_replicate_result(item["digest"])
+                         for item in self._conditions[label].inputs]
+            self._loaded[label] = {a.replicate: a for a in artifacts}
+        return self._loaded[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._conditions)
+
+    def __len__(self) -> int:
+        return len(self._conditions)
+
+
 def load_plot_context(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str) -> PlotContext:
     comparison = store.read_comparison_result(comparison_digest)
-    conditions, replicates = {}, {}
+    conditions = {}
     for item in comparison.inputs:
         condition = store.read_condition_result(item["digest"])
-        label = condition.condition_label
-        conditions[label] = condition
-        replicates[label] = {}
-        for rep in condition.inputs:
-            artifact = store.read_replicate_result(rep["digest"])
-            replicates[label][artifact.replicate] = artifact
+        conditions[condition.condition_label] = condition
     order = spec.get("conditions") or comparison.payload.get(CONDITIONS, sorted(conditions))
     control = comparison.payload.get(CONTROL, spec["control"])
     order = [control] + [c for c in order if c != control]
+    ordered = {c: conditions[c] for c in order}
     return PlotContext(
         analysis_name=spec["analysis"], control=control, settings=spec["settings"],
-        comparison=comparison, conditions={c: conditions[c] for c in order},
-        replicates={c: replicates[c] for c in order}, artifact_store=store,
-        plot_options=spec.get("plots", {}))
+        comparison=comparison, conditions=ordered, replicates=Replicates(store, ordered),
+        artifact_store=store, plot_options=spec.get("plots", {}))
 
 
 def _stars(p: float | None) -> str:
@@ -44,8 +70,29 @@ def _stars(p: float | None) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."
 
 
+def _starred_p(test: dict[str, Any]) -> float | None:
+    """The adjusted p; a comparison made before corrections existed has only the raw one."""
+    return test.get(P_ADJUSTED, test.get(P_VALUE))
+
+
+def stars_legend(payload: dict[str, Any]) -> str:
+    """Which test and which correction the stars stand for, for the figure's title."""
+    from .comparison import CORRECTIONS, TESTS
+
+    options = payload.get(OPTIONS, {"test": "welch", "correction": "none"})
+    test = TESTS.get(options.get("test"), str(options.get("test")))
+    correction = CORRECTIONS.get(options.get("correction"), str(options.get("correction")))
+    return f"{test}, {correction} p: * p<0.05, ** p<0.01, *** p<0.001"
+
+
 def draw_summary(ctx: PlotContext, figure: Any) -> None:
-    """Per metric: condition means with t confidence intervals, replicate values as dots."""
+    """Per metric: condition means with t confidence intervals, replicate values as dots.
+
+    Everything comes from the condition and comparison artifacts: each condition carries
+    its replicates' values, so no replicate is opened here.
+    """
+    from .aggregation import replicate_values
+
     metrics = sorted({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
     ncols = min(3, len(metrics)) or 1
     nrows = math.ceil(len(metrics) / ncols) or 1
@@ -59,8 +106,7 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
             if stats is None:
                 continue
             confidence = stats["confidence"]
-            values = [a.metrics[metric] for a in ctx.replicates[label].values()
-                      if metric in a.metrics]
+            values = replicate_values(stats) or []
             jitter = [x + 0.08 * (i - (len(values) - 1) / 2) for i in range(len(values))]
             ax.scatter(jitter, values, s=14, color="0.55", zorder=2)
             lower = stats["mean"] - stats["ci_low"] if stats["ci_low"] is not None else 0.0
@@ -68,7 +114,7 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
             ax.errorbar([x], [stats["mean"]], yerr=[[lower], [upper]], fmt="o", color="C0",
                         markersize=7, capsize=6, linewidth=2, zorder=3)
             if label != ctx.control:
-                p = comparisons.get(label, {}).get(metric, {}).get("p")
+                p = _starred_p(comparisons.get(label, {}).get(metric, {}))
                 ax.annotate(_stars(p), (x, 1.0), xycoords=("data", "axes fraction"),
                             ha="center", va="top", fontsize=9)
         ax.set_xticks(range(len(labels)), labels, rotation=20)
@@ -79,23 +125,17 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
             ax.set_ylabel(f"mean ± {confidence:.0%} CI")
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
-    figure.suptitle(f"{ctx.analysis_name}: conditions vs control {ctx.control!r} "
-                    "(Welch t-test: * p<0.05, ** p<0.01, *** p<0.001)", fontsize=10)
+    figure.suptitle(f"{ctx.analysis_name}: conditions vs control {ctx.control!r}\n"
+                    f"({stars_legend(ctx.comparison.payload)})", fontsize=10)
 
 
 def save_figure(figure: Any, path: Path, *, dpi: int) -> None:
-    """Render to a temp file beside the target and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """Render to a temp file beside the target and publish it atomically."""
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."),
                        metadata={"Software": None} if path.suffix == ".png" else None)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def plot_outputs(analysis_plugin: Any, results: str, analysis: str, fmt: str) -> list[str]:
@@ -126,7 +166,7 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     from .actions import run_facts
     from .atomic import atomic_write_bytes
     from .errors import ArtifactIntegrityError
-    from .hashing import format_digest, parse_digest
+    from .hashing import parse_digest
 
     keys = {Path(o): figure_action_key(spec, comparison_digest, Path(o)) for o in outputs}
     missing = []
@@ -142,14 +182,14 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
             continue
         store.objects.touch(sha)
         atomic_write_bytes(output, data)
-        log(f"figure cache hit {key[:12]}: {output}")
+        log(f"{FIGURE_CACHE_HIT} {key[:12]}: {output}")
     if not missing:
         return
     started = time.monotonic()
     run_plot(store, spec, comparison_digest, missing)
     for output in map(Path, missing):
         stored = store.objects.put_bytes(output.read_bytes())
-        store.record_action(keys[output], format_digest(stored.sha256), stage="plot",
+        store.record_action(keys[output], stored.digest, stage="plot",
                             plugin=spec["plugin"], figure=output.name, **run_facts(started))
 
 

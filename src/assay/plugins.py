@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PluginError
-from .hashing import DIGEST_PREFIX, canonical_json, sha256_hex
+from .hashing import canonical_json, format_digest, sha256_hex
 
 ANALYSES_GROUP = "assay.analyses"
 RUNNERS_GROUP = "assay.runners"
 
+# The one registry of assay's own plugins (short name -> 'module:attr'). Other packages
+# register theirs under the entry-point groups above; a built-in name always wins.
 BUILTIN_ANALYSES = {
     "radius_of_gyration": "assay.analyses.polymer:RadiusOfGyration",
     "distance_matrix": "assay.analyses.polymer:DistanceMatrix",
@@ -36,8 +38,9 @@ BUILTIN_RUNNERS = {
     "openmm": "assay.openmm_runner:OpenMMRunner",
 }
 # Framework modules whose code shapes every stage's result.
-FRAMEWORK_MODULES = ("assay.stages", "assay.statistics", "assay.plotting", "assay.artifacts",
-                     "assay.npz", "assay.tables")
+FRAMEWORK_MODULES = ("assay.stages", "assay.aggregation", "assay.comparison",
+                     "assay.statistics", "assay.plotting", "assay.artifacts", "assay.npz",
+                     "assay.tables")
 
 
 def _entry_points(group: str) -> dict[str, str]:
@@ -110,7 +113,7 @@ def modules_digest(module_names: tuple[str, ...]) -> str:
     """sha256 over the source of the named modules, in name order."""
     parts = [[name, sha256_hex(_module_file(name).read_bytes())]
              for name in sorted(set(module_names))]
-    return DIGEST_PREFIX + sha256_hex(canonical_json(parts))
+    return format_digest(sha256_hex(canonical_json(parts)))
 
 
 @lru_cache(maxsize=None)
@@ -138,7 +141,7 @@ def code_digest(plugin: Any) -> str:
     versions = distribution_versions(tuple(getattr(plugin, "version_dependencies", ())))
     if not versions:
         return source
-    return DIGEST_PREFIX + sha256_hex(canonical_json([source, [list(v) for v in versions]]))
+    return format_digest(sha256_hex(canonical_json([source, [list(v) for v in versions]])))
 
 
 def framework_digest() -> str:

@@ -6,14 +6,14 @@ import dataclasses
 import os
 import shlex
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 from .artifacts import RunArtifact
 from .context import RunContext
-from .errors import AssayError, ConfigError
+from .errors import AssayError, ConfigError, RunFailed, RunInterrupted
+from .supervise import log_tail
 from .plugins import load_target
 
 
@@ -57,17 +57,21 @@ class PythonCallableRunner:
         return function(dataclasses.replace(ctx, settings=inner))
 
 
-def _template_fields(ctx: RunContext, outdir: Path) -> dict[str, Any]:
+def _template_fields(ctx: RunContext, workdir: Path) -> dict[str, Any]:
+    quoted = shlex.quote(str(workdir))
     return {"condition": ctx.condition_label, "replicate": ctx.replicate, "seed": ctx.seed,
-            "params": ctx.params, "settings": ctx.settings, "outdir": shlex.quote(str(outdir))}
+            "params": ctx.params, "settings": ctx.settings, "workdir": quoted,
+            "outdir": quoted, "threads": ctx.threads, "attempt": ctx.attempt}
 
 
 class ShellRunner:
     """Runs ``settings.command`` (a format template) and ingests ``settings.outputs``.
 
-    Template fields: {condition}, {replicate}, {seed}, {outdir}, {params[name]},
-    {settings[name]}. The command runs in a fresh scratch directory inside the store's tmp/,
-    so declared outputs are moved (not copied) into the store.
+    Template fields: {condition}, {replicate}, {seed}, {workdir} (alias {outdir}),
+    {threads}, {attempt}, {params[name]}, {settings[name]}. The command runs in the run's
+    persistent work directory (kept across kills and retries: write checkpoints there;
+    ``ASSAY_RESUME=1`` tells it an earlier attempt left files), with its output streamed
+    to the job log. Declared outputs are moved (not copied) into the store.
     """
 
     def run(self, ctx: RunContext) -> RunArtifact:
@@ -78,35 +82,52 @@ class ShellRunner:
         if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
             raise ConfigError("runner.settings.outputs must be a list of file names")
         store = ctx.artifact_store
-        outdir = store.root / "tmp" / f"shell-{uuid.uuid4().hex}"
-        outdir.mkdir(parents=True)
+        scratch = None
+        if ctx.workdir is None:   # outside a workflow job: a scratch directory of its own
+            scratch = store.root / "tmp" / f"shell-{uuid.uuid4().hex}"
+            scratch.mkdir(parents=True)
+            ctx = dataclasses.replace(ctx, workdir=scratch)
         try:
-            try:
-                rendered = command.format(**_template_fields(ctx, outdir))
-            except (KeyError, IndexError) as exc:
-                raise ConfigError(f"runner.settings.command: unknown template field {exc}") \
-                    from None
-            proc = subprocess.run(rendered, shell=True, cwd=outdir, capture_output=True,
-                                  text=True, env={**os.environ, "ASSAY_OUTDIR": str(outdir)})
-            if proc.returncode != 0:
-                raise AssayError(f"shell runner for {ctx.condition_label}/{ctx.replicate} "
-                                 f"exited with {proc.returncode}: {rendered}\n"
-                                 f"stderr (last lines):\n{proc.stderr[-2000:]}")
-            sidecars = []
-            for name in outputs:
-                produced = outdir / name
-                if not produced.is_file():
-                    raise AssayError(f"shell runner did not produce declared output {name!r} "
-                                     f"for {ctx.condition_label}/{ctx.replicate}")
-                staged = store.resolve_sidecar(f"sidecars/{name}")
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(produced, staged)
-                sidecars.append(store.register_sidecar(
-                    f"sidecars/{name}", metadata={"kind": Path(name).stem}))
-            return ctx.result(payload={"command": command, "outputs": outputs},
-                              sidecars=sidecars)
+            return self._run(ctx, command, outputs)
         finally:
-            shutil.rmtree(outdir, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run(self, ctx: RunContext, command: str, outputs: list[str]) -> RunArtifact:
+        workdir = ctx.workdir
+        who = f"{ctx.condition_label}/{ctx.replicate}"
+        try:
+            rendered = command.format(**_template_fields(ctx, workdir))
+        except (KeyError, IndexError) as exc:
+            raise ConfigError(f"runner.settings.command: unknown template field {exc}") \
+                from None
+        ctx.log(f"$ {rendered}")
+        ctx.progress(0, None, "command running")
+        code = ctx.run_command(rendered)
+        if ctx.stop_requested:
+            raise RunInterrupted(
+                f"shell runner for {who} stopped by SIGTERM (exit {code}); its work directory "
+                f"{workdir} is kept, and the next attempt runs there with ASSAY_RESUME=1")
+        if code != 0:
+            where = f"; its output is in {ctx.log_path}" if ctx.log_path else ""
+            tail = log_tail(ctx.log_path)
+            raise RunFailed(f"shell runner for {who} exited with {code}: {rendered}{where}"
+                            + (f"\nlast lines:\n{tail}" if tail else "")
+                            + f"\n(work directory kept for the next attempt: {workdir})")
+        store = ctx.artifact_store
+        sidecars = []
+        for name in outputs:
+            produced = workdir / name
+            if not produced.is_file():
+                raise RunFailed(f"shell runner did not produce declared output {name!r} "
+                                f"for {who} (looked in {workdir})")
+            staged = store.resolve_sidecar(f"sidecars/{name}")
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(produced, staged)
+            sidecars.append(store.register_sidecar(
+                f"sidecars/{name}", metadata={"kind": Path(name).stem}))
+        ctx.progress(1, 1, "command finished")
+        return ctx.result(payload={"command": command, "outputs": outputs}, sidecars=sidecars)
 
 
 class ImportRunner:

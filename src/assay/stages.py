@@ -10,20 +10,22 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
+from . import __version__, joblog
 from .actions import run_facts
 from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtifact
 from .context import AggregateContext, CollectorContext, CompareContext, RunContext
 from .errors import AssayError, PluginError
 from .hashing import canonical_json, format_digest, sha256_hex
-from .payload import COMPARISONS, CONDITIONS, CONTROL, METRICS, SKIPPED
+from .layout import ARTIFACT_STAGES, STAGE_LAYOUTS
 from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
 from .store import ArtifactStore
+from .supervise import Supervisor
+from .workdirs import WorkDir
 
-STAGES = ("run", "collect", "aggregate", "compare")
-INPUT_ROLES = {"run": None, "collect": "run", "aggregate": "replicate", "compare": "condition"}
+STAGES = ARTIFACT_STAGES
 # Spec keys per stage: exactly what provenance must hold to recompute an artifact.
 SPEC_KEYS = {
     "run": ("stage", "plugin", "settings", "condition", "replicate", "params", "seed",
@@ -33,7 +35,7 @@ SPEC_KEYS = {
     "aggregate": ("stage", "analysis", "plugin", "settings", "settings_fingerprint",
                   "condition", "aggregation", "code_digest"),
     "compare": ("stage", "analysis", "plugin", "settings", "settings_fingerprint",
-                "control", "confidence", "code_digest"),
+                "control", "confidence", "comparison", "code_digest"),
 }
 
 
@@ -70,8 +72,11 @@ def aggregate_spec(study: Any, analysis: str, condition: str) -> dict[str, Any]:
 
 
 def compare_spec(study: Any, analysis: str) -> dict[str, Any]:
+    from .comparison import comparison_options
+
     return {**_analysis_spec(study, analysis, "compare"), "control": study.control,
-            "confidence": study.aggregation["confidence"]}
+            "confidence": study.aggregation["confidence"],
+            "comparison": comparison_options(study.comparison)}
 
 
 def plot_spec(study: Any, analysis: str) -> dict[str, Any]:
@@ -101,21 +106,42 @@ def stage_action_key(spec: dict[str, Any], input_digests: list[str]) -> str:
                       inputs=sorted(input_digests), framework=framework_digest())
 
 
+@dataclasses.dataclass
+class JobOptions:
+    """How a job runs, never what it computes: nothing here enters a key or a digest."""
+
+    threads: int = 1
+    log_path: Path | None = None
+    supervisor: Supervisor = dataclasses.field(default_factory=Supervisor)
+
+
 def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str], *,
-            use_cache: bool = True, log: Callable[[str], None] = lambda _m: None) -> str:
-    """Run one stage job: action-cache hit, or compute, store and record the action."""
+            use_cache: bool = True, log: Callable[[str], None] = lambda _m: None,
+            options: JobOptions | None = None) -> str:
+    """Run one stage job: action-cache hit, or compute, store and record the action.
+
+    A run job works in ``store/work/<action key>/``: kept when it fails or is killed, so
+    the next attempt resumes from what it left; removed once the artifact is published.
+    """
     stage = spec.get("stage")
     if stage not in STAGES:
         raise AssayError(f"unknown stage {stage!r} in job spec; expected one of {STAGES}")
+    options = options or JobOptions()
     key = stage_action_key(spec, input_digests)
+    work = store.work.for_key(key) if stage == "run" else None
     if use_cache:
         cached = store.lookup_action(key)
         if cached is not None:
-            log(f"action cache hit {key[:12]}: {cached}")
+            log(f"{joblog.CACHE_HIT} {key[:12]}: {cached}")
+            if work is not None:
+                work.remove()   # an earlier attempt's leftovers: the result exists now
             return cached
     started = time.monotonic()
-    artifact = COMPUTE[stage](store, spec, input_digests)
-    role = INPUT_ROLES[stage]
+    if work is not None:
+        artifact = compute_run(store, spec, input_digests, work=work, options=options, log=log)
+    else:
+        artifact = COMPUTE[stage](store, spec, input_digests)
+    role = STAGE_LAYOUTS[stage].input_role
     # "sources" (stat of imported files) belongs in the key, not the manifest: touching a
     # file must not change an artifact's digest.
     recorded = {k: v for k, v in spec.items() if k != "sources"}
@@ -125,6 +151,8 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
         inputs=[{"role": role, "digest": d} for d in input_digests] if role else [])
     digest = store.write_artifact(artifact)
     store.record_action(key, digest, stage=stage, plugin=spec["plugin"], **run_facts(started))
+    if work is not None:
+        work.remove()
     log(f"computed {stage} {digest} in {time.monotonic() - started:.3f}s")
     return digest
 
@@ -139,18 +167,66 @@ def _check_identity(artifact: Artifact, cls: type, spec: dict[str, Any], who: st
                               f"expected {value!r}")
 
 
-def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
+def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str], *,
+                work: WorkDir | None = None, options: JobOptions | None = None,
+                log: Callable[[str], None] = lambda _m: None) -> Artifact:
     runner = resolve_runner(spec["plugin"], where="runner.plugin")
+    options = options or JobOptions()
     ctx = RunContext(condition_label=spec["condition"], replicate=spec["replicate"],
                      params=spec["params"], settings=spec["settings"], seed=spec["seed"],
-                     artifact_store=store, runner_name=_runner_label(spec["plugin"]))
-    run = runner().run(ctx) if isinstance(runner, type) else runner(ctx)
+                     artifact_store=store, runner_name=_runner_label(spec["plugin"]),
+                     threads=options.threads, log_path=options.log_path,
+                     supervisor=options.supervisor)
+    if work is not None:
+        ctx.resuming = work.has_files()
+        ctx.attempt = work.begin_attempt(
+            {"stage": "run", "condition": spec["condition"], "replicate": spec["replicate"],
+             "plugin": spec["plugin"]},
+            log_path=str(options.log_path) if options.log_path else None)
+        ctx.workdir = work.files
+        ctx.progress_sink = _throttled(work.write_progress)
+        log(f"{joblog.ATTEMPT}{ctx.attempt} in {work.files}"
+            + (" (resuming: an earlier attempt left files)" if ctx.resuming else ""))
+        for earlier in work.kept_logs():   # Snakemake deletes the rule log before a retry
+            _replay(earlier, log)
+    try:
+        run = runner().run(ctx) if isinstance(runner, type) else runner(ctx)
+    except BaseException:
+        if work is not None and options.log_path is not None:
+            work.keep_log(ctx.attempt, options.log_path)
+        raise
     if isinstance(run, dict):  # a callable may return arrays: store them as one NPZ
         sidecar = store.write_npz_sidecar("sidecars/run.npz", metadata={"kind": "run"}, **run)
         run = ctx.result(payload={"arrays": sorted(run)}, sidecars=[sidecar])
     who = f"runner {spec['plugin']!r}"
     _check_identity(run, RunArtifact, spec, who)
     return run
+
+
+def _replay(kept: Path, log: Callable[[str], None]) -> None:
+    """Copy an earlier attempt's log into this one, so the rule's log tells the whole story."""
+    attempt = kept.stem.split("-")[-1]
+    log(f"{joblog.REPLAY_START}{attempt} (failed or stopped) ----")
+    try:
+        text = kept.read_text(errors="replace")
+    except OSError:
+        return
+    sys.stderr.write(text if text.endswith("\n") or not text else text + "\n")
+    log(f"{joblog.REPLAY_END}{attempt} ----")
+
+
+def _throttled(write: Callable[[float, float | None, str], None],
+               every: float = 1.0) -> Callable[[float, float | None, str], None]:
+    """Progress reports cost one small atomic write at most once a second (and at the end)."""
+    last = [0.0]
+
+    def report(done: float, total: float | None, message: str = "") -> None:
+        now = time.monotonic()
+        if now - last[0] >= every or (total is not None and done >= total):
+            last[0] = now
+            write(done, total, message)
+
+    return report
 
 
 def _runner_label(plugin: str) -> str:
@@ -177,60 +253,15 @@ def compute_collect(store: ArtifactStore, spec: dict[str, Any], inputs: list[str
     return dataclasses.replace(result, metadata=metadata)
 
 
-def default_aggregate(ctx: AggregateContext, min_replicates: int,
-                      allow_partial: bool) -> ConditionArtifact:
-    """n/mean/std/SEM/t-interval of every payload metric; records skipped replicates."""
-    from .statistics import summarize
-
-    skipped, usable = [], {}
-    for number, artifact in sorted(ctx.replicates.items()):
-        reason = artifact.payload.get("skipped")
-        if reason or not artifact.metrics:
-            skipped.append({"replicate": number, "reason": str(reason or "no metrics")})
-        else:
-            usable[number] = artifact.metrics
-    warnings = []
-    if len(usable) < min_replicates:
-        message = (f"condition {ctx.condition_label!r} of analysis {ctx.analysis_name!r} has "
-                   f"{len(usable)} usable replicate(s), fewer than min_replicates="
-                   f"{min_replicates}")
-        if not allow_partial or not usable:
-            raise AssayError(message + "; set aggregation.allow_partial: true to aggregate "
-                             "anyway, or add replicates")
-        warnings.append(message)
-    names = sorted({name for metrics in usable.values() for name in metrics})
-    metrics = {}
-    for name in names:
-        values = [float(m[name]) for m in usable.values() if name in m]
-        metrics[name] = summarize(values, ctx.confidence)
-    return ConditionArtifact(
-        analysis_name=ctx.analysis_name, condition_label=ctx.condition_label,
-        replicates=sorted(usable), payload={METRICS: metrics, SKIPPED: skipped},
-        metadata={"settings_fingerprint": ctx.settings_fingerprint}, warnings=warnings)
-
-
 def compute_aggregate(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
-    replicates = {}
-    for digest in inputs:
-        artifact = store.read_replicate_result(digest)
-        fingerprint = artifact.metadata.get("settings_fingerprint")
-        if fingerprint != spec["settings_fingerprint"]:
-            raise AssayError(
-                f"replicate {artifact.replicate} of {spec['analysis']}/{spec['condition']} "
-                f"({digest}) was collected with settings fingerprint {fingerprint}, not "
-                f"{spec['settings_fingerprint']}; rerun its collect job")
-        if artifact.condition_label != spec["condition"]:
-            raise AssayError(f"{digest} belongs to condition {artifact.condition_label!r}, "
-                             f"not {spec['condition']!r}")
-        if artifact.replicate in replicates:
-            raise AssayError(f"replicate {artifact.replicate} given twice for "
-                             f"{spec['analysis']}/{spec['condition']}")
-        replicates[artifact.replicate] = artifact
+    from .aggregation import default_aggregate, read_replicates
+
     options = spec["aggregation"]
     ctx = AggregateContext(
         analysis_name=spec["analysis"], condition_label=spec["condition"],
         settings=spec["settings"], settings_fingerprint=spec["settings_fingerprint"],
-        replicates=replicates, confidence=options["confidence"], artifact_store=store)
+        replicates=read_replicates(store, spec, inputs), confidence=options["confidence"],
+        artifact_store=store)
     result = default_aggregate(ctx, options["min_replicates"], options["allow_partial"])
     plugin = resolve_analysis(spec["plugin"])()
     if hasattr(plugin, "aggregate"):
@@ -240,32 +271,13 @@ def compute_aggregate(store: ArtifactStore, spec: dict[str, Any], inputs: list[s
 
 
 def compute_compare(store: ArtifactStore, spec: dict[str, Any], inputs: list[str]) -> Artifact:
-    from .statistics import welch
+    from .comparison import build_comparison, read_conditions
 
-    conditions = {}
-    for digest in inputs:
-        artifact = store.read_condition_result(digest)
-        conditions[artifact.condition_label] = artifact
-    control = spec["control"]
-    if control not in conditions:
-        raise AssayError(f"compare {spec['analysis']}: control {control!r} is not among the "
-                         f"aggregated conditions {sorted(conditions)}")
-    base = conditions[control].payload[METRICS]
-    comparisons: dict[str, Any] = {}
-    for label, artifact in sorted(conditions.items()):
-        if label == control:
-            continue
-        own = artifact.payload[METRICS]
-        comparisons[label] = {name: welch(own[name], base[name], spec["confidence"])
-                              for name in sorted(own) if name in base}
-    result = ComparisonArtifact(
-        analysis_name=spec["analysis"],
-        payload={CONTROL: control, CONDITIONS: sorted(conditions), COMPARISONS: comparisons,
-                 "confidence": spec["confidence"]},
-        metadata={"settings_fingerprint": spec["settings_fingerprint"]})
+    conditions = read_conditions(store, spec, inputs)
+    result = build_comparison(store, spec, conditions)
     plugin = resolve_analysis(spec["plugin"])()
     if hasattr(plugin, "compare"):
-        ctx = CompareContext(analysis_name=spec["analysis"], control=control,
+        ctx = CompareContext(analysis_name=spec["analysis"], control=spec["control"],
                              settings=spec["settings"], conditions=conditions,
                              confidence=spec["confidence"], artifact_store=store)
         result = plugin.compare(ctx, result)

@@ -12,18 +12,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from .actions import ActionCache
 from .artifacts import (
     Artifact,
-    ArtifactSidecarRef,
+    Sidecar,
     ComparisonArtifact,
     ConditionArtifact,
     ReplicateArtifact,
     RunArtifact,
     artifact_from_manifest,
 )
-from .cache import MISSING, CacheInfo, LRUCache
+from .lru import MISSING, CacheInfo, LRUCache
 from .errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreError
-from .hashing import format_digest, is_digest, parse_digest
+from .hashing import hex_of, is_digest, parse_digest
 from .objects import ObjectStore
 from .refs import Ref, read_ref, write_ref
+from .workdirs import WORK_DIR, WorkDirs
 from .sidecar_paths import check_sidecar_path, guess_media_type
 
 if TYPE_CHECKING:
@@ -33,6 +34,11 @@ Verify = Literal["stat", "full"]
 DEFAULT_REF = "result.json"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 BINARY_FORMATS = ("joblib",)
+
+
+def _type_names(expected: type | tuple[type, ...]) -> str:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join("None" if t is type(None) else f"a {t.__name__}" for t in types)
 
 
 class ArtifactStore:
@@ -50,6 +56,7 @@ class ArtifactStore:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.objects = ObjectStore(self.root)
         self.actions = ActionCache(self.root / "actions")
+        self.work = WorkDirs(self.root / WORK_DIR)
         self._cache = LRUCache(cache_size)
         self._staging = self.root / "tmp" / f"staging-{uuid.uuid4().hex}"
         self._owners: dict[tuple[str, str], str] = {}
@@ -59,27 +66,53 @@ class ArtifactStore:
 
     # --- sidecars: write ---------------------------------------------------------------
     def _ref(self, path: str, stored: Any, media_type: str | None,
-             metadata: dict[str, Any] | None) -> ArtifactSidecarRef:
-        return ArtifactSidecarRef(path=path, sha256=stored.sha256, size_bytes=stored.size_bytes,
+             metadata: dict[str, Any] | None) -> Sidecar:
+        return Sidecar(path=path, sha256=stored.sha256, size_bytes=stored.size_bytes,
                                   media_type=media_type or guess_media_type(path),
                                   metadata=dict(metadata or {}))
 
-    def write_npz_sidecar(self, path: str, *, metadata: dict[str, Any] | None = None,
-                          compress: bool = False, **arrays: Any) -> ArtifactSidecarRef:
-        """Write arrays as a deterministic NPZ, hashing on a second core while writing."""
+    def write_npz_sidecar(self, path: str | None = None, /, *, compressed: bool = False,
+                          media_type: str | None = None,
+                          metadata: dict[str, Any] | None = None,
+                          compress: bool | None = None, **arrays: Any) -> Sidecar:
+        """Write arrays as a deterministic NPZ, hashing on a second core while writing.
+
+        The keywords are the seed API's (``compress`` is an older spelling of
+        ``compressed``). An array may not be named like a keyword: it would be taken as
+        the option, or stored as data, silently.
+        """
         from .npz import write_npz_stream
 
+        where = f"write_npz_sidecar({path!r})"
+        if path is None or "path" in arrays:
+            raise ArtifactStoreError(
+                f"{where}: " + ("an array cannot be named 'path'; rename it" if path is not None
+                                else "give the sidecar path first, as a positional argument"))
+        options = {"compressed": (compressed, bool), "compress": (compress, (bool, type(None))),
+                   "media_type": (media_type, (str, type(None))),
+                   "metadata": (metadata, (dict, type(None)))}
+        for name, (value, expected) in options.items():
+            if not isinstance(value, expected):
+                raise ArtifactStoreError(
+                    f"{where}: {name} must be {_type_names(expected)}, got "
+                    f"{type(value).__name__}; an array cannot be named {name!r} (a keyword of "
+                    "write_npz_sidecar): rename it")
+        if compress is not None:
+            if compressed and not compress:
+                raise ArtifactStoreError(f"{where}: give compressed= or its older spelling "
+                                         "compress=, not both")
+            compressed = compress
         check_sidecar_path(path)
         if not arrays:
-            raise ArtifactStoreError(f"write_npz_sidecar({path!r}) got no arrays")
+            raise ArtifactStoreError(f"{where} got no arrays")
         stored = self.objects.put_stream(
-            lambda handle: write_npz_stream(handle, arrays, compress=compress))
+            lambda handle: write_npz_stream(handle, arrays, compress=compressed))
         if stored.fresh:  # an existing twin was not re-hashed, so it is not vouched for
             self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
-        return self._ref(path, stored, "application/x-npz", metadata)
+        return self._ref(path, stored, media_type or "application/x-npz", metadata)
 
     def write_table_sidecar(self, path: str, frame: Any, *,
-                            metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
+                            metadata: dict[str, Any] | None = None) -> Sidecar:
         """Write a DataFrame (or dict of columns) as CSV or Parquet, chosen by suffix."""
         from .tables import TABLE_FORMATS, table_bytes, table_format
 
@@ -91,7 +124,7 @@ class ArtifactStore:
         return self._ref(path, stored, TABLE_FORMATS[suffix], meta)
 
     def write_bytes_sidecar(self, path: str, data: bytes, *, media_type: str | None = None,
-                            metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
+                            metadata: dict[str, Any] | None = None) -> Sidecar:
         check_sidecar_path(path)
         return self._ref(path, self.objects.put_bytes(bytes(data)), media_type, metadata)
 
@@ -101,7 +134,7 @@ class ArtifactStore:
         return self._staging.joinpath(*path.split("/"))
 
     def register_sidecar(self, path: str, *, media_type: str | None = None,
-                         metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
+                         metadata: dict[str, Any] | None = None) -> Sidecar:
         """Move a file written at ``resolve_sidecar(path)`` into the store and describe it."""
         staged = self.resolve_sidecar(path)
         if not staged.is_file() or staged.is_symlink():
@@ -113,7 +146,7 @@ class ArtifactStore:
 
     def ingest_file(self, source: str | os.PathLike[str], path: str, *,
                     media_type: str | None = None, metadata: dict[str, Any] | None = None,
-                    link: bool = True) -> ArtifactSidecarRef:
+                    link: bool = True) -> Sidecar:
         """Ingest a file that already exists elsewhere without changing it.
 
         With ``link`` a hard link is tried first (no second copy on the same filesystem);
@@ -129,9 +162,9 @@ class ArtifactStore:
         return self._ref(path, stored, media_type, metadata)
 
     def sidecar_ref_for(self, digest: str, path: str, *, media_type: str | None = None,
-                        metadata: dict[str, Any] | None = None) -> ArtifactSidecarRef:
-        """Describe an object already in the store (e.g. a ``save_artifact`` id) as a sidecar."""
-        sha = parse_digest(digest) if is_digest(digest) else digest
+                        metadata: dict[str, Any] | None = None) -> Sidecar:
+        """Describe an object already in the store (e.g. a ``save_object`` id) as a sidecar."""
+        sha = hex_of(digest) or digest
         check_sidecar_path(path)
         obj = self.objects.verify(sha, None, what=f"sidecar {path}")
         from .objects import StoredObject
@@ -139,23 +172,23 @@ class ArtifactStore:
         return self._ref(path, StoredObject(sha, obj.stat().st_size), media_type, metadata)
 
     # --- sidecars: read ----------------------------------------------------------------
-    def _what(self, ref: ArtifactSidecarRef) -> str:
+    def _what(self, ref: Sidecar) -> str:
         owner = self._owners.get((ref.path, ref.sha256))
         return f"artifact {owner} sidecar {ref.path!r}" if owner else f"sidecar {ref.path!r}"
 
-    def validate_sidecar(self, ref: ArtifactSidecarRef, *, verify: Verify = "stat") -> Path:
+    def validate_sidecar(self, ref: Sidecar, *, verify: Verify = "stat") -> Path:
         """Verified, read-only path to a sidecar's bytes (size and SHA-256 checked)."""
-        if not isinstance(ref, ArtifactSidecarRef):
-            raise ArtifactStoreError(f"validate_sidecar expects an ArtifactSidecarRef, got {ref!r:.80}")
+        if not isinstance(ref, Sidecar):
+            raise ArtifactStoreError(f"validate_sidecar expects an Sidecar, got {ref!r:.80}")
         return self.objects.verify(ref.sha256, ref.size_bytes, what=self._what(ref),
                                    full=verify == "full")
 
-    def load_npz_sidecar(self, ref: ArtifactSidecarRef, *, verify: Verify = "stat") -> "VerifiedNpz":
+    def load_npz_sidecar(self, ref: Sidecar, *, verify: Verify = "stat") -> "VerifiedNpz":
         """Open an NPZ sidecar; arrays are handed out only after the digest checks out."""
         from .npz import VerifiedNpz
 
-        if not isinstance(ref, ArtifactSidecarRef):
-            raise ArtifactStoreError(f"load_npz_sidecar expects an ArtifactSidecarRef, got {ref!r:.80}")
+        if not isinstance(ref, Sidecar):
+            raise ArtifactStoreError(f"load_npz_sidecar expects an Sidecar, got {ref!r:.80}")
         what = self._what(ref)
         path = self.objects.path_for(ref.sha256)
         try:
@@ -186,7 +219,7 @@ class ArtifactStore:
             cache_put=lambda name, array: self._cache.put(("npz", ref.sha256, name), array,
                                                           array.nbytes))
 
-    def load_table_sidecar(self, ref: ArtifactSidecarRef, *, verify: Verify = "stat") -> Any:
+    def load_table_sidecar(self, ref: Sidecar, *, verify: Verify = "stat") -> Any:
         from .tables import read_table, table_format
 
         return read_table(self.validate_sidecar(ref, verify=verify), table_format(ref.path))
@@ -206,7 +239,7 @@ class ArtifactStore:
                     f"({item['role']}) is not in the store {self.root}")
         data = artifact.manifest_bytes()
         stored = self.objects.put_bytes(data)
-        digest = format_digest(stored.sha256)
+        digest = stored.digest
         if stored.fresh:
             self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
             self._cache.put(("manifest", stored.sha256), data, len(data))
@@ -299,22 +332,22 @@ class ArtifactStore:
         return artifact
 
     # --- binary objects (models, fitted transformers) -----------------------------------
-    def save_artifact(self, obj: Any, operator_class: str, artifact_type: str,
-                      format: str = "joblib") -> str:
+    def save_object(self, obj: Any, operator_class: str, artifact_type: str,
+                    format: str = "joblib") -> str:
         """Pickle with joblib into the store; identical bytes give the identical id."""
         if format not in BINARY_FORMATS:
-            raise ArtifactStoreError(f"save_artifact format {format!r} is not supported; "
+            raise ArtifactStoreError(f"save_object format {format!r} is not supported; "
                                      f"use one of {BINARY_FORMATS}")
         if not isinstance(operator_class, str) or not isinstance(artifact_type, str):
-            raise ArtifactStoreError("save_artifact needs operator_class and artifact_type strings")
+            raise ArtifactStoreError("save_object needs operator_class and artifact_type strings")
         import joblib
 
         stored = self.objects.put_stream(lambda handle: joblib.dump(obj, handle))
         if stored.fresh:
             self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
-        return format_digest(stored.sha256)
+        return stored.digest
 
-    def load_artifact(self, artifact_id: str, *, verify: Verify = "stat") -> Any:
+    def load_object(self, artifact_id: str, *, verify: Verify = "stat") -> Any:
         """Unpickle only after the digest verifies; results are cached in-process."""
         sha = parse_digest(artifact_id)
         cached = self._cache.get(("binary", sha))
@@ -328,6 +361,11 @@ class ArtifactStore:
         obj = joblib.load(path)
         self._cache.put(("binary", sha), obj, path.stat().st_size)
         return obj
+
+    # The seed API's names: an "artifact" here is always a manifest, a pickled Python
+    # object is a binary object, so the library says save_object/load_object.
+    save_artifact = save_object
+    load_artifact = load_object
 
     def get_artifact_path(self, artifact_id: str) -> Path:
         return self.objects.verify(parse_digest(artifact_id), None, what=f"object {artifact_id}")

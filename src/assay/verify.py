@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import artifact_from_manifest
+from .actions import ActionCache
 from .errors import ArtifactSchemaError
-from .hashing import DIGEST_PREFIX
+from .hashing import format_digest, parse_digest
 from .inventory import (
     ActionEntry,
     Progress,
@@ -40,12 +41,12 @@ from .inventory import (
     load_actions,
     load_refs,
     no_progress,
-    object_path,
     parents_index,
     scan_objects,
     sidecar_shas,
     walk_manifests,
 )
+from .objects import ObjectStore
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Damage:
     actions: list[str] = field(default_factory=list)     # action keys
 
     def to_dict(self) -> dict[str, Any]:
-        return {"object": DIGEST_PREFIX + self.sha256, "problem": self.problem,
+        return {"object": format_digest(self.sha256), "problem": self.problem,
                 "role": self.role, "awaiting_recompute": self.awaiting_recompute,
                 "artifacts": self.artifacts, "refs": self.refs, "actions": self.actions}
 
@@ -141,11 +142,11 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
                            stage="verify manifests")
     manifests: dict[str, dict[str, Any]] = {}
     for sha, manifest in graph.manifests.items():
-        report.labels[DIGEST_PREFIX + sha] = _label(manifest)
+        report.labels[format_digest(sha)] = _label(manifest)
         try:
-            artifact_from_manifest(manifest, where=f"artifact {DIGEST_PREFIX}{sha}")
+            artifact_from_manifest(manifest, where=f"artifact {format_digest(sha)}")
         except ArtifactSchemaError as exc:
-            report.bad_manifests[DIGEST_PREFIX + sha] = str(exc)
+            report.bad_manifests[format_digest(sha)] = str(exc)
             continue
         manifests[sha] = manifest
     report.artifacts_checked = len(graph.manifests)
@@ -164,7 +165,7 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
     for sha, manifest in manifests.items():
         for child in input_shas(manifest):
             if child in graph.not_manifest:
-                report.bad_manifests[DIGEST_PREFIX + sha] = (
+                report.bad_manifests[format_digest(sha)] = (
                     f"input sha256:{child} {graph.not_manifest[child]}")
 
     # Sidecars: hash each once, then compare with the size every manifest declares.
@@ -173,13 +174,14 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
         for child, size in sidecar_shas(manifest):
             declared.setdefault(child, []).append((sha, size))
     todo = sorted(s for s in declared if s not in graph.manifests and s not in problems)
+    object_store = ObjectStore(store_root)
     sizes: dict[str, int] = {}
     for sha in todo:
         try:
-            sizes[sha] = object_path(store_root, sha).stat().st_size
+            sizes[sha] = object_store.path_for(sha).stat().st_size
         except OSError:
             sizes[sha] = -1
-    hashed = hash_many(((s, object_path(store_root, s), None) for s in todo), jobs=jobs,
+    hashed = hash_many(((s, object_store.path_for(s), None) for s in todo), jobs=jobs,
                        progress=progress, stage="verify sidecars")
     report.objects_hashed += len(todo)
     report.bytes_hashed += sum(max(0, sizes[s]) for s in todo)
@@ -190,7 +192,7 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
             continue
         for owner, size in declared[sha]:
             if size is not None and size != sizes[sha]:
-                report.bad_manifests[DIGEST_PREFIX + owner] = (
+                report.bad_manifests[format_digest(owner)] = (
                     f"declares {size} bytes for sidecar sha256:{sha}, which has {sizes[sha]}")
 
     if full:
@@ -237,12 +239,12 @@ def _attach_dependents(report: VerifyReport, problems: dict[str, tuple[str, str]
             refs_by_sha.get(o) or actions_by_sha.get(o) for o in owners))
         report.damaged.append(Damage(
             sha, problem, role, awaiting,
-            artifacts=[DIGEST_PREFIX + a for a in ordered],
+            artifacts=[format_digest(a) for a in ordered],
             refs=sorted({r for a in ordered for r in refs_by_sha.get(a, ())}),
             actions=sorted({k for a in ordered for k in actions_by_sha.get(a, ())})))
 
     plan = report.plan
-    plan.objects = sorted(DIGEST_PREFIX + s for s, (_, p) in problems.items()
+    plan.objects = sorted(format_digest(s) for s, (_, p) in problems.items()
                           if p != "is missing")
     plan.refs = sorted({r for a in direct for r in refs_by_sha.get(a, ())} | set(report.bad_refs))
     plan.actions = sorted({k for a in direct for k in actions_by_sha.get(a, ())}
@@ -258,16 +260,16 @@ def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
     """
     store_root, results_dir = Path(store_root), Path(results_dir)
     done = Repair()
+    actions, objects = ActionCache.at(store_root), ObjectStore(store_root)
     for key in report.plan.actions:
-        path = store_root / "actions" / key[:2] / f"{key}.json"
-        if _unlink(path):
+        if _unlink(actions.path_for(key)):
             done.actions.append(key)
     for name in report.plan.refs:
         if _unlink(results_dir / name):
             done.refs.append(name)
     for digest in report.plan.objects:
-        sha = digest[len(DIGEST_PREFIX):]
-        path = object_path(store_root, sha)
+        sha = parse_digest(digest)
+        path = objects.path_for(sha)
         if check_object(path, sha) is None:
             continue  # replaced by an intact copy since the check (a job rewrote it)
         if _unlink(path):

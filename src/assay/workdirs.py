@@ -9,6 +9,7 @@ removes abandoned ones.
     work/<key>/files/          the runner's working directory (ctx.workdir, cwd of commands)
     work/<key>/state.json      identity (stage, condition, replicate), attempt, host, pid
     work/<key>/progress.json   done/total/message written by ctx.progress
+    work/<key>/attempt-N.log   the log of attempt N, kept when it failed or was stopped
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Iterator
 from .atomic import atomic_write_bytes
 from .hashing import canonical_json, is_sha256_hex
 
+WORK_DIR = "work"
 FILES = "files"
 STATE = "state.json"
 PROGRESS = "progress.json"
@@ -101,6 +103,19 @@ class WorkDir:
                 except FileNotFoundError:
                     continue
         return total
+
+    def keep_log(self, attempt: int, log_path: Path) -> None:
+        """Copy a failed or interrupted attempt's log here: Snakemake deletes the rule's log
+        before the next attempt starts, and with it what the killed engine said."""
+        try:
+            data = Path(log_path).read_bytes()
+        except OSError:
+            return
+        atomic_write_bytes(self.root / f"attempt-{attempt}.log", data)
+
+    def kept_logs(self) -> list[Path]:
+        return sorted(self.root.glob("attempt-*.log"),
+                      key=lambda p: int(p.stem.split("-")[-1]))
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

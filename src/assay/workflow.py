@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import Study
 from .hashing import canonical_json
+from .layout import CATALOG_FILE, STAGE_LAYOUTS
 from .plotting import plot_outputs
 from .plugins import resolve_analysis
 from . import stages
@@ -28,17 +29,34 @@ class WorkflowPlan:
         self.results = self.study.results.rstrip("/")
 
     # --- paths ----------------------------------------------------------------------
+    def ref_output(self, stage: str) -> str:
+        """A stage rule's output: its ref path with Snakemake wildcards."""
+        return STAGE_LAYOUTS[stage].wildcard_path(self.results)
+
+    def log_output(self, stage: str) -> str:
+        return STAGE_LAYOUTS[stage].log_path(self.results)
+
+    def benchmark_output(self, stage: str) -> str:
+        return STAGE_LAYOUTS[stage].benchmark_path(self.results)
+
     def run_ref(self, condition: str, replicate: int | str) -> str:
-        return f"{self.results}/runs/{condition}/{replicate}.json"
+        return STAGE_LAYOUTS["run"].ref_path(self.results, condition=condition,
+                                             replicate=replicate)
 
     def replicate_ref(self, analysis: str, condition: str, replicate: int | str) -> str:
-        return f"{self.results}/replicates/{analysis}/{condition}/{replicate}.json"
+        return STAGE_LAYOUTS["collect"].ref_path(self.results, analysis=analysis,
+                                                 condition=condition, replicate=replicate)
 
     def condition_ref(self, analysis: str, condition: str) -> str:
-        return f"{self.results}/conditions/{analysis}/{condition}.json"
+        return STAGE_LAYOUTS["aggregate"].ref_path(self.results, analysis=analysis,
+                                                   condition=condition)
 
     def comparison_ref(self, analysis: str) -> str:
-        return f"{self.results}/comparisons/{analysis}.json"
+        return STAGE_LAYOUTS["compare"].ref_path(self.results, analysis=analysis)
+
+    @property
+    def catalog(self) -> str:
+        return f"{self.results}/{CATALOG_FILE}"
 
     @cached_property
     def framework_digest(self) -> str:
@@ -52,6 +70,39 @@ class WorkflowPlan:
 
     def has_detail_plot(self, analysis: str) -> bool:
         return hasattr(resolve_analysis(self.study.analyses[analysis].plugin), "plot")
+
+    # --- resources (never in a spec: changing them reruns nothing) ------------------------
+    def threads(self, stage: str) -> Any:
+        """A rule's ``threads:``; per condition for run jobs."""
+        if stage == "run" and any("threads" in r for r in self.study.condition_resources.values()):
+            return lambda wildcards: self.study.job_resources("run", wildcards.condition)["threads"]
+        return self.study.job_resources(stage)["threads"]
+
+    def resources(self, stage: str) -> dict[str, Any]:
+        """A rule's ``resources:`` under Snakemake's and the SLURM executor's names.
+
+        Numbers always have a value (the schema fills them); a partition or extra options
+        are declared only where the study sets them, so the profile's default applies
+        otherwise.
+        """
+        keys = ["mem_mb", "runtime", "gpu"]
+        overrides = self.study.condition_resources.values() if stage == "run" else ()
+        for key in ("slurm_partition", "slurm_extra"):
+            if key in self.study.resources.get(stage, {}) or any(key in r for r in overrides):
+                keys.append(key)
+        if not overrides:
+            values = self.study.job_resources(stage)
+            return {key: values.get(key, "") for key in keys}
+        return {key: (lambda wildcards, key=key:
+                      self.study.job_resources("run", wildcards.condition).get(key, ""))
+                for key in keys}
+
+    def check_cores(self, cores: int | None) -> None:
+        self.study.check_threads(cores)
+
+    @property
+    def grace_seconds(self) -> float:
+        return self.study.grace_seconds
 
     # --- wildcard constraints ---------------------------------------------------------
     @staticmethod
@@ -128,7 +179,7 @@ class WorkflowPlan:
         return out
 
     def targets(self) -> list[str]:
-        return self.plots() + [f"{self.results}/catalog.duckdb"]
+        return self.plots() + [self.catalog]
 
 
 def spec_json(quoted: str) -> dict[str, Any]:

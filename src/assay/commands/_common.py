@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ArtifactStoreError, AssayError
-from ..hashing import DIGEST_PREFIX, is_digest
+from ..hashing import format_digest, hex_of, is_digest
 from ..inventory import RefEntry, expand_ref_args
 
 _PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{6,64})$")
@@ -53,6 +52,31 @@ def catalog_path(args: Any) -> Path:
         args.results)
 
 
+# --- registering subcommands ----------------------------------------------------------
+def add_command(sub: Any, name: str, help: str, handler: Callable[[Any], int]) -> Any:
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def add_json(p: Any) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+
+
+def add_tolerance(p: Any) -> None:
+    p.add_argument("--rtol", type=float, default=0.0, metavar="R",
+                   help="relative tolerance: numbers a, b are equal if |a-b| <= atol + "
+                        "rtol*max(|a|,|b|) (default 0)")
+    p.add_argument("--atol", type=float, default=0.0, metavar="A",
+                   help="absolute tolerance (default 0)")
+
+
+def add_jobs(p: Any, what: str) -> None:
+    p.add_argument("--jobs", "-j", type=int, metavar="N",
+                   help=f"parallel threads for {what} (default: one per CPU for hashing, "
+                        "one reader for small files; raise it on network filesystems)")
+
+
 # --- naming artifacts ------------------------------------------------------------------
 def resolve(text: str, root: Path, results: Path) -> tuple[str, RefEntry | None]:
     """A ref file, a path under results/, a digest or a unique digest prefix -> digest."""
@@ -67,10 +91,11 @@ def resolve(text: str, root: Path, results: Path) -> tuple[str, RefEntry | None]
     match = _PREFIX.match(text)
     if match:
         prefix = match.group(1)
-        shard = root / "objects" / prefix[:2]
-        found = sorted(p.name for p in shard.glob(f"{prefix}*")) if shard.is_dir() else []
+        from ..objects import ObjectStore
+
+        found = ObjectStore(root).with_prefix(prefix)
         if len(found) == 1:
-            return DIGEST_PREFIX + found[0], None
+            return format_digest(found[0]), None
         if len(found) > 1:
             raise UsageError(f"digest prefix {text!r} is ambiguous ({len(found)} objects); "
                              "give more hex digits")
@@ -103,7 +128,8 @@ def resolve_many(texts: Sequence[str], root: Path, results: Path
 def short(digest: str | None) -> str:
     if not digest:
         return "-"
-    return digest[len(DIGEST_PREFIX):][:SHORT] if digest.startswith(DIGEST_PREFIX) else digest
+    hex_digest = hex_of(digest)
+    return hex_digest[:SHORT] if hex_digest else digest
 
 
 # --- output ----------------------------------------------------------------------------
@@ -210,8 +236,3 @@ class Progress:
 def progress_for(args: Any) -> Progress:
     return Progress(bool(getattr(args, "progress", False)))
 
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    from ..atomic import atomic_write_bytes
-
-    atomic_write_bytes(Path(path), data)

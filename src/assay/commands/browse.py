@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactIntegrityError, ArtifactStoreError
 from ..inventory import load_refs, store_stats
 from ._common import (
+    add_command,
+    add_json,
     UsageError,
     human_bytes,
     open_store,
@@ -110,28 +110,24 @@ def run_cat(args: Any) -> int:
 
 def _copy_verified(source: Path, sha256: str, size: int, target: Path, *, what: str) -> None:
     """Copy while hashing; the target appears only if every byte matched."""
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    from ..atomic import atomic_file
+
     digest, copied = hashlib.sha256(), 0
     try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
+        with open(source, "rb") as src, atomic_file(target) as dst:
             while chunk := src.read(1 << 20):
                 digest.update(chunk)
                 dst.write(chunk)
                 copied += len(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        if digest.hexdigest() != sha256 or copied != size:
-            raise ArtifactIntegrityError(
-                f"{what}: object sha256:{sha256} is damaged (its {copied} bytes hash to "
-                f"sha256:{digest.hexdigest()}); run `assay verify --repair`")
-        os.replace(tmp, target)
+            if digest.hexdigest() != sha256 or copied != size:
+                raise ArtifactIntegrityError(
+                    f"{what}: object sha256:{sha256} is damaged (its {copied} bytes hash to "
+                    f"sha256:{digest.hexdigest()}); run `assay verify --repair`")
     except FileNotFoundError as exc:
         if Path(exc.filename or "") == source:
             raise ArtifactIntegrityError(f"{what}: object sha256:{sha256} is missing; run "
                                          "`assay verify --repair`") from None
         raise
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def run_stats(args: Any) -> int:
@@ -164,3 +160,32 @@ def run_stats(args: Any) -> int:
         print(f"{key.ljust(width)}  {value}")
     return 0
 
+
+# Order of this group in `assay --help`.
+HELP_ORDER = 10
+
+
+def register(sub: Any) -> None:
+    """Add this module's subcommands to the `assay` parser."""
+    p = add_command(sub, "ls", "list the refs under results/ (one per artifact the workflow made)",
+                run_ls)
+    p.add_argument("--type", dest="artifact_type",
+                   choices=["run", "replicate", "condition", "comparison"])
+    p.add_argument("--analysis")
+    p.add_argument("--condition")
+    add_json(p)
+
+    p = add_command(sub, "show", "print an artifact's manifest", run_show)
+    p.add_argument("target", metavar="REF|DIGEST",
+                   help="ref file, path under results/, or digest (a unique prefix of 6+ hex)")
+    add_json(p)
+
+    p = add_command(sub, "cat", "write a sidecar's verified bytes to stdout or a file",
+                run_cat)
+    p.add_argument("target", metavar="REF|DIGEST")
+    p.add_argument("sidecar", metavar="SIDECAR_PATH", help="e.g. sidecars/profile.npz")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+
+    p = add_command(sub, "stats", "objects, bytes, artifacts by type, deduplication ratio",
+                run_stats)
+    add_json(p)

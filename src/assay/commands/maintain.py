@@ -6,7 +6,7 @@ import shlex
 import sys
 from typing import Any
 
-from ._common import human_bytes, print_json, progress_for, results_dir, short, store_root
+from ._common import add_command, add_json, add_jobs, human_bytes, print_json, progress_for, results_dir, short, store_root
 
 
 def run_verify(args: Any) -> int:
@@ -74,6 +74,9 @@ def _print_verify(report: Any, repair: bool, results: Any) -> None:
               "(see BAD MANIFEST above)", file=sys.stderr)
 
 
+SHORT_KEY = 12
+
+
 def run_gc(args: Any) -> int:
     from ..gc import collect_garbage
 
@@ -86,6 +89,7 @@ def run_gc(args: Any) -> int:
     try:
         report = collect_garbage(store_root(args), results_dir(args), roots=args.root,
                                  grace_seconds=args.grace, delete=args.delete, jobs=args.jobs,
+                                 work_grace_seconds=args.work_grace,
                                  progress=progress)
     finally:
         progress.close()
@@ -99,6 +103,11 @@ def run_gc(args: Any) -> int:
     kept = (f"; kept {report.young_objects} unreferenced objects younger than "
             f"{report.grace_seconds:g} s ({human_bytes(report.young_bytes)})"
             if report.young_objects else "")
+    for work in report.work_dirs:
+        print(f"{'removed' if report.delete else 'would remove'} work directory "
+              f"work/{work['key'][:SHORT_KEY]} of run {work['condition']}/{work['replicate']} "
+              f"(attempt {work['attempt']}, {human_bytes(work['size_bytes'])}, "
+              f"{'result published' if work['why'] == 'published' else 'untouched for %.0f h' % (work['age_s'] / 3600)})")
     if report.delete:
         print(f"deleted {report.deleted_objects} objects ({human_bytes(report.deleted_bytes)}), "
               f"{report.tmp_entries} stale tmp entries ({human_bytes(report.tmp_bytes)}), "
@@ -109,3 +118,35 @@ def run_gc(args: Any) -> int:
               f"({human_bytes(report.tmp_bytes)}), {report.actions} action records{kept}")
         print("run `assay gc --delete` to delete them")
     return 0
+
+
+# Order of this group in `assay --help`.
+HELP_ORDER = 30
+
+
+def register(sub: Any) -> None:
+    """Add this module's subcommands to the `assay` parser."""
+    p = add_command(sub, "verify", "check refs, manifests and sidecars (and with --full every "
+                          "object); exit 1 on damage", run_verify)
+    p.add_argument("--full", action="store_true", help="also hash objects no ref reaches")
+    p.add_argument("--repair", action="store_true",
+                   help="remove damaged objects and the refs and action records that point "
+                        "to them, so the next snakemake run recomputes exactly those jobs")
+    add_jobs(p, "hashing")
+    add_json(p)
+
+    p = add_command(sub, "gc", "remove objects no ref reaches (dry run unless --delete)",
+                run_gc)
+    p.add_argument("--root", action="append", default=[], metavar="PATH",
+                   help="extra ref file or directory of refs to keep (repeatable)")
+    p.add_argument("--grace", type=float, default=3600.0, metavar="SECONDS",
+                   help="keep unreferenced objects younger than this (default 3600): a "
+                        "running job's outputs have no ref yet")
+    p.add_argument("--work-grace", type=float, default=7 * 24 * 3600.0, metavar="SECONDS",
+                   help="remove a run's work directory (its checkpoints) once untouched this "
+                        "long (default 7 days) or once its result is published")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--delete", action="store_true", help="actually delete")
+    mode.add_argument("--dry-run", action="store_true", help="only report (the default)")
+    add_jobs(p, "reading manifests")
+    add_json(p)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..joblog import CATALOG_BUILT
 from ._common import (
+    add_command,
+    add_json,
+    add_jobs,
     catalog_path,
     print_frame,
     print_json,
@@ -52,8 +56,47 @@ def run_catalog(args: Any) -> int:
     if args.json:
         print_json(summary.to_dict())
         return 0
-    print(f"built {summary.path} in {summary.seconds:.2f} s")
+    print(f"{CATALOG_BUILT}{summary.path} in {summary.seconds:.2f} s")
     print_table([{"table": k, "rows": v} for k, v in summary.rows.items()], ["table", "rows"])
     for digest, problem in sorted(summary.skipped.items()):
         print(f"not indexed: {digest} {problem} (run `assay verify`)", file=sys.stderr)
     return 0
+
+
+# Order of this group in `assay --help`.
+HELP_ORDER = 20
+
+
+def register(sub: Any) -> None:
+    """Add this module's subcommands to the `assay` parser."""
+    p = add_command(sub, "query", "run SQL against the catalog (results/catalog.duckdb)",
+                run_query)
+    p.add_argument("sql", metavar="SQL")
+    p.add_argument("--catalog", metavar="PATH", help="default: RESULTS/catalog.duckdb")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    add_json(p)
+
+    p = add_command(sub, "metrics", "export metrics (long form) from the catalog", run_metrics)
+    p.add_argument("--analysis")
+    p.add_argument("--condition")
+    p.add_argument("--metric")
+    p.add_argument("--statistic", help="value (per replicate), mean, sem, ci_low, ... "
+                                       "(conditions); difference, p, p_adjusted, hedges_g, "
+                                       "ratio, rank, anova_p, ... (comparisons, the "
+                                       "reference condition in the CONTROL column)")
+    p.add_argument("--type", dest="artifact_type",
+                   choices=["run", "replicate", "condition", "comparison"])
+    p.add_argument("--all", action="store_true",
+                   help="include artifacts no ref reaches any more (old results)")
+    p.add_argument("--catalog", metavar="PATH", help="default: RESULTS/catalog.duckdb")
+    p.add_argument("--format", choices=["table", "csv", "parquet", "json"], default="table")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (needed for parquet)")
+    add_json(p)
+
+    p = add_command(sub, "catalog", "build the catalog", run_catalog)
+    catalog_sub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    b = catalog_sub.add_parser("build", help="(re)build the DuckDB catalog from the store "
+                                             "and the refs; swapped in atomically")
+    b.add_argument("-o", "--output", metavar="PATH", help="default: RESULTS/catalog.duckdb")
+    add_jobs(b, "reading manifests")
+    add_json(b)

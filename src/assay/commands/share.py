@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import human_bytes, print_json, progress_for, resolve_many, results_dir, \
+from ._common import add_command, add_json, human_bytes, print_json, progress_for, resolve_many, results_dir, \
     store_root
 
 
@@ -43,3 +43,29 @@ def run_import(args: Any) -> int:
               f"objects ({human_bytes(summary.bytes)}; {summary.new_objects} new), "
               f"{len(summary.refs)} refs")
     return 0
+
+
+# Order of this group in `assay --help`.
+HELP_ORDER = 40
+
+
+def register(sub: Any) -> None:
+    """Add this module's subcommands to the `assay` parser."""
+    p = add_command(sub, "export", "write artifacts with their provenance closure to a zip bundle",
+                run_export)
+    p.add_argument("targets", nargs="+", metavar="REF",
+                   help="ref files, directories of refs, or digests")
+    p.add_argument("-o", "--output", required=True, metavar="BUNDLE.zip")
+    add_json(p)
+
+    p = add_command(sub, "import", "verify a bundle completely, then add it to the store and results",
+                run_import)
+    p.add_argument("bundle", metavar="BUNDLE.zip")
+    p.add_argument("--no-refs", action="store_true",
+                   help="import objects only (gc collects them after the grace period unless "
+                        "a ref or --root keeps them)")
+    p.add_argument("--overwrite-refs", action="store_true",
+                   help="replace existing refs that point elsewhere")
+    p.add_argument("--max-bytes", type=int, default=64 * 1024 ** 3, metavar="N",
+                   help="refuse bundles that unpack to more (default 64 GiB)")
+    add_json(p)

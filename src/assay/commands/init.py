@@ -1,0 +1,41 @@
+"""`assay init DIR`: start a new study outside this repository (see assay.scaffold)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._common import add_command, add_json, print_json
+
+# Order of this group in `assay --help`: first, it is where a new user starts.
+HELP_ORDER = 0
+
+
+def run_init(args: Any) -> int:
+    from ..scaffold import init_study
+
+    report = init_study(args.directory, args.template, force=args.force)
+    if args.json:
+        print_json(report.to_dict())
+        return 0
+    for name in report.written:
+        print(f"wrote {report.directory / name}")
+    for name in report.kept:
+        print(f"kept  {report.directory / name} (not written by assay init, or changed since)")
+    print(f"\nnext: cd {report.directory} && assay config validate && snakemake --cores 2")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `assay init` to the `assay` parser."""
+    from ..scaffold import TEMPLATES
+
+    p = add_command(sub, "init", "start a new study directory from a template (a Snakefile "
+                    "that uses assay's installed workflow, a commented config, profiles)",
+                    run_init)
+    p.add_argument("directory", metavar="DIR", help="the new study directory")
+    p.add_argument("--template", "-t", choices=list(TEMPLATES), default="demo",
+                   help="what the study starts as (default: demo)")
+    p.add_argument("--force", action="store_true",
+                   help="fill in a non-empty DIR: write what is missing or still as init "
+                        "wrote it; never overwrite anything else")
+    add_json(p)

@@ -1,0 +1,159 @@
+"""assay status: how far a study has got, which jobs failed and what to type next."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from ._common import add_command, add_json, print_json, print_table
+
+WATCH_DEFAULT_S = 5.0
+BAR_WIDTH = 30
+# Above this many runs the table lists only those running or failed (--all lists all).
+ALL_RUNS_UP_TO = 30
+
+
+def run_status(args: Any) -> int:
+    import json
+    import os
+
+    # Planning imports the study's plugins: no __pycache__ from a command that promises
+    # not to write. Jobs run `python -m assay.jobs` in the study directory, so its own
+    # modules are plugins too.
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, os.path.abspath(args.directory))
+    from ..status import load_study_config, study_status
+    from ..workflow import WorkflowPlan
+
+    configfiles = args.configfile or []
+    plan = WorkflowPlan(load_study_config(configfiles, args.directory,
+                                          replace=args.replace_workflow_config),
+                        workdir=args.directory)
+    # The commands status prints are typed in the study directory.
+    typed = [os.path.relpath(os.path.abspath(f), os.path.abspath(args.directory))
+             for f in configfiles]
+    redraw = args.watch is not None and sys.stdout.isatty() and not args.json
+    while True:
+        status = study_status(plan, args.directory, slurm=not args.no_slurm,
+                              configfiles=typed, replace_config=args.replace_workflow_config)
+        counts = status.counts()
+        if args.json and args.watch is not None:   # one line per look
+            sys.stdout.write(json.dumps(status.to_dict(), sort_keys=True) + "\n")
+        elif args.json:
+            print_json(status.to_dict())
+        else:
+            if redraw:
+                sys.stdout.write("\x1b[H\x1b[2J")   # clear the screen: redraw in place
+            print_status(status, show_all=args.all)
+        sys.stdout.flush()
+        # Done when nothing runs or waits, or when Snakemake stopped at failures.
+        stopped = not status.snakemake["running"] and counts["failed"] and not counts["running"]
+        if args.watch is None or status.finished or stopped:
+            return 1 if counts["failed"] else 0
+        if not redraw and not args.json:
+            print(f"--- next look in {args.watch:g} s", flush=True)
+        time.sleep(max(args.watch, 0.1))
+
+
+# --- the text form ------------------------------------------------------------------------
+def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    return "[" + "#" * filled + "." * (width - filled) + f"] {100 * fraction:3.0f}%"
+
+
+def _duration(seconds: float | None) -> str | None:
+    """12s, 3m05s, 2h07m, 3d04h: short enough for a column."""
+    if seconds is None:
+        return None
+    s = round(max(seconds, 0))
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                      ("m", 60, "s", 1)):
+        if s >= size:
+            return f"{s // size}{unit}{(s % size) // sub_size:02d}{sub}"
+    return f"{s}s"
+
+
+def _ago(when: float | None, now: float) -> str | None:
+    return None if when is None else f"{_duration(now - when)} ago"
+
+
+def print_status(status: Any, show_all: bool = False) -> None:
+    counts = status.counts()
+    total = counts["total"] or 1
+    snakemake = status.snakemake
+    who = ("Snakemake is running here" if snakemake["running"]
+           else "no Snakemake is running here")
+    print(f"{counts['total']} jobs; {who}; {time.strftime('%H:%M:%S', time.localtime(status.time))}")
+    print(f"{progress_bar(counts['done'] / total)}  {counts['done']} done "
+          f"({counts['cached']} from cache), {counts['running']} running"
+          + (f" ({counts['queued']} queued)" if counts["queued"] else "")
+          + f", {counts['failed']} failed, {counts['pending']} pending\n")
+    rows = [{"stage": stage, **status.counts(stage)} for stage in ("run", "collect",
+            "aggregate", "compare", "plot", "catalog")]
+    print_table(rows, ["stage", "total", "done", "cached", "running", "failed", "pending"])
+
+    runs = status.runs()
+    shown = [r for r in runs if show_all or len(runs) <= ALL_RUNS_UP_TO
+             or r["state"] in ("running", "failed")]
+    if shown:
+        print()
+        print_table([_run_cells(r, status.time) for r in shown],
+                    ["run", "state", "progress", "message", "checkpoint", "elapsed",
+                     "attempt", "slurm"])
+    hidden = len(runs) - len(shown)
+    if hidden:
+        print(f"({hidden} more runs done or pending; --all lists every run)")
+
+    failed = [j for j in status.jobs if j.state == "failed"]
+    if failed:
+        print(f"\nFAILED ({len(failed)}):")
+        for job in failed:
+            name = "/".join(str(v) for v in job.names.values()) or job.output
+            print(f"  {job.stage} {name}: {job.log}\n    {job.error}")
+        print("\nrerun just these (runs resume from their work directories):")
+        for command in status.rerun["commands"]:
+            print(f"  {command}")
+        print("or finish the whole study:\n" + "".join(f"  {c}\n" for c in status.rerun["study"]),
+              end="")
+    for note in status.notes:
+        print(f"\nnote: {note}")
+
+
+def _run_cells(row: dict[str, Any], now: float) -> dict[str, Any]:
+    from ..status import SLURM_QUEUED
+
+    state = ("queued" if row["state"] == "running" and row["slurm_state"] in SLURM_QUEUED
+             else row["state"] + (" (cache)" if row["cached"] else ""))
+    slurm = " ".join(str(v) for v in (row["slurm_job_id"], row["slurm_state"]) if v) or None
+    return {"run": f"{row['condition']}/{row['replicate']}", "state": state,
+            "progress": ("100%" if row["state"] == "done" else None if row["percent"] is None
+                         else f"{row['percent']:.0f}%"),
+            "message": row["message"], "checkpoint": _ago(row["checkpoint"], now),
+            "elapsed": _duration(row["elapsed_s"]), "attempt": row["attempt"],
+            "slurm": slurm}
+
+
+# Order of this group in `assay --help`.
+HELP_ORDER = 5
+
+
+def register(sub: Any) -> None:
+    """Add `assay status` to the `assay` parser."""
+    p = add_command(sub, "status", "where a study stands: jobs done, running, failed and "
+                    "pending per stage, each run's progress, what to rerun (read-only; "
+                    "reads files, not the DAG)", run_status)
+    p.add_argument("--configfile", nargs="+", metavar="PATH",
+                   help="the study's config, as given to snakemake (default: "
+                        "config/config.yaml; given files extend it, as in snakemake)")
+    p.add_argument("--replace-workflow-config", action="store_true",
+                   help="as snakemake's: the --configfile files replace config/config.yaml")
+    p.add_argument("-d", "--directory", default=".", metavar="DIR",
+                   help="the study directory (snakemake's working directory; default .)")
+    p.add_argument("--watch", nargs="?", type=float, const=WATCH_DEFAULT_S, metavar="SECONDS",
+                   help=f"look again every SECONDS (default {WATCH_DEFAULT_S:g}) until "
+                        "nothing runs or waits")
+    p.add_argument("--all", action="store_true", help="list every run, not only the "
+                   f"running and failed ones (the default above {ALL_RUNS_UP_TO} runs)")
+    p.add_argument("--no-slurm", action="store_true", help="do not ask squeue")
+    add_json(p)

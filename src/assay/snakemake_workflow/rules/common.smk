@@ -1,0 +1,27 @@
+# Helpers shared by the rules: everything comes from assay.workflow.WorkflowPlan.
+import os
+
+from assay.deploy import LIBRARY_DIR
+from assay.layout import catalog_log_path, plot_log_path
+from assay.workflow import WorkflowPlan
+
+# Jobs run `python -m assay.jobs` with the very library this workflow was parsed with
+# (with --use-conda the conda env holds only the dependencies): the directory holding the
+# imported assay package goes first on the jobs' PYTHONPATH.
+shell.prefix(f'export PYTHONPATH="{LIBRARY_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+
+PLAN = WorkflowPlan(config)  # paths in the config are relative to the working directory
+# A stage asking for more threads than this run may use stops before any job (when the run
+# has a core count at all: `snakemake --unlock` or a listing has none).
+PLAN.check_cores(workflow._cores)
+STORE = PLAN.store
+RESULTS = PLAN.results
+# Digest of assay's own stage code: a param of every stage rule, so upgrading or editing
+# the framework reruns the jobs whose action keys it changes.
+FRAMEWORK = PLAN.framework_digest
+
+
+wildcard_constraints:
+    condition=PLAN.condition_pattern,
+    analysis=PLAN.analysis_pattern,
+    replicate=r"[1-9][0-9]*",

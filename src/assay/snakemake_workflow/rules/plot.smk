@@ -1,0 +1,52 @@
+# Figures are drawn from the comparison artifact and everything it was built from,
+# read through the store; they are outputs for people (and the report), not artifacts.
+rule plot_summary:
+    input:
+        PLAN.ref_output("compare"),
+    output:
+        report(
+            f"{RESULTS}/plots/{{analysis}}/summary.{PLAN.plot_format}",
+            caption="../report/summary.rst",
+            category="Conditions",
+            subcategory="{analysis}",
+        ),
+    threads: PLAN.threads("plot")
+    resources:
+        **PLAN.resources("plot"),
+    params:
+        store=STORE,
+        framework=FRAMEWORK,
+        spec=lambda wildcards: PLAN.spec("plot", wildcards),
+    log:
+        plot_log_path(RESULTS, figure="summary"),
+    conda:
+        "../envs/assay.yaml"
+    shell:
+        "python -m assay.jobs plot --store {params.store:q} --spec {params.spec} "
+        "--inputs {input:q} --plots {output:q} > {log:q} 2>&1"
+
+
+rule plot_detail:
+    input:
+        PLAN.ref_output("compare"),
+    output:
+        report(
+            f"{RESULTS}/plots/{{analysis}}/detail.{PLAN.plot_format}",
+            caption="../report/detail.rst",
+            category="Details",
+            subcategory="{analysis}",
+        ),
+    threads: PLAN.threads("plot")
+    resources:
+        **PLAN.resources("plot"),
+    params:
+        store=STORE,
+        framework=FRAMEWORK,
+        spec=lambda wildcards: PLAN.spec("plot", wildcards),
+    log:
+        plot_log_path(RESULTS, figure="detail"),
+    conda:
+        "../envs/assay.yaml"
+    shell:
+        "python -m assay.jobs plot --store {params.store:q} --spec {params.spec} "
+        "--inputs {input:q} --plots {output:q} > {log:q} 2>&1"

@@ -1,0 +1,24 @@
+rule run:
+    input:
+        PLAN.run_sources,
+    output:
+        PLAN.ref_output("run"),
+    threads: PLAN.threads("run")
+    resources:
+        **PLAN.resources("run"),
+        # Not a param: resources are no rerun trigger, so changing the grace reruns nothing.
+        grace_s=PLAN.grace_seconds,
+    params:
+        store=STORE,
+        framework=FRAMEWORK,
+        spec=lambda wildcards: PLAN.spec("run", wildcards),
+    log:
+        PLAN.log_output("run"),
+    benchmark:
+        PLAN.benchmark_output("run")
+    conda:
+        "../envs/assay.yaml"
+    shell:
+        "python -m assay.jobs run --store {params.store:q} --spec {params.spec} "
+        "--output {output:q} --threads {threads} --grace {resources.grace_s} --log {log:q} "
+        "> {log:q} 2>&1"

@@ -1,0 +1,123 @@
+"""`assay init`: a study directory outside the repository that runs the installed workflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from assay import AssayError
+from assay.config import Study
+from assay.scaffold import RECORD, TEMPLATES, init_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("template", list(TEMPLATES))
+def test_every_template_validates_and_comments_every_key(tmp_path, template):
+    report = init_study(tmp_path / "study", template)
+    assert {"Snakefile", "config/config.yaml", "README.md", "profiles/default/config.yaml",
+            "profiles/slurm/config.yaml"} <= set(report.written)
+    text = (tmp_path / "study" / "config" / "config.yaml").read_text()
+    Study.from_config(yaml.safe_load(text), check_plugins=template not in ("md", "openmm")
+                      or _has(template))
+    lines = text.splitlines()
+    for i, line in enumerate(lines):   # every top-level key: a comment on it or just above
+        if line[:1].isalpha() and ":" in line:
+            assert "#" in line or lines[i - 1].lstrip().startswith("#"), line
+    assert json.loads((tmp_path / "study" / RECORD).read_text()).keys() == set(report.written)
+
+
+def _has(template: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in
+               {"md": ("MDAnalysis",), "openmm": ("openmm", "MDAnalysis")}[template])
+
+
+def test_non_empty_directory_is_refused_and_force_never_overwrites_foreign_files(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "notes.txt").write_text("mine")
+    with pytest.raises(AssayError) as info:
+        init_study(study, "demo")
+    assert str(info.value) == (
+        f"{study} is not empty; choose a new directory, or add --force to fill in what is "
+        "missing (files you changed or wrote yourself are never overwritten)")
+    (study / "config").mkdir()
+    (study / "config" / "config.yaml").write_text("store: mine\n")   # the user's own
+    report = init_study(study, "demo", force=True)
+    assert "config/config.yaml" in report.kept
+    assert (study / "config" / "config.yaml").read_text() == "store: mine\n"
+    assert (study / "notes.txt").read_text() == "mine"
+    # Files init wrote and nobody changed are refreshed; a changed one is kept.
+    (study / "README.md").write_text("edited")
+    again = init_study(study, "demo", force=True)
+    assert "README.md" in again.kept and "Snakefile" in again.written
+    assert (study / "README.md").read_text() == "edited"
+
+
+def test_unknown_template(tmp_path):
+    with pytest.raises(AssayError, match=r"^unknown template 'nope'; choose one of demo, "):
+        init_study(tmp_path / "s", "nope")
+
+
+@pytest.mark.slow
+def test_demo_study_runs_end_to_end_from_its_own_directory(tmp_path):
+    """`assay init` then `snakemake --cores 2`: the module finds the installed workflow."""
+    study = tmp_path / "study"
+    proc = subprocess.run(["assay", "init", str(study)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    config = yaml.safe_load((study / "config" / "config.yaml").read_text())
+    config["replicates"] = 2                       # a smaller demo, same code paths
+    config["runner"]["settings"].update(n_frames=40, steps_per_frame=5)
+    (study / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert (study / "results" / "catalog.duckdb").is_file()
+    assert (study / "results" / "plots" / "contacts" / "summary.png").is_file()
+    assert not (study / "workflow").exists()            # nothing of assay copied in
+    again = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
+    """A wheel, not the checkout: the workflow and templates must be inside the package."""
+    wheel_dir, venv = tmp_path / "wheel", tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                    str(wheel_dir), str(REPO)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True)
+    python = venv / "bin" / "python"
+    [wheel] = wheel_dir.glob("assay-*.whl")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    # --ignore-installed: the venv sees the system's (editable) assay and must not settle
+    # for it; the dependencies come from the system site-packages.
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
+                    "--ignore-installed", str(wheel)], check=True, capture_output=True, env=env)
+    study = tmp_path / "study"
+    subprocess.run([str(venv / "bin" / "assay"), "init", str(study)], check=True, env=env,
+                   capture_output=True)
+    config = yaml.safe_load((study / "config" / "config.yaml").read_text())
+    config["replicates"] = 2
+    config["runner"]["settings"].update(n_frames=40, steps_per_frame=5)
+    (study / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    where = subprocess.run([str(python), "-c", "import assay; print(assay.__file__)"],
+                           cwd=study, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(venv)), where.stdout   # not this checkout
+    run = subprocess.run([str(python), "-m", "snakemake", "--cores", "2"], cwd=study,
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert (study / "results" / "plots" / "gyration" / "summary.png").is_file()
+    shutil.rmtree(venv)
