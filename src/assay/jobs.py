@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from . import joblog
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay job", description=__doc__)
     parser.add_argument("stage", choices=["run", "collect", "aggregate", "compare", "plot"])
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .store import ArtifactStore
 
     def log(message: str) -> None:
-        print(f"[assay {args.stage}] {message}", file=sys.stderr, flush=True)
+        print(f"{joblog.prefix(args.stage)}{message}", file=sys.stderr, flush=True)
 
     store = None
     try:
@@ -80,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_plot(store, spec, comparison, args.plots)
             else:
                 run_plot_cached(store, spec, comparison, args.plots, log=log)
-            log(f"wrote {len(args.plots)} figure(s) in {time.monotonic() - started:.2f}s")
+            log(f"{joblog.FIGURES_WRITTEN}{len(args.plots)} figure(s) in "
+                f"{time.monotonic() - started:.2f}s")
             return 0
         from .stages import JobOptions, execute
 
@@ -95,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_ref(args.output, digest, **ref_identity(spec))
         # In a shared store any member's gc marks from these refs too.
         store.sharing.register_results(STAGE_LAYOUTS[args.stage].results_of(args.output))
-        log(f"ref {args.output} -> {digest} ({time.monotonic() - started:.2f}s)")
+        log(f"{joblog.REF_WRITTEN}{args.output} -> {digest} "
+            f"({time.monotonic() - started:.2f}s)")
         return 0
     except AssayError as exc:
         log(f"error: {exc}")

@@ -68,6 +68,15 @@ LOGS_DIR = "logs"
 BENCHMARKS_DIR = "benchmarks"
 
 
+def plot_log_path(results: str, analysis: str = "{analysis}", figure: str = "{figure}") -> str:
+    """A plot job's log (one per figure); wildcards where names are not given."""
+    return f"{results}/{LOGS_DIR}/plot/{analysis}/{figure}.log"
+
+
+def catalog_log_path(results: str) -> str:
+    return f"{results}/{LOGS_DIR}/catalog.log"
+
+
 def ref_identity(spec: dict[str, Any]) -> dict[str, Any]:
     """What a ref records besides the digest: enough to read it without the manifest."""
     layout = STAGE_LAYOUTS[spec["stage"]]
