@@ -265,7 +265,11 @@ def test_second_attempt_resumes_from_the_checkpoint(campaign):
     k = int(resumed.group(1))
     assert 0 < k < STEPS, log
     assert resumed.group(2) == "2" and resumed.group(3) == "1", resumed.group(0)
-    assert "starting at step 0" not in log, "attempt 2 started over"
+    # attempt 1's log is replayed at the top of attempt 2's (Snakemake deletes a rule's log
+    # before a retry): after it, attempt 2 resumed and did not start over
+    replayed, _, own = log.partition("[assay run] ---- end of the log of attempt 1 ----")
+    assert "starting at step 0 (ASSAY_ATTEMPT=1, ASSAY_RESUME=None)" in replayed, log
+    assert own and "starting at step 0" not in own, "attempt 2 started over"
     # the checkpoint's own record: who ran which steps
     history = json.loads(re.search(r"^history (.*)$", log, re.M).group(1))
     # attempt 1 was stopped by SIGTERM (time to checkpoint), not SIGKILLed mid-step
