@@ -11,7 +11,8 @@ deletes them again. Nothing about permissions is mocked: assay runs as those use
 
 Those users must be able to run this Python. When it lives where others may not search
 (pyenv under ``/root``, mode 0700), ``grant_search`` adds the search bit for others to
-exactly the directories that lack it and ``Lab.close`` puts their modes back. The code
+exactly the directories that lack it and ``Lab.close`` puts their modes back (once no other
+test session on the machine still needs them). The code
 under test is copied (with its compiled bytecode) into the lab's world-readable scratch
 directory, so the clone's own location and modes do not matter.
 """
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import atexit
 import compileall
+import fcntl
 import grp
+import json
 import os
 import pickle
 import pwd
@@ -31,9 +34,10 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from workflow_helpers import REPO, write_config
 
@@ -61,21 +65,72 @@ def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, text=True)
 
 
-def grant_search(paths: list[Path]) -> list[tuple[Path, int]]:
-    """Add o+x to every directory on these paths that lacks it; returns what to restore."""
-    changed: list[tuple[Path, int]] = []
-    seen: set[Path] = set()
-    for path in paths:
-        path = Path(path).resolve()
-        for directory in [*reversed(path.parents), path]:
-            if directory in seen or not directory.is_dir():
-                continue
-            seen.add(directory)
-            mode = stat.S_IMODE(directory.stat().st_mode)
-            if not mode & stat.S_IXOTH:
-                os.chmod(directory, mode | stat.S_IXOTH)
-                changed.append((directory, mode))
-    return changed
+# Test sessions that run at the same time (two checkouts on one machine) share the grants:
+# a directory's mode is put back only when the last session that needed it is done.
+GRANTS = Path(tempfile.gettempdir()) / "assay-lab-search-grants.json"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _grants() -> Iterator[dict[str, Any]]:
+    """{directory: {"mode": its own mode, "pids": sessions using the grant}}, locked; a
+    session that died without releasing (SIGKILL) no longer counts."""
+    with open(os.open(GRANTS, os.O_RDWR | os.O_CREAT, 0o600), "r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        text = handle.read()
+        grants = json.loads(text) if text.strip() else {}
+        for key, grant in list(grants.items()):
+            grant["pids"] = [p for p in grant["pids"] if p != os.getpid() and _alive(p)]
+            if not grant["pids"]:
+                try:
+                    os.chmod(key, grant["mode"])
+                except OSError:
+                    pass
+                del grants[key]
+        yield grants
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(grants))
+
+
+def grant_search(paths: list[Path]) -> list[str]:
+    """Add o+x to every directory on these paths that lacks it; returns the directories
+    this session holds a grant on (``release_search`` gives them back)."""
+    held: list[str] = []
+    with _grants() as grants:
+        for path in paths:
+            path = Path(path).resolve()
+            for directory in [*reversed(path.parents), path]:
+                key = str(directory)
+                if key in held or not directory.is_dir():
+                    continue
+                if key in grants:
+                    grants[key]["pids"].append(os.getpid())
+                    held.append(key)
+                    continue
+                mode = stat.S_IMODE(directory.stat().st_mode)
+                if not mode & stat.S_IXOTH:
+                    os.chmod(directory, mode | stat.S_IXOTH)
+                    grants[key] = {"mode": mode, "pids": [os.getpid()]}
+                    held.append(key)
+    return held
+
+
+def release_search(held: list[str]) -> None:
+    """Give this session's grants back (opening the grants drops this pid from each, and
+    puts back the mode of a directory no live session still needs)."""
+    if held:
+        with _grants():
+            pass
 
 
 @dataclass
@@ -89,7 +144,7 @@ class Lab:
     top: Path
     code: Path
     users: dict[str, User] = field(default_factory=dict)
-    restore: list[tuple[Path, int]] = field(default_factory=list)
+    restore: list[str] = field(default_factory=list)
     closed: bool = False
 
     @property
@@ -219,11 +274,7 @@ class Lab:
             subprocess.run(["userdel", user.name], capture_output=True)
             subprocess.run(["groupdel", user.name], capture_output=True)  # if userdel left it
         subprocess.run(["groupdel", self.group], capture_output=True)
-        for directory, mode in reversed(self.restore):
-            try:
-                os.chmod(directory, mode)
-            except OSError:
-                pass
+        release_search(self.restore)
 
 
 def make_lab() -> Lab:

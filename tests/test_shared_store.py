@@ -469,6 +469,43 @@ def test_runs_resume_from_members_work_dirs_never_an_outsiders(lab: Lab):
     assert mode_problems(store, lab.gid) == []
 
 
+def _results_with_a_ref(store: str, results: str) -> str:
+    """A member's results directory: one ref to a fresh artifact, registered in the store."""
+    from assay import ArtifactStore, RunArtifact, write_ref
+
+    with ArtifactStore(store) as s:
+        digest = s.write_artifact(RunArtifact(analysis_name="r", condition_label="c",
+                                              replicate=1))
+        write_ref(Path(results) / "runs" / "c" / "1.json", digest, artifact_type="run")
+        s.sharing.register_results(results)
+        return digest
+
+
+def _gc(store: str, results: str) -> str:
+    from assay.gc import collect_garbage
+
+    report = collect_garbage(store, results, grace_seconds=0, delete=True)
+    return f"{report.deleted_objects} deleted, kept by {report.member_results}"
+
+
+def test_gc_never_deletes_what_a_members_unreadable_results_keep(lab: Lab):
+    store = lab.shared_store("store-gc")
+    alice_results = lab.own_dir(lab.alice, "alice-gc") / "results"
+    digest = lab.call(lab.alice, _results_with_a_ref, str(store), str(alice_results))
+    bob_results = lab.own_dir(lab.bob, "bob-gc") / "results"
+    assert lab.call(lab.bob, _gc, str(store), str(bob_results)) == (
+        f"0 deleted, kept by {[str(alice_results)]}")
+    lab.call(lab.alice, _chmod, str(alice_results / "runs"), 0o700)
+    with pytest.raises(Exception) as refused:
+        lab.call(lab.bob, _gc, str(store), str(bob_results))
+    assert str(refused.value) == (
+        f"gc refuses to delete: the refs of another member's results directory "
+        f"{alice_results} cannot be read ({alice_results}/runs: Permission denied), so what "
+        "they keep alive is unknown. Its owner runs `assay gc` instead, or makes it readable "
+        f"to the store's group (chmod -R g+rX {alice_results})")
+    assert object_of(digest, store).exists()
+
+
 def test_world_writable_store_is_refused_unless_allowed(tmp_path):
     from assay import ArtifactStore
     from assay.sharing import SharingSettings, StorePermissionError, user_name, group_name
@@ -552,3 +589,29 @@ def test_private_store_keeps_its_modes(tmp_path):
     assert modes == {"objects": "drwxr-xr-x", "actions": "drwxr-xr-x"}
     assert stat.S_IMODE(store.objects.path_for(ref.sha256).stat().st_mode) == 0o444
     assert not (tmp_path / "store" / "roots").exists()
+
+
+def test_a_finished_twin_leaves_a_live_attempts_work_dir_alone(tmp_path):
+    """Two workflows (two members) run the same run job at once: the one that publishes
+    first must not remove the work directory the other is still working in."""
+    import subprocess
+    import sys
+
+    from assay import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "store")
+    work = store.work.for_key("c" * 64)
+    work.begin_attempt({"stage": "run", "condition": "c", "replicate": 1})
+    assert work.is_ours()
+    twin = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        state = json.loads((work.root / "state.json").read_bytes())
+        (work.root / "state.json").write_text(json.dumps({**state, "pid": twin.pid}))
+        assert not work.remove_if_ours() and work.root.is_dir()   # the twin's attempt
+        work.write_progress(1, 2)
+    finally:
+        twin.kill()
+        twin.wait()
+    assert work.remove_if_ours() and not work.root.exists()       # its process is gone
+    work.write_progress(2, 2)          # a late progress report recreates what it needs
+    assert (work.root / "progress.json").is_file()

@@ -293,9 +293,13 @@ def _unreadable_below(top: Path) -> str | None:
     if not os.access(top, os.R_OK | os.X_OK):
         return f"{top}: Permission denied"
     for sub in REF_DIRS:
-        for _ in os.walk(top / sub, onerror=lambda exc: None if isinstance(
+        for dirpath, _, filenames in os.walk(top / sub, onerror=lambda exc: None if isinstance(
                 exc, FileNotFoundError) else note(exc)):
-            pass
+            problems += [f"{os.path.join(dirpath, n)}: Permission denied" for n in filenames
+                         if n.endswith(".json") and not n.startswith(".")
+                         and not os.access(os.path.join(dirpath, n), os.R_OK)]
+            if problems:
+                return problems[0]
         if problems:
             return problems[0]
     return None

@@ -133,8 +133,8 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
         cached = store.lookup_action(key)
         if cached is not None:
             log(f"{joblog.CACHE_HIT} {key[:12]}: {cached}")
-            if work is not None:
-                work.remove()   # an earlier attempt's leftovers: the result exists now
+            if work is not None:   # an earlier attempt's leftovers: the result exists now
+                work.remove_if_ours()
             return cached
         untrusted = store.actions.untrusted_writer(key)
         if untrusted is not None:
@@ -157,7 +157,7 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
     digest = store.write_artifact(artifact)
     store.record_action(key, digest, stage=stage, plugin=spec["plugin"], **run_facts(started))
     if work is not None:
-        work.remove()
+        work.remove_if_ours()
     log(f"computed {stage} {digest} in {time.monotonic() - started:.3f}s")
     return digest
 

@@ -78,14 +78,47 @@ class WorkDir:
                  "pid": os.getpid(), "started": time.time(),
                  "first_started": previous.get("first_started", time.time()),
                  "log": log_path, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-        atomic_write_bytes(self.root / STATE, canonical_json(state) + b"\n",
-                           sharing=self.sharing)
+        self._write(STATE, canonical_json(state) + b"\n")
         return attempt
 
     def write_progress(self, done: float, total: float | None, message: str = "") -> None:
         body = {"done": done, "total": total, "message": str(message), "time": time.time()}
-        atomic_write_bytes(self.root / PROGRESS, canonical_json(body) + b"\n",
-                           sharing=self.sharing)
+        self._write(PROGRESS, canonical_json(body) + b"\n")
+
+    def _write(self, name: str, data: bytes) -> None:
+        """A small state file; if a twin job of the same key (another workflow on this
+        store) finished and removed the directory meanwhile, it is made again."""
+        try:
+            atomic_write_bytes(self.root / name, data, sharing=self.sharing)
+        except FileNotFoundError:
+            self.sharing.make_dirs(self.files)
+            atomic_write_bytes(self.root / name, data, sharing=self.sharing)
+
+    def is_ours(self) -> bool:
+        """No other attempt is using this directory: its state names this process, a
+        process of this host that is gone, or nobody."""
+        state = self.state()
+        pid, host = state.get("pid"), state.get("host")
+        if pid is None or (pid == os.getpid() and host == socket.gethostname()):
+            return True
+        if host != socket.gethostname() or not isinstance(pid, int):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:   # alive, another user's
+            return False
+        return False
+
+    def remove_if_ours(self) -> bool:
+        """Remove the directory once the result is published, unless another attempt of
+        the same key (a twin job of another workflow) is working in it now: then `assay gc`
+        removes it later (its result is published)."""
+        if not self.is_ours():
+            return False
+        self.remove()
+        return True
 
     def untrusted_writer(self) -> int | None:
         """The uid of an untrusted writer of the last attempt's state, if any: its files
