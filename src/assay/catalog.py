@@ -38,7 +38,7 @@ from .inventory import (
     sniff_manifests,
     walk_manifests,
 )
-from .metric_rows import VALUE, metric_rows
+from .metric_rows import VALUE, as_number, as_text, metric_rows
 from .store import ArtifactStore
 
 CATALOG_NAME = "catalog.duckdb"
@@ -95,16 +95,6 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _when(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -134,8 +124,8 @@ def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
         manifest = manifests[sha]
         get = manifest.get
         digest = format_digest(sha)
-        kind, analysis = _str(get("artifact_type")), _str(get("analysis_name"))
-        condition, replicate = _str(get("condition_label")), _int(get("replicate"))
+        kind, analysis = as_text(get("artifact_type")), as_text(get("analysis_name"))
+        condition, replicate = as_text(get("condition_label")), _int(get("replicate"))
         replicates = get("replicates")
         if not (isinstance(replicates, list) and all(_int(r) is not None for r in replicates)):
             replicates = None
@@ -150,31 +140,31 @@ def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
             total += size or 0
             meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
             side["artifact"].append(digest)
-            side["path"].append(_str(item.get("path")))
-            side["sha256"].append(_str(item.get("sha256")))
+            side["path"].append(as_text(item.get("path")))
+            side["sha256"].append(as_text(item.get("sha256")))
             side["size_bytes"].append(size)
-            side["media_type"].append(_str(item.get("media_type")))
-            side["kind"].append(_str(meta.get("kind")))
+            side["media_type"].append(as_text(item.get("media_type")))
+            side["kind"].append(as_text(meta.get("kind")))
             side["metadata"].append(json.dumps(meta, sort_keys=True, separators=(",", ":"),
                                                ensure_ascii=False))
         for position, item in enumerate(inputs if isinstance(inputs, list) else ()):
             edge["artifact"].append(digest)
             edge["position"].append(position)
             if isinstance(item, dict):
-                edge["input"].append(_str(item.get("digest")))
-                edge["role"].append(_str(item.get("role")) or "input")
+                edge["input"].append(as_text(item.get("digest")))
+                edge["role"].append(as_text(item.get("role")) or "input")
             else:
-                edge["input"].append(_str(item))
+                edge["input"].append(as_text(item))
                 edge["role"].append("input")
         for column, value in (
                 ("digest", digest), ("artifact_type", kind), ("analysis", analysis),
                 ("condition", condition), ("replicate", replicate),
                 ("replicates", replicates), ("schema_version", _int(get("schema_version"))),
-                ("stage", _str(provenance.get("stage"))),
-                ("plugin", _str(provenance.get("plugin"))),
-                ("code_digest", _str(provenance.get("code_digest"))),
-                ("settings_fingerprint", _str(provenance.get("settings_fingerprint"))
-                 or _str(metadata.get("settings_fingerprint"))),
+                ("stage", as_text(provenance.get("stage"))),
+                ("plugin", as_text(provenance.get("plugin"))),
+                ("code_digest", as_text(provenance.get("code_digest"))),
+                ("settings_fingerprint", as_text(provenance.get("settings_fingerprint"))
+                 or as_text(metadata.get("settings_fingerprint"))),
                 ("n_sidecars", len(sidecars)),
                 ("n_inputs", len(inputs) if isinstance(inputs, list) else 0),
                 ("n_warnings", len(warnings) if isinstance(warnings, list) else 0),
@@ -264,9 +254,9 @@ def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
             entry.digest, "no manifest with this digest in the store")
         for column, value in (
                 ("path", entry.name), ("digest", entry.digest),
-                ("artifact_type", _str(ident.get("artifact_type"))),
-                ("analysis", _str(ident.get("analysis"))),
-                ("condition", _str(ident.get("condition"))),
+                ("artifact_type", as_text(ident.get("artifact_type"))),
+                ("analysis", as_text(ident.get("analysis"))),
+                ("condition", as_text(ident.get("condition"))),
                 ("replicate", _int(ident.get("replicate"))), ("resolves", resolves),
                 ("problem", problem)):
             ref_cols[column].append(value)
@@ -276,10 +266,10 @@ def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
     for action in actions:
         rec = action.record or {}
         for column, value in (
-                ("key", action.key), ("digest", _str(rec.get("digest"))),
-                ("stage", _str(rec.get("stage"))), ("plugin", _str(rec.get("plugin"))),
-                ("when", _when(rec.get("when"))), ("host", _str(rec.get("host"))),
-                ("duration_s", _num(rec.get("duration_s"))),
+                ("key", action.key), ("digest", as_text(rec.get("digest"))),
+                ("stage", as_text(rec.get("stage"))), ("plugin", as_text(rec.get("plugin"))),
+                ("when", _when(rec.get("when"))), ("host", as_text(rec.get("host"))),
+                ("duration_s", as_number(rec.get("duration_s"))),
                 ("record", action.raw.decode("utf-8") if action.record is not None else None)):
             act_cols[column].append(value)
     tables["actions"] = _table("actions", act_cols)

@@ -14,13 +14,14 @@ from .payload import ANOVA, COMPARISONS, CONTROL, METRICS, PAIRWISE, RANKING
 VALUE = "value"
 
 
-def _num(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A JSON number as float (bools are not numbers); anything else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
 
-def _str(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
@@ -33,15 +34,15 @@ def metric_rows(out: dict[str, list[Any]], digest: str, payload: Any,
     if not isinstance(payload, dict):
         return
     kind, analysis, condition, replicate = identity
-    control = _str(payload.get(CONTROL)) if kind == "comparison" else None
+    control = as_text(payload.get(CONTROL)) if kind == "comparison" else None
     rows: list[tuple[Any, ...]] = []
     metrics = payload.get(METRICS)
     if isinstance(metrics, dict):
         for name, value in metrics.items():
             if isinstance(value, dict):
                 rows.extend((condition, control, name, stat, v) for stat, v in value.items()
-                            if _num(v) is not None)
-            elif _num(value) is not None:
+                            if as_number(v) is not None)
+            elif as_number(value) is not None:
                 rows.append((condition, control, name, VALUE, value))
     if kind == "comparison":
         rows.extend(_comparison_rows(payload, control))
@@ -71,7 +72,7 @@ def _test_rows(tests: Any, reference: str | None) -> list[tuple[Any, ...]]:
                 for name, stats in per_metric.items():
                     if isinstance(stats, dict):
                         rows.extend((label, reference, name, stat, v)
-                                    for stat, v in stats.items() if _num(v) is not None)
+                                    for stat, v in stats.items() if as_number(v) is not None)
     return rows
 
 
@@ -80,18 +81,18 @@ def _comparison_rows(payload: dict[str, Any], control: str | None) -> list[tuple
     pairwise = payload.get(PAIRWISE)
     if isinstance(pairwise, dict):
         for reference, tests in pairwise.items():
-            rows.extend(_test_rows(tests, _str(reference)))
+            rows.extend(_test_rows(tests, as_text(reference)))
     anova = payload.get(ANOVA)
     if isinstance(anova, dict):
         for name, stats in anova.items():
             if isinstance(stats, dict):
                 rows.extend((None, None, name, f"anova_{stat}", v)
-                            for stat, v in stats.items() if _num(v) is not None)
+                            for stat, v in stats.items() if as_number(v) is not None)
     ranking = payload.get(RANKING)
     if isinstance(ranking, dict):
         for name, entries in ranking.items():
             for entry in entries if isinstance(entries, list) else ():
-                if isinstance(entry, dict) and _num(entry.get("rank")) is not None:
-                    rows.append((_str(entry.get("condition")), None, name, "rank",
+                if isinstance(entry, dict) and as_number(entry.get("rank")) is not None:
+                    rows.append((as_text(entry.get("condition")), None, name, "rank",
                                  entry["rank"]))
     return rows
