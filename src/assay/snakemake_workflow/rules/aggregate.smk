@@ -1,4 +1,5 @@
 rule aggregate:
+    localrule: True
     input:
         PLAN.replicate_refs,
     output:

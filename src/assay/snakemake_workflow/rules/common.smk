@@ -22,3 +22,9 @@ wildcard_constraints:
     condition=PLAN.condition_pattern,
     analysis=PLAN.analysis_pattern,
     replicate=r"[1-9][0-9]*",
+
+
+# Inside a cluster job (Snakemake's remote mode) the job's rules run right in the job's
+# allocation: otherwise the SLURM job step executor wraps every rule job in `srun` and a
+# second `snakemake` start.
+IN_CLUSTER_JOB = workflow.remote_exec

@@ -1,4 +1,5 @@
 rule compare:
+    localrule: True
     input:
         PLAN.condition_refs,
     output:
