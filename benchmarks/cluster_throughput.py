@@ -272,6 +272,7 @@ def run_snakemake(name: str, workdir: Path, repo: Path, args: list[str],
               else sampler.cores())
     run = Run(name, seconds, proc.returncode, lines, started, before, others,
               len(sampler.foreign), cpu)
+    (scratch / f"{name.replace(' ', '-')}.log").write_text(run.output + "\n")
     log(f"{name}: {seconds:.1f} s, exit {proc.returncode}, others {others:.2f} cores"
         + (f", {run.foreign_slurm_jobs} SLURM jobs of other runs seen" if slurm else ""))
     if proc.returncode != 0:

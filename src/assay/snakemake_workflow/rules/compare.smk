@@ -1,5 +1,5 @@
 rule compare:
-    localrule: True
+    localrule: True  # light: on the submit host unless the profile groups it
     input:
         PLAN.condition_refs,
     output:
