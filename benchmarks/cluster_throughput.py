@@ -43,10 +43,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from common import (  # noqa: E402
+from common import (
     RESULTS_MD,
     OtherLoad,
-    busy_cores,
     machine_description,
     machine_markdown,
     markdown_table,
