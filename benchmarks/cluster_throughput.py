@@ -552,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument("--results", type=Path, default=RESULTS_MD)
+    parser.add_argument("--section", default="Cluster throughput",
+                        help="RESULTS.md section to write (e.g. for a --repo measurement)")
     args = parser.parse_args(argv)
     studies = args.only or ["demo", "analysis"]
 
@@ -569,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         costs = start_costs(repo, scratch / f"{studies[0]}-slurm")
         flags = "".join(f" --only {s}" for s in args.only or []) + (
             f" --repo {args.repo}" if args.repo.resolve() != REPO else "") + (
-            f" --shape {' '.join(map(str, args.shape))}" if args.shape != [10, 10, 5] else "")
+            f" --shape {' '.join(map(str, args.shape))}" if args.shape != [10, 10, 5] else "") + (
+            f" --section '{args.section}'" if args.section != "Cluster throughput" else "")
         facts = {"flags": flags, "repo": str(args.repo.resolve()),
                  "slurm_args": f" {args.slurm_args}" if args.slurm_args else "",
                  "machine": machine_description(scratch, packages=("numpy",)),
@@ -577,8 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         text = report(results, costs, facts)
         print(text)
         if not args.no_write:
-            replace_section("Cluster throughput", text, args.results)
-            log(f"wrote the Cluster throughput section of {args.results}")
+            replace_section(args.section, text, args.results)
+            log(f"wrote the {args.section} section of {args.results}")
         return 0 if all(r.equal for r in results) else 1
     finally:
         if args.keep:
