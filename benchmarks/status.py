@@ -307,8 +307,8 @@ def report(result, timings, n_files, build_s, squeue_s, info, conditions, replic
         ("`study_status(plan)` (library, in-process, plan built)", ms(lib),
          f"{floor.median * 1000:.1f} ms", f"{lib.median / floor.median:.0f}x", "(reported)",
          ""),
-        (("of the subprocess: python start, imports, config validation and the plan "
-          "(a subprocess that stops there)"), ms(plan), "", "", "(reported)", ""),
+        (("a subprocess that only plans: python start, imports, config validation, "
+          "`WorkflowPlan`"), ms(plan), "", "", "(reported)", ""),
     ]
     if squeue_s is not None:
         rows.append((("one `squeue --me --states=all` call (made only when a job has a "
@@ -323,17 +323,19 @@ def report(result, timings, n_files, build_s, squeue_s, info, conditions, replic
         f"what was written. Built in {build_s:.1f} s. Median (min-max) of {len(cli.times)} "
         "interleaved rounds; the baseline is `os.scandir` over results/, store/work/ and "
         f".snakemake/ ({n_files} entries), opening no file.")
-    load = (f"Rounds thrown away because other processes used the cores: {len(discarded)}."
-            if discarded else "No round was disturbed by other processes.")
+    load = (f"{len(discarded)} rounds were thrown away because other processes used the "
+            "cores, and run again once the machine was quiet." if discarded
+            else "No round was disturbed by other processes.")
     return "\n".join([
         intro, "", machine_markdown(info), "",
         markdown_table(["figure", "measured: median (min-max)", "baseline (scandir)",
                         "ratio", "goal", "met?"], rows), "",
-        "Where the time goes: most of the subprocess is Python, the imports (jsonschema, "
-        "the analysis plugins' modules, which the plan needs to know which figures exist) "
-        "and the plan (row 3); the rest is one open of each ref and each job log (its first "
-        "4 KiB and last 8 KiB), and of the live or failed runs' work directories. "
-        + load,
+        f"Where the time goes: of the subprocess's {cli.median * 1000:.0f} ms, "
+        f"{plan.median * 1000:.0f} ms are Python, the imports (jsonschema, the analysis "
+        "plugins' modules, which the plan needs to know which figures exist) and the plan "
+        "(row 3); reading the study is the library call (row 2): one open of each ref and "
+        "each job log (its first 4 KiB and last 8 KiB) and of the live or failed runs' work "
+        "directories; the rest is writing the JSON. " + load,
     ])
 
 

@@ -100,11 +100,13 @@ def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
                    check=True)
     python = venv / "bin" / "python"
     [wheel] = wheel_dir.glob("assay-*.whl")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
-                   check=True, capture_output=True)
-    study = tmp_path / "study"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    # --ignore-installed: the venv sees the system's (editable) assay and must not settle
+    # for it; the dependencies come from the system site-packages.
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
+                    "--ignore-installed", str(wheel)], check=True, capture_output=True, env=env)
+    study = tmp_path / "study"
     subprocess.run([str(venv / "bin" / "assay"), "init", str(study)], check=True, env=env,
                    capture_output=True)
     config = yaml.safe_load((study / "config" / "config.yaml").read_text())

@@ -124,6 +124,17 @@ def test_stop_request_leaves_a_checkpoint_and_resume_gives_the_same_digests(
     assert digests(run) == reference["digests"]
 
 
+def test_stop_without_a_workdir_says_a_rerun_starts_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(openmm_runner, "_PROGRESS_EVERY_S", 0.0)
+    ctx = make_ctx(tmp_path, work=None)
+    ctx.stop_event.set()
+    with pytest.raises(SimulationStopped) as stopped:
+        OpenMMRunner().run(ctx)
+    assert str(stopped.value) == ("openmm run T300/1 stopped on request at step 100 of 3000 "
+                                  "without a work directory, so a rerun starts from step 0")
+    assert not list((tmp_path / "store" / "tmp").glob("openmm-*"))
+
+
 KILL_SCRIPT = """
 import json, sys
 from pathlib import Path

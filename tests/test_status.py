@@ -28,7 +28,13 @@ from workflow_helpers import REPO, write_config
 
 from assay.layout import ref_identity
 from assay.refs import write_ref
-from assay.status import incomplete_markers, load_study_config, marker_key, plan_jobs
+from assay.status import (
+    incomplete_markers,
+    load_study_config,
+    marker_key,
+    plan_jobs,
+    read_log,
+)
 
 SNAKEFILE = next((p for p in (REPO / "Snakefile", REPO / "workflow" / "Snakefile")
                   if p.is_file()), REPO / "Snakefile")
@@ -61,7 +67,7 @@ CONFIG = {
     "conditions": [{"label": "free", "params": {}}, {"label": "strong", "params": {}}],
     "control": "free", "replicates": 2,
     "runner": {"plugin": "python",
-               "settings": {"callable": f"{STUDY_MODULE}:slow", "steps": 12, "sleep": 0.4}},
+               "settings": {"callable": f"{STUDY_MODULE}:slow", "steps": 10, "sleep": 0.3}},
     "analyses": {"x": {"plugin": f"{STUDY_MODULE}:Tiny"}},
     "aggregation": {"min_replicates": 2},
     "plots": {"format": "png", "dpi": 30},
@@ -105,9 +111,11 @@ def status_json(root: Path, *args: str, env: dict | None = None) -> dict:
 
 
 def run_status(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`assay status ARGS` in the study; Python may write bytecode (status must not)."""
+    full = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     return subprocess.run([sys.executable, "-m", "assay.cli", "status", *args], cwd=root,
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+                          check=False, capture_output=True, text=True, timeout=60,
+                          env={**full, **(env or {})})
 
 
 def check_counts(status: dict, total: int = TOTAL) -> None:
@@ -185,10 +193,12 @@ def plan_of(root: Path):
     from assay.workflow import WorkflowPlan
 
     sys.path.insert(0, str(root))
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         return WorkflowPlan(load_study_config((), root), workdir=root)
     finally:
         sys.path.remove(str(root))
+        sys.dont_write_bytecode = writes
 
 
 @pytest.fixture
@@ -232,13 +242,30 @@ def test_marker_names_decode_as_snakemake_writes_them(tmp_path, max_len):
     assert markers[outputs[1]].external_jobid is None
 
 
+def test_a_log_with_an_earlier_attempt_replayed_speaks_for_this_attempt(tmp_path):
+    """The run job copies a failed attempt's log into the next one's; its error is old."""
+    log = tmp_path / "1.log"
+    log.write_text("[assay run] ---- job started 2026-01-01 00:00:00 UTC on n1, pid 9\n"
+                   "[assay run] attempt 2 in store/work/k/files (resuming)\n"
+                   "[assay run] ---- the log of attempt 1 (failed or stopped) ----\n"
+                   "[assay run] attempt 1 in store/work/k/files\n"
+                   "[assay run] error: run stopped by SIGTERM\n"
+                   "[assay run] ---- end of the log of attempt 1 ----\n"
+                   "step 7\n")
+    facts = read_log(log, "run")
+    assert (facts.attempt, facts.error, facts.succeeded) == (2, None, False)
+    with log.open("a") as handle:
+        handle.write("[assay run] error: runner 'python' failed: ValueError: nan\n")
+    assert read_log(log, "run").error.endswith("ValueError: nan")
+
+
 def test_config_is_built_as_snakemake_builds_it(tmp_path):
     make_study(tmp_path)
     extra = tmp_path / "more.yaml"
     extra.write_text("replicates: 3\nrunner:\n  settings:\n    steps: 5\n")
     merged = load_study_config([extra], tmp_path)
     assert merged["replicates"] == 3 and merged["runner"]["settings"]["steps"] == 5
-    assert merged["runner"]["settings"]["sleep"] == 0.4      # nested mappings extended
+    assert merged["runner"]["settings"]["sleep"] == 0.3      # nested mappings extended
     replaced = load_study_config([extra], tmp_path, replace=True)
     assert "conditions" not in replaced
 
@@ -443,9 +470,14 @@ def stop(proc: subprocess.Popen) -> str:
 
 
 @pytest.mark.slow
-def test_a_running_study_moves_from_pending_to_done_and_a_killed_run_fails(tmp_path):
+def test_a_running_study_moves_from_pending_to_done_and_a_killed_run_fails(tmp_path,
+                                                                          helpers):
     root = make_study(tmp_path / "study")
     proc = start_snakemake(root, "--cores", "2", "--keep-going")
+    watch = subprocess.Popen([sys.executable, "-m", "assay.cli", "status", "--watch", "1"],
+                             cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    helpers.append(watch)
     seen: list[dict] = []
     try:
         status = poll(root, lambda s: any(r["state"] == "running" and (r["percent"] or 0) > 0
@@ -463,6 +495,12 @@ def test_a_running_study_moves_from_pending_to_done_and_a_killed_run_fails(tmp_p
     finally:
         output = stop(proc)
     assert proc.returncode != 0, output
+    # --watch redrew until Snakemake stopped at the failure, then exited 1 by itself.
+    frames = watch.communicate(timeout=30)[0]
+    assert watch.returncode == 1, frames
+    assert frames.count("--- next look in 1 s") >= 5
+    assert re.search(r"\[#+\.*\] +\d+%  \d+ done", frames)
+    assert frames.rstrip().endswith("snakemake --cores all")
 
     status = status_json(root)
     check_counts(status)
@@ -535,7 +573,7 @@ def slurm_env():
     if shutil.which("sbatch") is None and not required:
         pytest.skip("no SLURM client (sbatch) installed; `bash tests/slurm/cluster.sh up`")
     proc = subprocess.run(["bash", str(REPO / "tests" / "slurm" / "cluster.sh"), "status"],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         message = f"the loopback SLURM cluster is not up:\n{proc.stdout}{proc.stderr}"
         if required:
@@ -576,8 +614,10 @@ def test_status_shows_slurm_job_ids_and_states_while_runs_go_through_slurm(tmp_p
     assert ids and ids <= submitted and len(ids) == 4, (ids, submitted)
     assert any(s["counts"]["queued"] for s in seen)
     running = [r for s in seen for r in s["runs"] if r["slurm_state"] == "RUNNING"]
-    assert all(r["state"] == "running" for r in running)
+    assert all(r["state"] == "running" for r in running), running
     assert any(r["message"] and r["message"].startswith("step ") for r in running)
-    assert all(s["slurm"]["available"] for s in seen if s["stages"]["run"]["running"])
+    # squeue is asked once any unfinished job has a SLURM id (the marker's, then state.json's)
+    assert all(s["slurm"]["available"] for s in seen
+               if any(r["slurm_job_id"] for r in s["runs"]))
     check_counts(status)
     assert status["stages"]["collect"]["pending"] == 4 and status["counts"]["failed"] == 0

@@ -12,6 +12,7 @@ from .atomic import atomic_write_bytes
 from .errors import ArtifactSchemaError
 from .hashing import canonical_json, is_digest, is_sha256_hex, sha256_hex
 from .payload import strict_json_payload
+from .sharing import PRIVATE, SharingPolicy
 
 
 def action_key(*, stage: str, plugin: str, code_digest: str, settings: Any,
@@ -45,31 +46,52 @@ RECORD_SUFFIX = ".json"
 
 
 class ActionCache:
-    """Owner of ``actions/<first 2 hex>/<key>.json``: one record per action key."""
+    """Owner of ``actions/<first 2 hex>/<key>.json``: one record per action key.
 
-    def __init__(self, actions_dir: Path) -> None:
+    A record's owner is who wrote it (records are replaced, never edited in place): the
+    ``sharing`` policy decides whether that writer is trusted.
+    """
+
+    def __init__(self, actions_dir: Path, sharing: SharingPolicy = PRIVATE) -> None:
         self.dir = Path(actions_dir)
+        self.sharing = sharing
 
     @classmethod
-    def at(cls, store_root: str | os.PathLike[str]) -> "ActionCache":
-        return cls(Path(store_root) / ACTIONS_DIR)
+    def at(cls, store_root: str | os.PathLike[str],
+           sharing: SharingPolicy = PRIVATE) -> "ActionCache":
+        return cls(Path(store_root) / ACTIONS_DIR, sharing)
 
     def path_for(self, key: str) -> Path:
         if not is_sha256_hex(key):
             raise ArtifactSchemaError(f"action key must be 64 lowercase hex, got {key!r}")
         return self.dir / key[:2] / f"{key}{RECORD_SUFFIX}"
 
-    def read(self, key: str) -> dict[str, Any] | None:
+    def read(self, key: str, *, trusted_only: bool = False) -> dict[str, Any] | None:
+        """The record, or None; with ``trusted_only`` also None when an untrusted writer
+        wrote it (the job recomputes; `assay verify` reports it)."""
         path = self.path_for(key)
         try:
-            record = json.loads(path.read_bytes())
+            with open(path, "rb") as handle:
+                if trusted_only and not self.sharing.is_trusted(os.fstat(handle.fileno()).st_uid):
+                    return None
+                record = json.loads(handle.read())
         except FileNotFoundError:
             return None
+        except PermissionError:
+            raise self.sharing.reading_error(path, f"action record {key}") from None
         except (ValueError, RecursionError):
             return None  # a damaged record is a cache miss, never an error
         if not isinstance(record, dict) or not is_digest(record.get("digest")):
             return None
         return record
+
+    def untrusted_writer(self, key: str) -> int | None:
+        """The uid that wrote this key's record if it is not trusted, else None."""
+        try:
+            uid = os.stat(self.path_for(key)).st_uid
+        except FileNotFoundError:
+            return None
+        return None if self.sharing.is_trusted(uid) else uid
 
     def record(self, key: str, digest: str, **record: Any) -> Path:
         if not is_digest(digest):
@@ -77,7 +99,7 @@ class ActionCache:
         body = {"key": key, "digest": digest,
                 **strict_json_payload(record, analysis_name="action record")}
         path = self.path_for(key)
-        atomic_write_bytes(path, canonical_json(body) + b"\n")
+        atomic_write_bytes(path, canonical_json(body) + b"\n", sharing=self.sharing)
         return path
 
     def paths(self) -> list[str]:

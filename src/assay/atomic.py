@@ -5,6 +5,9 @@ name survives too, because the directory entry made by the rename is fsynced. Ob
 (staged in ``store/tmp``, named only once hashed) use ``publish``; every other file
 (refs, action records, figures, the catalog, bundles, copies) uses ``atomic_file`` or
 ``atomic_write_bytes``, which stage beside the target.
+
+Directories and modes come from a ``sharing.SharingPolicy`` (a shared store creates
+group-writable setgid directories); a refused write raises its ``StorePermissionError``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+from .sharing import PRIVATE, SharingPolicy, StorePermissionError
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -64,36 +69,49 @@ def temp_beside(target: Path) -> Path:
 
 
 @contextmanager
-def atomic_path(target: str | os.PathLike[str], *, mode: int | None = None) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, mode: int | None = None,
+                sharing: SharingPolicy = PRIVATE) -> Iterator[Path]:
     """A temp path for a writer that insists on a file name (DuckDB, zipfile, savefig).
 
     On a clean exit the temp file is fsynced, given ``mode`` and published; on an error
     it is removed and the target is untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    sharing.make_dirs(target.parent)
     tmp = temp_beside(target)
     try:
-        yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
-        fsync_path(tmp)
-        publish(tmp, target)
+        try:
+            yield tmp
+        except StorePermissionError:
+            raise
+        except PermissionError as exc:   # the writer could not create the temp file
+            if exc.filename is None or Path(exc.filename).parent != tmp.parent:
+                raise
+            raise sharing.permission_error(tmp) from None
+        try:
+            if mode is not None:
+                os.chmod(tmp, mode)
+            fsync_path(tmp)
+            publish(tmp, target)
+        except PermissionError as exc:
+            raise sharing.permission_error(exc.filename or tmp) from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
 @contextmanager
-def atomic_file(target: str | os.PathLike[str], *, mode: int = 0o644) -> Iterator[BinaryIO]:
+def atomic_file(target: str | os.PathLike[str], *, mode: int = 0o644,
+                sharing: SharingPolicy = PRIVATE) -> Iterator[BinaryIO]:
     """An open binary file whose bytes replace ``target`` atomically on a clean exit."""
-    with atomic_path(target, mode=mode) as tmp:
+    with atomic_path(target, mode=mode, sharing=sharing) as tmp:
         with open(tmp, "xb") as handle:
             yield handle
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
+                       sharing: SharingPolicy = PRIVATE) -> None:
     """Small files (refs, action records, state files) in one call."""
-    with atomic_path(path, mode=mode) as tmp:
+    with atomic_path(path, mode=mode, sharing=sharing) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             write_all(fd, data)

@@ -39,6 +39,9 @@ class Study:
     condition_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     grace_seconds: float = 20.0
     comparison: dict[str, Any] = field(default_factory=dict)
+    # How a lab's shared store is kept and whom its cache trusts: reaches the jobs through
+    # the environment, never a spec (assay.sharing).
+    store_sharing: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
@@ -73,7 +76,8 @@ class Study:
             condition_resources={c["label"]: dict(c["resources"])
                                  for c in config["conditions"] if c.get("resources")},
             grace_seconds=float(config["runner"]["grace_seconds"]),
-            comparison=dict(config["comparison"]))
+            comparison=dict(config["comparison"]),
+            store_sharing=dict(config["store_sharing"]))
         study._check_partitions()
         if check_plugins:
             from .errors import PluginError
@@ -168,7 +172,7 @@ def _explain(error: Any) -> Any:
     """For "a count or a list" (oneOf), the error of the alternative the value was meant
     for, instead of jsonschema's "is not valid under any of the given schemas"."""
     if error.validator in ("oneOf", "anyOf") and error.context:
-        meant = [e for e in error.context if e.validator != "type"]
+        meant = [e for e in error.context if e.validator not in ("type", "const")]
         if meant:
             return _explain(min(meant, key=lambda e: len(e.absolute_path)))
     return error
@@ -178,7 +182,9 @@ def _message(error: Any) -> str:
     if error.validator in ("oneOf", "anyOf") and error.context:
         types = " or ".join(dict.fromkeys(repr(e.validator_value) for e in error.context
                                           if e.validator == "type"))
-        return f"{error.instance!r} is not of type {types}"
+        consts = [repr(e.validator_value) for e in error.context if e.validator == "const"]
+        return f"{error.instance!r} is not " + " or ".join(
+            consts + ([f"of type {types}"] if types else []))
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))

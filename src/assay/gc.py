@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import ArtifactStoreError
 from .hashing import format_digest
+from .sharing import SharingPolicy, registered_results
 from .layout import REF_DIRS
 from .inventory import (
     Progress,
@@ -64,6 +65,11 @@ class GcReport:
     deleted_work_dirs: int = 0
     deleted_objects: int = 0
     deleted_bytes: int = 0
+    # Shared stores: other members' results directories whose refs were roots too; the
+    # registered ones that are gone (forgotten on --delete) or that we may not read.
+    member_results: list[str] = field(default_factory=list)
+    gone_results: list[str] = field(default_factory=list)
+    unreadable_results: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "swept"}
@@ -176,6 +182,7 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
 
     entries: list[RefEntry] = load_refs(results_dir, jobs=jobs)
     entries += expand_ref_args(roots or [], results_dir)
+    gone_records = _member_roots(store_root, results_dir, report, entries, jobs)
     report.roots = len(entries)
     for entry in entries:
         if entry.digest is None:
@@ -196,6 +203,13 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     for manifest in graph.manifests.values():
         marked.update(s for s, _ in sidecar_shas(manifest))
         marked.update(input_shas(manifest))
+    if delete and report.unreadable_results:
+        where, problem = sorted(report.unreadable_results.items())[0]
+        raise ArtifactStoreError(
+            f"gc refuses to delete: the refs of another member's results directory {where} "
+            f"cannot be read ({problem}), so what they keep alive is unknown. Its owner "
+            "runs `assay gc` instead, or makes it readable to the store's group "
+            f"(chmod -R g+rX {where})")
     if delete and unreadable:
         first = sorted(unreadable)[0]
         raise ArtifactStoreError(
@@ -234,14 +248,19 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     report.work_bytes = sum(info["size_bytes"] for info in report.work_dirs)
     if not delete:
         return report
+    sharing = SharingPolicy.for_store(store_root, check_world_writable=False)
     for work, _ in abandoned:
         work.remove()
         report.deleted_work_dirs += 1
+    for record in gone_records:
+        with sharing.writing(record):
+            record.unlink(missing_ok=True)
 
     # Action records first: a job that starts meanwhile then misses the cache instead of
     # hitting an artifact that is about to go.
     for action in doomed_actions:
-        Path(action.path).unlink(missing_ok=True)
+        with sharing.writing(action.path):
+            Path(action.path).unlink(missing_ok=True)
     for i, (sha, path, size) in enumerate(candidates, 1):
         try:
             st = os.lstat(path)
@@ -249,7 +268,8 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
             continue
         if st.st_mtime >= time.time() - grace_seconds:
             continue  # rewritten (touched) since the scan: someone is using it again
-        os.unlink(path)
+        with sharing.writing(path):
+            os.unlink(path)
         report.deleted_objects += 1
         report.deleted_bytes += size
         if i % 1024 == 0:
@@ -258,5 +278,52 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
-            path.unlink(missing_ok=True)
+            with sharing.writing(path):
+                path.unlink(missing_ok=True)
     return report
+
+
+def _unreadable_below(top: Path) -> str | None:
+    """What keeps us from reading every ref under a results directory, if anything."""
+    problems: list[str] = []
+
+    def note(exc: OSError) -> None:
+        problems.append(f"{exc.filename}: {exc.strerror}")
+
+    if not os.access(top, os.R_OK | os.X_OK):
+        return f"{top}: Permission denied"
+    for sub in REF_DIRS:
+        for _ in os.walk(top / sub, onerror=lambda exc: None if isinstance(
+                exc, FileNotFoundError) else note(exc)):
+            pass
+        if problems:
+            return problems[0]
+    return None
+
+
+def _member_roots(store_root: Path, results_dir: Path, report: GcReport,
+                  entries: list[RefEntry], jobs: int | None) -> list[Path]:
+    """Add the refs of every other registered results directory (a shared store's other
+    members) to ``entries``; return the registry files of directories that are gone."""
+    own = os.path.realpath(results_dir)
+    gone: list[Path] = []
+    for record_path, record in registered_results(store_root):
+        where = record["results"]
+        if where == own:
+            continue
+        try:
+            os.lstat(where)
+        except FileNotFoundError:
+            report.gone_results.append(where)
+            gone.append(record_path)
+            continue
+        except OSError as exc:   # e.g. a parent we may not search: not gone, unknown
+            report.unreadable_results[where] = f"{where}: {exc.strerror}"
+            continue
+        problem = _unreadable_below(Path(where))
+        if problem is not None:
+            report.unreadable_results[where] = problem
+            continue
+        report.member_results.append(where)
+        entries.extend(load_refs(Path(where), jobs=jobs))
+    return gone

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
+
+from . import joblog
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay job", description=__doc__)
@@ -38,8 +41,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stage == "run":
         # A run gets SIGTERM at its walltime (or scancel, preemption): forward it to the
         # runner and give it the grace period to checkpoint (assay.supervise).
-        import os
-
         from .supervise import Supervisor
 
         import socket
@@ -56,12 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     from .errors import AssayError
-    from .layout import ref_identity
+    from .layout import STAGE_LAYOUTS, ref_identity
     from .refs import read_ref, write_ref
     from .store import ArtifactStore
 
     def log(message: str) -> None:
-        print(f"[assay {args.stage}] {message}", file=sys.stderr, flush=True)
+        print(f"{joblog.prefix(args.stage)}{message}", file=sys.stderr, flush=True)
 
     store = None
     try:
@@ -69,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if spec.get("stage") != args.stage:
             raise AssayError(f"spec is for stage {spec.get('stage')!r}, not {args.stage!r}")
         store = ArtifactStore(args.store)
+        umask = store.sharing.job_umask()
+        if umask is not None:   # a shared store: what the runner creates stays group-writable
+            os.umask(umask)
         inputs = [read_ref(path).digest for path in args.inputs]
         if args.stage == "plot":
             from .plotting import run_plot, run_plot_cached
@@ -78,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_plot(store, spec, comparison, args.plots)
             else:
                 run_plot_cached(store, spec, comparison, args.plots, log=log)
-            log(f"wrote {len(args.plots)} figure(s) in {time.monotonic() - started:.2f}s")
+            log(f"{joblog.FIGURES_WRITTEN}{len(args.plots)} figure(s) in "
+                f"{time.monotonic() - started:.2f}s")
             return 0
         from .stages import JobOptions, execute
 
@@ -91,10 +96,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log,
                          options=options)
         write_ref(args.output, digest, **ref_identity(spec))
-        log(f"ref {args.output} -> {digest} ({time.monotonic() - started:.2f}s)")
+        # In a shared store any member's gc marks from these refs too.
+        store.sharing.register_results(STAGE_LAYOUTS[args.stage].results_of(args.output))
+        log(f"{joblog.REF_WRITTEN}{args.output} -> {digest} "
+            f"({time.monotonic() - started:.2f}s)")
         return 0
     except AssayError as exc:
         log(f"error: {exc}")
+        return 1
+    except PermissionError as exc:   # outside assay's own writes (a runner, say): still clear
+        from .sharing import PRIVATE
+
+        policy = store.sharing if store is not None else PRIVATE
+        path = exc.filename or args.store
+        reading = os.path.exists(path) and not os.access(path, os.R_OK)
+        log(f"error: {policy.permission_error(path, write=not reading)}")
         return 1
     finally:
         if store is not None:

@@ -9,6 +9,7 @@ adding a stage or moving a folder is one edit here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -37,6 +38,10 @@ class StageLayout:
         stem = self.ref_pattern.removesuffix(".json")
         return f"{results}/{BENCHMARKS_DIR}/{self.stage}/{stem}.tsv"
 
+    def results_of(self, ref_path: str | Path) -> Path:
+        """The results directory a ref of this stage lives in."""
+        return Path(ref_path).parents[self.ref_pattern.count("/") + 1]
+
     @property
     def identity_keys(self) -> tuple[str, ...]:
         """The names that identify one job of this stage (and go into its ref)."""
@@ -61,6 +66,15 @@ CATALOG_FILE = "catalog.duckdb"
 PLOTS_DIR = "plots"
 LOGS_DIR = "logs"
 BENCHMARKS_DIR = "benchmarks"
+
+
+def plot_log_path(results: str, analysis: str = "{analysis}", figure: str = "{figure}") -> str:
+    """A plot job's log (one per figure); wildcards where names are not given."""
+    return f"{results}/{LOGS_DIR}/plot/{analysis}/{figure}.log"
+
+
+def catalog_log_path(results: str) -> str:
+    return f"{results}/{LOGS_DIR}/catalog.log"
 
 
 def ref_identity(spec: dict[str, Any]) -> dict[str, Any]:

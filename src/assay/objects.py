@@ -12,6 +12,7 @@ from typing import Callable
 from .atomic import fsync_and_close, publish, write_all
 from .errors import ArtifactIntegrityError
 from .hashing import BackgroundHasher, format_digest, hash_file, is_sha256_hex, sha256_hex
+from .sharing import SharingPolicy, StorePermissionError, is_fresh
 
 OBJECT_MODE = 0o444
 TMP_SUFFIX = ".part"
@@ -56,9 +57,9 @@ class HashingFileWriter:
     instead of seeking back, which is what lets one pass both write and hash the bytes.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: int = 0o600) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         self._hasher = BackgroundHasher()
         self.closed = False
 
@@ -102,15 +103,28 @@ class HashingFileWriter:
 
 
 class ObjectStore:
-    """Writes and verifies content-addressed blobs; knows nothing about artifacts."""
+    """Writes and verifies content-addressed blobs; knows nothing about artifacts.
 
-    def __init__(self, root: Path) -> None:
+    Its ``sharing`` policy gives the modes of what it creates, decides whose objects may
+    be reused, and turns a refused read or write into a clear error.
+    """
+
+    def __init__(self, root: Path, sharing: SharingPolicy | None = None) -> None:
         self.root = Path(root)
+        self._sharing = sharing
         self.objects_dir = self.root / OBJECTS_DIR
         self.tmp_dir = self.root / TMP_DIR
         self._objects_str = str(self.objects_dir)
         self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def sharing(self) -> SharingPolicy:
+        """The store's policy (made on first use when this ObjectStore stands alone, as in
+        gc and verify, which mostly only need paths)."""
+        if self._sharing is None:
+            self._sharing = SharingPolicy.for_store(self.root, check_world_writable=False)
+        return self._sharing
 
     # paths -------------------------------------------------------------
     # The one place the sharding is spelled: objects/<first 2 hex>/<64 hex>.
@@ -135,40 +149,48 @@ class ObjectStore:
         return sorted(n for n in names if n.startswith(prefix) and self._in_shard(n, prefix[:2]))
 
     def new_tmp_path(self) -> Path:
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.sharing.make_dirs(self.tmp_dir)
         return self.tmp_dir / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
 
+    def _open_tmp(self) -> tuple[Path, int]:
+        tmp = self.new_tmp_path()
+        with self.sharing.writing(tmp):
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.sharing.tmp_mode)
+
     # writes ------------------------------------------------------------
+    def _reusable(self, sha256: str, size: int) -> bool:
+        """An object of this size exists, a trusted writer stored it, and its mtime was
+        refreshed: a writer of the same bytes may drop its own copy."""
+        try:
+            st = os.stat(self.path_str(sha256))
+        except FileNotFoundError:
+            return False
+        return (st.st_size == size and self.sharing.is_trusted(st.st_uid)
+                and self.touch(sha256, st))
+
     def publish(self, tmp_path: Path, sha256: str, size: int) -> StoredObject:
         """Move a finished, fsynced tmp file into place unless an intact twin already exists.
 
         Two writers of the same bytes both succeed: the loser finds the object, refreshes its
         mtime (see ``touch``) and drops its tmp file. An existing object with the wrong size is
-        damaged and is replaced; so is one whose mtime cannot be refreshed.
+        damaged and is replaced; so is one whose mtime cannot be refreshed (another member's,
+        read-only) or that an untrusted writer stored.
         """
         dest = self.path_for(sha256)
-        try:
-            existing = dest.stat().st_size
-        except FileNotFoundError:
-            existing = -1
-        if existing == size and self.touch(sha256):
+        if self._reusable(sha256, size):
             os.unlink(tmp_path)
             return StoredObject(sha256, size)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp_path, OBJECT_MODE)
-        publish(tmp_path, dest)
+        self.sharing.make_dirs(dest.parent)
+        with self.sharing.writing(dest):
+            os.chmod(tmp_path, OBJECT_MODE)
+            publish(tmp_path, dest)
         return StoredObject(sha256, size, fresh=True)
 
     def put_bytes(self, data: bytes) -> StoredObject:
         sha = sha256_hex(data)
-        dest = self.path_for(sha)
-        try:
-            if dest.stat().st_size == len(data) and self.touch(sha):
-                return StoredObject(sha, len(data))
-        except FileNotFoundError:
-            pass
-        tmp = self.new_tmp_path()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if self._reusable(sha, len(data)):
+            return StoredObject(sha, len(data))
+        tmp, fd = self._open_tmp()
         try:
             write_all(fd, data)
         except BaseException:
@@ -180,7 +202,9 @@ class ObjectStore:
 
     def put_stream(self, produce: Callable[[HashingFileWriter], None]) -> StoredObject:
         """Let ``produce`` write into a hashing tmp file, then publish it under its digest."""
-        writer = HashingFileWriter(self.new_tmp_path())
+        tmp = self.new_tmp_path()
+        with self.sharing.writing(tmp):
+            writer = HashingFileWriter(tmp, self.sharing.tmp_mode)
         try:
             produce(writer)
             stored = writer.finish()
@@ -192,22 +216,19 @@ class ObjectStore:
     def put_file(self, source: Path, *, move: bool) -> StoredObject:
         """Ingest an existing file: hash it, then move (same filesystem) or copy it in."""
         sha, size = hash_file(source)
-        dest = self.path_for(sha)
-        try:
-            if dest.stat().st_size == size and self.touch(sha):
-                if move:
-                    os.unlink(source)
-                return StoredObject(sha, size)
-        except FileNotFoundError:
-            pass
-        tmp = self.new_tmp_path()
+        if self._reusable(sha, size):
+            if move:
+                os.unlink(source)
+            return StoredObject(sha, size)
         if move:
+            tmp = self.new_tmp_path()
             fd = os.open(source, os.O_RDONLY)
             fsync_and_close(fd)
-            os.replace(source, tmp)
+            with self.sharing.writing(tmp):
+                os.replace(source, tmp)
         else:
             with open(source, "rb") as src:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                tmp, fd = self._open_tmp()
                 try:
                     while chunk := src.read(8 * 1024 * 1024):
                         write_all(fd, chunk)
@@ -229,7 +250,7 @@ class ObjectStore:
         tmp = self.new_tmp_path()
         try:
             os.link(source, tmp)
-        except OSError:
+        except OSError:   # another device, or not ours to link (protected_hardlinks)
             return None
         try:
             sha, size = hash_file(tmp)
@@ -244,6 +265,9 @@ class ObjectStore:
             f"{what}: object sha256:{sha256} {problem} (at {self.path_for(sha256)}). "
             "Run `assay verify --repair` and rerun the workflow to recompute it.")
 
+    def unreadable(self, sha256: str, what: str) -> StorePermissionError:
+        return self.sharing.reading_error(self.path_for(sha256), f"{what}: object sha256:{sha256}")
+
     def verify(self, sha256: str, size: int | None, *, what: str, full: bool = False) -> Path:
         """Check an object's size and digest; a stat-cache hit skips re-hashing."""
         if not is_sha256_hex(sha256):
@@ -253,13 +277,18 @@ class ObjectStore:
             st = path.stat()
         except FileNotFoundError:
             raise self._damaged(sha256, what, "is missing") from None
+        except PermissionError:
+            raise self.unreadable(sha256, what) from None
         if size is not None and st.st_size != size:
             self.forget(sha256)
             raise self._damaged(sha256, what, f"has {st.st_size} bytes, expected {size}")
         signature = _signature(st)
         if not full and self._verified.get(sha256) == signature:
             return path
-        actual, _ = hash_file(path)
+        try:
+            actual, _ = hash_file(path)
+        except PermissionError:
+            raise self.unreadable(sha256, what) from None
         if actual != sha256:
             self.forget(sha256)
             raise self._damaged(sha256, what, f"has different bytes (sha256:{actual})")
@@ -267,16 +296,66 @@ class ObjectStore:
             self._verified[sha256] = signature
         return path
 
-    def touch(self, sha256: str) -> bool:
+    def refresh(self, sha256: str) -> bool:
+        """Before a cache hit names an object from a new ref: make it young for gc (see
+        ``touch``) and make sure a trusted writer stored it. False if it is missing.
+
+        In a shared store another member's object is read-only to us: if it was not used
+        within the last minute, our own copy (hashed while copied, so verified) replaces it;
+        so does an untrusted writer's. Without write access the object is served as it is
+        (protected by gc's grace period only).
+        """
+        path = self.path_str(sha256)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            raise self.unreadable(sha256, f"object sha256:{sha256}") from None
+        trusted = self.sharing.is_trusted(st.st_uid)
+        if trusted and (self.touch(sha256, st) or not self.sharing.shared or is_fresh(st)):
+            return True
+        try:
+            return self._replace_with_copy(sha256, Path(path)) or trusted
+        except StorePermissionError:
+            return trusted
+
+    def _replace_with_copy(self, sha256: str, path: Path) -> bool:
+        """Publish our own verified copy of an existing object over it (it becomes ours)."""
+        tmp, fd = self._open_tmp()
+        hasher = BackgroundHasher()
+        try:
+            with open(path, "rb") as src:
+                while chunk := src.read(8 * 1024 * 1024):
+                    hasher.update(chunk)
+                    write_all(fd, chunk)
+        except BaseException:
+            os.close(fd)
+            hasher.abandon()
+            os.unlink(tmp)
+            raise
+        fsync_and_close(fd)
+        if hasher.hexdigest() != sha256:   # damaged: leave it for verify to report
+            os.unlink(tmp)
+            return False
+        with self.sharing.writing(path):
+            os.chmod(tmp, OBJECT_MODE)
+            publish(tmp, path)
+        self.mark_verified(sha256, path)
+        return True
+
+    def touch(self, sha256: str, st: os.stat_result | None = None) -> bool:
         """Set an existing object's mtime to now; False if it is gone or not ours to touch.
 
         A writer that finds its bytes already stored (deduplication) or reuses an artifact
         from the action cache is about to name old objects from a new ref. `assay gc` keeps
         unreferenced objects younger than its grace period and re-checks the mtime just
         before it deletes, so this is what keeps a concurrent gc from sweeping them.
+        ``st``: the object's stat, if the caller just took it.
         """
         path = self.path_for(sha256)
-        was_verified = self.is_stat_verified(sha256)
+        was_verified = (self.is_stat_verified(sha256) if st is None
+                        else self._verified.get(sha256) == _signature(st))
         try:
             os.utime(path)
         except OSError:   # missing (swept meanwhile), or another user's read-only object
@@ -308,6 +387,8 @@ class ObjectStore:
             data = path.read_bytes()
         except FileNotFoundError:
             raise self._damaged(sha256, what, "is missing") from None
+        except PermissionError:
+            raise self.unreadable(sha256, what) from None
         if size is not None and len(data) != size:
             raise self._damaged(sha256, what, f"has {len(data)} bytes, expected {size}")
         actual = sha256_hex(data)

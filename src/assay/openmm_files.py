@@ -21,7 +21,7 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_path, atomic_write_bytes
 from .errors import AssayError
 from .hashing import canonical_json, sha256_hex
 
@@ -48,9 +48,8 @@ def pdb_bytes(topology: Any, positions: Any) -> bytes:
 def _private(path: Path) -> None:
     """Copy a file that shares its inode with a store object before anyone writes to it."""
     if path.exists() and (path.stat().st_nlink > 1 or not os.access(path, os.W_OK)):
-        tmp = path.with_name(f".{path.name}.copy")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            shutil.copyfile(path, tmp)
 
 
 class Outputs:

@@ -382,11 +382,12 @@ class OpenMMRunner:
                 ctx.progress(step, s.steps, f"step {step} of {s.steps}")
                 shown = now
             if stop:
-                where = ("rerun to resume" if ctx.workdir is not None
-                         else "no work directory, so a rerun starts from step 0")
+                where = (f"with a checkpoint in {folder}; rerun to resume"
+                         if ctx.workdir is not None
+                         else "without a work directory, so a rerun starts from step 0")
                 raise SimulationStopped(
                     f"openmm run {ctx.condition_label}/{ctx.replicate} stopped on request at "
-                    f"step {step} of {s.steps} with a checkpoint in {folder}; {where}")
+                    f"step {step} of {s.steps} {where}")
         elapsed = time.monotonic() - started
         done_ns = (step - first) * s.timestep_fs * 1e-6
         speed = f"{done_ns / elapsed * 86400:.1f} ns/day" if elapsed > 0 and done_ns else "-"

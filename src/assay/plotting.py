@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import PlotContext
+from .joblog import FIGURE_CACHE_HIT
 from .payload import (
     COMPARISONS,
     CONDITIONS,
@@ -181,7 +182,7 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
             continue
         store.objects.touch(sha)
         atomic_write_bytes(output, data)
-        log(f"figure cache hit {key[:12]}: {output}")
+        log(f"{FIGURE_CACHE_HIT} {key[:12]}: {output}")
     if not missing:
         return
     started = time.monotonic()

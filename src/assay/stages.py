@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__
+from . import __version__, joblog
 from .actions import run_facts
 from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtifact
 from .context import AggregateContext, CollectorContext, CompareContext, RunContext
@@ -132,10 +132,15 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
     if use_cache:
         cached = store.lookup_action(key)
         if cached is not None:
-            log(f"action cache hit {key[:12]}: {cached}")
+            log(f"{joblog.CACHE_HIT} {key[:12]}: {cached}")
             if work is not None:
                 work.remove()   # an earlier attempt's leftovers: the result exists now
             return cached
+        untrusted = store.actions.untrusted_writer(key)
+        if untrusted is not None:
+            log(f"ignoring the action record {key[:12]}: "
+                f"{store.sharing.untrusted('it', store.actions.path_for(key), untrusted)}; "
+                "recomputing")
     started = time.monotonic()
     if work is not None:
         artifact = compute_run(store, spec, input_digests, work=work, options=options, log=log)
@@ -185,7 +190,7 @@ def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str], *
             log_path=str(options.log_path) if options.log_path else None)
         ctx.workdir = work.files
         ctx.progress_sink = _throttled(work.write_progress)
-        log(f"attempt {ctx.attempt} in {work.files}"
+        log(f"{joblog.ATTEMPT}{ctx.attempt} in {work.files}"
             + (" (resuming: an earlier attempt left files)" if ctx.resuming else ""))
         for earlier in work.kept_logs():   # Snakemake deletes the rule log before a retry
             _replay(earlier, log)
@@ -206,13 +211,13 @@ def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str], *
 def _replay(kept: Path, log: Callable[[str], None]) -> None:
     """Copy an earlier attempt's log into this one, so the rule's log tells the whole story."""
     attempt = kept.stem.split("-")[-1]
-    log(f"---- the log of attempt {attempt} (failed or stopped) ----")
+    log(f"{joblog.REPLAY_START}{attempt} (failed or stopped) ----")
     try:
         text = kept.read_text(errors="replace")
     except OSError:
         return
     sys.stderr.write(text if text.endswith("\n") or not text else text + "\n")
-    log(f"---- end of the log of attempt {attempt} ----")
+    log(f"{joblog.REPLAY_END}{attempt} ----")
 
 
 def _throttled(write: Callable[[float, float | None, str], None],

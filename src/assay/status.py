@@ -8,12 +8,12 @@ log, and each job's state follows from what is on disk.
 * **done**: its output exists (a ref that parses; a figure or the catalog that exists).
   Whether Snakemake would rerun it for changed code or params is not checked (that needs
   the DAG: ``snakemake -n``).
-* **running**: Snakemake started it (it marks the output in ``.snakemake/incomplete/``)
-  and it is alive, judged in this order: SLURM lists the marker's job id as not finished
-  (one ``squeue`` call); a run's work directory, written by this attempt, names a process
-  on this host that still runs ``assay`` (also without a marker); else, for a marked job,
-  while a Snakemake holds the directory (a lock file, and on Linux a ``snakemake``
-  process working in it). A killed Snakemake leaves markers and its lock: its runs whose
+* **running**: it is alive, judged in this order: a run's work directory, written by
+  this attempt, names a process on this host that still runs ``assay``; its SLURM job
+  (the id in Snakemake's marker, else in the work directory) is not finished, by one
+  ``squeue`` call; else Snakemake marked it started (``.snakemake/incomplete/``) and a
+  Snakemake holds the directory (a lock file, and on Linux a ``snakemake`` process
+  working in it). A killed Snakemake leaves its markers and its lock: its runs whose
   process died, and its other started jobs with a log, are failed.
 * **failed**: its log exists, the output does not, it is not running, and the log does
   not end with the job's success line. The message is the log's last line that mentions
@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import joblog
 from .errors import AssayError
-from .layout import LOGS_DIR, STAGE_LAYOUTS
+from .layout import STAGE_LAYOUTS, catalog_log_path, plot_log_path
 from .refs import read_ref
 from .workdirs import STATE, WORK_DIR, WorkDir, WorkDirs
 
@@ -58,9 +59,12 @@ SLURM_FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_
 SLURM_QUEUED = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
 # What a job writes to its log (assay.jobs, the plot job, `assay catalog build`).
 _HEAD, _TAIL = 4096, 8192
-_CACHE_HIT = ("action cache hit", "figure cache hit")
-_SUCCESS = {"plot": "[assay plot] wrote ", "catalog": "built "}   # others: "[assay S] ref "
-_ATTEMPT = re.compile(r"\[assay run\] attempt (\d+) in ")
+_CACHE_HIT = (joblog.CACHE_HIT, joblog.FIGURE_CACHE_HIT)
+_SUCCESS = {"plot": joblog.prefix("plot") + joblog.FIGURES_WRITTEN,
+            "catalog": joblog.CATALOG_BUILT}   # others: "[assay S] ref "
+# This attempt's line, before the replays of earlier attempts' logs.
+_ATTEMPT = re.compile(re.escape(joblog.prefix("run") + joblog.ATTEMPT) + r"(\d+) in ")
+_REPLAYED = joblog.prefix("run") + joblog.REPLAY_END   # earlier attempts' text ends
 _SECONDS = re.compile(r"\((\d+(?:\.\d+)?)s\)\s*$")
 
 
@@ -191,9 +195,9 @@ def plan_jobs(plan: Any) -> list[Job]:
     jobs += [job("compare", plan.comparison_ref(a), analysis=a) for a in study.analyses]
     for figure in plan.plots():   # results/plots/<analysis>/<name>.<fmt>, log beside logs/
         analysis, name = Path(figure).parent.name, Path(figure).stem
-        log = f"{results}/{LOGS_DIR}/plot/{analysis}/{name}.log"
+        log = plot_log_path(results, analysis, name)
         jobs.append(Job("plot", figure, log, {"analysis": analysis, "figure": name}))
-    jobs.append(Job("catalog", plan.catalog, f"{results}/{LOGS_DIR}/catalog.log", {}))
+    jobs.append(Job("catalog", plan.catalog, catalog_log_path(results), {}))
     return jobs
 
 
@@ -312,12 +316,14 @@ def read_log(path: str | Path, stage: str) -> LogFacts | None:
     facts = LogFacts(info.st_mtime, cached=any(hit in text for hit in _CACHE_HIT))
     attempt = _ATTEMPT.search(text)
     facts.attempt = int(attempt.group(1)) if attempt else None
-    success = _SUCCESS.get(stage, f"[assay {stage}] ref ")
+    success = _SUCCESS.get(stage, joblog.prefix(stage) + joblog.REF_WRITTEN)
     for line in reversed(lines):
         if line.startswith(success):
             facts.succeeded = True
             seconds = _SECONDS.search(line)
             facts.seconds = float(seconds.group(1)) if seconds else None
+            break
+        if line.startswith(_REPLAYED):   # an earlier attempt's error is not this one's
             break
         if facts.error is None and "error" in line.lower():
             facts.error = line.strip()
@@ -389,57 +395,19 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
     alive = locked and processes != []   # None (cannot look): trust the lock
     works = run_workdirs(root / plan.store)
 
-    base = str(root)   # plain strings: pathlib costs more than the reads here
-    undone: list[Job] = []
-    for job in jobs:
-        try:
-            if job.stage in STAGE_LAYOUTS:
-                read_ref(os.path.join(base, job.output))
-            elif not os.path.isfile(os.path.join(base, job.output)):
-                raise FileNotFoundError(job.output)
-        except (OSError, AssayError):   # missing, or not a ref: not done
-            undone.append(job)
-            continue
-        job.state = "done"
-        facts = read_log(os.path.join(base, job.log), job.stage)
-        if facts is not None:
-            job.cached, job.seconds, job.attempt = facts.cached, facts.seconds, facts.attempt
+    undone = [job for job in jobs if not _done(job, str(root))]
     stale_done = 0 if alive else sum(os.path.normpath(j.output) in markers
                                      for j in jobs if j.state == "done")
-
     for job in undone:
-        job.marker = markers.get(os.path.normpath(job.output))
-        found = works.get((job.names["condition"], job.names["replicate"])) \
-            if job.stage == "run" else None
-        if found is not None and not (job.marker and found[1]["written"]
-                                      < job.marker.mtime - 1.0):   # not an older attempt's
-            job.work = {**found[1], "dir": os.path.relpath(found[0], root)}
-        jobid = (job.marker and job.marker.external_jobid) or (job.work or {}).get(
-            "slurm_job_id")
-        job.slurm_job_id = str(jobid) if jobid else None
+        _attach(job, markers, works, root)
     on_slurm = any(j.slurm_job_id for j in undone)
     slurm_states, slurm_problem = None, "not asked: no job has a SLURM id"
     if not slurm:
         slurm_problem = "not asked (--no-slurm)"
     elif on_slurm:
         slurm_states, slurm_problem = squeue_states()
-
     for job in undone:
-        if slurm_states is not None and job.slurm_job_id:
-            job.slurm_state = slurm_states.get(job.slurm_job_id)
-        facts = read_log(os.path.join(base, job.log), job.stage)
-        if _running(job, slurm_states, host, alive):
-            job.state = "running"
-        elif facts is not None and not facts.succeeded:
-            job.state = "failed"
-            job.error = facts.error or _silent_failure(job, host)
-        job.attempt = facts.attempt if facts else None
-        if job.work is not None and job.state != "pending":
-            workdir = WorkDir(root / job.work["dir"])
-            job.work["progress"] = workdir.progress()
-            job.work["checkpoint"] = last_checkpoint(workdir, job.work["progress"])
-            job.work["log_mtime"] = facts.mtime if facts else None
-            job.attempt = job.work.get("attempt")
+        _judge(job, root, slurm_states, host, alive)
 
     stale_lock = locked and processes == []
     status = StudyStatus(
@@ -462,17 +430,68 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
     return status
 
 
+def _done(job: Job, base: str) -> bool:
+    """Done if its output is there (a ref must parse); then its log says cached or not.
+    Plain strings, not pathlib: here pathlib would cost more than the reads."""
+    try:
+        if job.stage in STAGE_LAYOUTS:
+            read_ref(os.path.join(base, job.output))
+        elif not os.path.isfile(os.path.join(base, job.output)):
+            return False
+    except (OSError, AssayError):   # missing, or not a ref
+        return False
+    job.state = "done"
+    facts = read_log(os.path.join(base, job.log), job.stage)
+    if facts is not None:
+        job.cached, job.seconds, job.attempt = facts.cached, facts.seconds, facts.attempt
+    return True
+
+
+def _attach(job: Job, markers: dict[str, Marker], works: dict, root: Path) -> None:
+    """Snakemake's marker, the run's work directory of this attempt, the SLURM job id."""
+    job.marker = markers.get(os.path.normpath(job.output))
+    found = works.get((job.names["condition"], job.names["replicate"])) \
+        if job.stage == "run" else None
+    # A work dir older than the marker is an earlier attempt's (1 s: mtime granularity).
+    if found is not None and not (job.marker and found[1]["written"] < job.marker.mtime - 1):
+        job.work = {**found[1], "dir": os.path.relpath(found[0], root)}
+    jobid = (job.marker and job.marker.external_jobid) or (job.work or {}).get("slurm_job_id")
+    job.slurm_job_id = str(jobid) if jobid else None
+
+
+def _judge(job: Job, root: Path, slurm_states: dict[str, str] | None, host: str,
+           snakemake_alive: bool) -> None:
+    """Running, failed or pending; progress and attempt of a run that is not pending."""
+    if slurm_states is not None and job.slurm_job_id:
+        job.slurm_state = slurm_states.get(job.slurm_job_id)
+    facts = read_log(root / job.log, job.stage)
+    if _running(job, slurm_states, host, snakemake_alive):
+        job.state = "running"
+    elif facts is not None and facts.succeeded and (root / job.output).exists():
+        job.state, job.cached, job.seconds = "done", facts.cached, facts.seconds  # just now
+    elif facts is not None and not facts.succeeded:
+        job.state = "failed"
+        job.error = facts.error or _silent_failure(job, host)
+    job.attempt = facts.attempt if facts else None
+    if job.work is not None and job.state in ("running", "failed"):
+        workdir = WorkDir(root / job.work["dir"])
+        job.work["progress"] = workdir.progress()
+        job.work["checkpoint"] = last_checkpoint(workdir, job.work["progress"])
+        job.work["log_mtime"] = facts.mtime if facts else None
+        job.attempt = job.work.get("attempt")
+
+
 def _running(job: Job, slurm_states: dict[str, str] | None, host: str,
              snakemake_alive: bool) -> bool:
-    marker, work = job.marker, job.work
-    if marker is not None and marker.external_jobid and slurm_states is not None:
-        state = slurm_states.get(marker.external_jobid)
-        return state is not None and state not in SLURM_FINISHED
+    work = job.work
     if work is not None and work.get("host") == host:
-        # The attempt Snakemake started (or one started without it) wrote its pid.
+        # This attempt (or one started without Snakemake) recorded its process here.
         return _process_alive(work.get("pid"))
-    # Started, and its attempt has not written its work dir yet (or runs elsewhere).
-    return marker is not None and snakemake_alive
+    if job.slurm_job_id and slurm_states is not None:
+        state = slurm_states.get(job.slurm_job_id)
+        return state is not None and state not in SLURM_FINISHED
+    # Marked as started; its attempt has not recorded itself yet, or cannot be asked.
+    return job.marker is not None and snakemake_alive
 
 
 def _silent_failure(job: Job, host: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +25,7 @@ from .errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreEr
 from .hashing import hex_of, is_digest, parse_digest
 from .objects import ObjectStore
 from .refs import Ref, read_ref, write_ref
+from .sharing import SharingPolicy, SharingSettings, UntrustedWriterError
 from .workdirs import WORK_DIR, WorkDirs
 from .sidecar_paths import check_sidecar_path, guess_media_type
 
@@ -46,17 +48,30 @@ class ArtifactStore:
 
     Layout: ``objects/<2 hex>/<64 hex>`` (immutable blobs), ``actions/`` (action cache),
     ``tmp/`` (staging on the same filesystem, so publishing is an atomic rename).
+
+    ``sharing`` (default: the ``ASSAY_STORE_SHARING`` environment the workflow sets from
+    the study's ``store_sharing``) decides whether the store is kept shared by a group and
+    whose action records and pickles count (``assay.sharing``).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, cache_size: int = 256) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, cache_size: int = 256,
+                 sharing: SharingSettings | None = None) -> None:
         self.root = Path(root)
-        if self.root.exists() and not self.root.is_dir():
+        settings = sharing if sharing is not None else SharingSettings.from_env()
+        try:
+            st: os.stat_result | None = os.stat(self.root)
+        except FileNotFoundError:
+            st = None
+            SharingPolicy(self.root, settings, shared=bool(settings.shared)).make_dirs(self.root)
+        if st is not None and not stat.S_ISDIR(st.st_mode):
             raise ArtifactStoreError(f"store root {self.root} exists and is not a directory")
+        self.sharing = SharingPolicy.for_store(self.root, settings, st=st)
+        root = os.fspath(self.root)
         for sub in ("objects", "actions", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.objects = ObjectStore(self.root)
-        self.actions = ActionCache(self.root / "actions")
-        self.work = WorkDirs(self.root / WORK_DIR)
+            self.sharing.make_dirs(f"{root}/{sub}")
+        self.objects = ObjectStore(self.root, self.sharing)
+        self.actions = ActionCache(self.root / "actions", self.sharing)
+        self.work = WorkDirs(self.root / WORK_DIR, self.sharing)
         self._cache = LRUCache(cache_size)
         self._staging = self.root / "tmp" / f"staging-{uuid.uuid4().hex}"
         self._owners: dict[tuple[str, str], str] = {}
@@ -195,6 +210,8 @@ class ArtifactStore:
             size = path.stat().st_size
         except FileNotFoundError:
             raise self.objects._damaged(ref.sha256, what, "is missing") from None
+        except PermissionError:
+            raise self.objects.unreadable(ref.sha256, what) from None
         if size != ref.size_bytes:
             self.objects.forget(ref.sha256)
             raise self.objects._damaged(ref.sha256, what,
@@ -212,12 +229,15 @@ class ArtifactStore:
             hit = self._cache.get(("npz", ref.sha256, name))
             return None if hit is MISSING else hit
 
-        return VerifiedNpz(
-            path, expected_sha256=None if trusted else ref.sha256, on_mismatch=mismatch,
-            on_verified=lambda: self.objects.mark_verified(ref.sha256, path),
-            cache_get=cache_get,
-            cache_put=lambda name, array: self._cache.put(("npz", ref.sha256, name), array,
-                                                          array.nbytes))
+        try:
+            return VerifiedNpz(
+                path, expected_sha256=None if trusted else ref.sha256, on_mismatch=mismatch,
+                on_verified=lambda: self.objects.mark_verified(ref.sha256, path),
+                cache_get=cache_get,
+                cache_put=lambda name, array: self._cache.put(("npz", ref.sha256, name), array,
+                                                              array.nbytes))
+        except PermissionError:
+            raise self.objects.unreadable(ref.sha256, what) from None
 
     def load_table_sidecar(self, ref: Sidecar, *, verify: Verify = "stat") -> Any:
         from .tables import read_table, table_format
@@ -348,7 +368,8 @@ class ArtifactStore:
         return stored.digest
 
     def load_object(self, artifact_id: str, *, verify: Verify = "stat") -> Any:
-        """Unpickle only after the digest verifies; results are cached in-process."""
+        """Unpickle only after the digest verifies, and only what a trusted writer stored
+        (unpickling runs code); results are cached in-process."""
         sha = parse_digest(artifact_id)
         cached = self._cache.get(("binary", sha))
         # Like manifests and arrays: served from memory only while the object on disk is
@@ -356,6 +377,13 @@ class ArtifactStore:
         if cached is not MISSING and verify != "full" and self.objects.is_stat_verified(sha):
             return cached
         path = self.objects.verify(sha, None, what=f"binary {artifact_id}", full=verify == "full")
+        owner = path.stat().st_uid
+        if not self.sharing.is_trusted(owner):
+            raise UntrustedWriterError(
+                f"refusing to unpickle binary {artifact_id}: "
+                + self.sharing.untrusted("its object", path, owner)
+                + ". Unpickling runs code: save the object again yourself (save_object), or "
+                "add its writer to store_sharing.trusted in the study config")
         import joblib
 
         obj = joblib.load(path)
@@ -386,17 +414,20 @@ class ArtifactStore:
         return action_key(**parts)
 
     def lookup_action(self, key: str, *, verify: Verify = "stat") -> str | None:
-        """The cached artifact digest for this action, only if it and its sidecars verify."""
-        record = self.actions.read(key)
+        """The cached artifact digest for this action, only if a trusted writer recorded it
+        and the artifact and its sidecars verify (and are stored by trusted writers)."""
+        record = self.actions.read(key, trusted_only=True)
         if record is None:
             return None
         # A hit is about to be named by a new ref: refresh each object's mtime before it is
         # verified, so a gc running meanwhile sees them as young and keeps them.
         try:
-            self.objects.touch(parse_digest(record["digest"]))
+            if not self.objects.refresh(parse_digest(record["digest"])):
+                return None
             artifact = self.read_artifact(record["digest"], verify=verify)
             for sidecar in artifact.sidecars:
-                self.objects.touch(sidecar.sha256)
+                if not self.objects.refresh(sidecar.sha256):
+                    return None
                 self.validate_sidecar(sidecar, verify=verify)
         except (ArtifactIntegrityError, ArtifactSchemaError):
             return None

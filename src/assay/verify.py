@@ -47,6 +47,7 @@ from .inventory import (
     walk_manifests,
 )
 from .objects import ObjectStore
+from .sharing import SharingPolicy, SharingSettings
 
 
 @dataclass
@@ -90,13 +91,15 @@ class VerifyReport:
     bad_refs: dict[str, str] = field(default_factory=dict)        # ref name -> problem
     bad_manifests: dict[str, str] = field(default_factory=dict)   # digest -> problem
     bad_actions: dict[str, str] = field(default_factory=dict)     # key -> problem
+    untrusted_actions: dict[str, str] = field(default_factory=dict)  # key -> who wrote it
     labels: dict[str, str] = field(default_factory=dict)          # digest -> "type a/c/r"
     plan: Repair = field(default_factory=Repair)                  # what repair removes
     repaired: Repair | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.damaged or self.bad_refs or self.bad_manifests or self.bad_actions)
+        return not (self.damaged or self.bad_refs or self.bad_manifests or self.bad_actions
+                    or self.untrusted_actions)
 
     @property
     def unrepaired(self) -> dict[str, str]:
@@ -110,6 +113,7 @@ class VerifyReport:
             "objects_hashed": self.objects_hashed, "bytes_hashed": self.bytes_hashed,
             "damaged": [d.to_dict() for d in self.damaged], "bad_refs": self.bad_refs,
             "bad_manifests": self.bad_manifests, "bad_actions": self.bad_actions,
+            "untrusted_actions": self.untrusted_actions,
             "labels": self.labels, "repair_plan": self.plan.to_dict(),
             "repaired": self.repaired.to_dict() if self.repaired else None,
         }
@@ -123,9 +127,13 @@ def _label(manifest: dict[str, Any]) -> str:
 
 def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathLike[str], *,
                  full: bool = False, jobs: int | None = None,
-                 progress: Progress = no_progress) -> VerifyReport:
+                 progress: Progress = no_progress,
+                 sharing: SharingSettings | None = None) -> VerifyReport:
+    """``sharing`` (default: from the environment) decides whose action records are
+    trusted; records by anyone else are reported (jobs ignore them and recompute)."""
     store_root, results_dir = Path(store_root), Path(results_dir)
     report = VerifyReport(full=full)
+    policy = SharingPolicy.for_store(store_root, sharing, check_world_writable=False)
     refs = load_refs(results_dir)
     actions = load_actions(store_root)
     report.refs_checked = len(refs)
@@ -135,6 +143,15 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
     for action in actions:
         if action.record is None:
             report.bad_actions[action.key] = "is not a readable action record"
+            continue
+        try:
+            uid = os.stat(action.path).st_uid
+        except FileNotFoundError:
+            continue
+        if not policy.is_trusted(uid):
+            report.untrusted_actions[action.key] = (
+                f"written by {policy.writer(uid)}, who is not trusted (trusted: "
+                f"{policy.trusted_description()}); jobs ignore it and recompute")
 
     roots = ([e.sha256 for e in refs if e.sha256]
              + [a.artifact_sha256 for a in actions if a.artifact_sha256])
@@ -248,7 +265,7 @@ def _attach_dependents(report: VerifyReport, problems: dict[str, tuple[str, str]
                           if p != "is missing")
     plan.refs = sorted({r for a in direct for r in refs_by_sha.get(a, ())} | set(report.bad_refs))
     plan.actions = sorted({k for a in direct for k in actions_by_sha.get(a, ())}
-                          | set(report.bad_actions))
+                          | set(report.bad_actions) | set(report.untrusted_actions))
 
 
 def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathLike[str],
@@ -260,9 +277,12 @@ def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
     """
     store_root, results_dir = Path(store_root), Path(results_dir)
     done = Repair()
-    actions, objects = ActionCache.at(store_root), ObjectStore(store_root)
+    objects = ObjectStore(store_root)
+    actions = ActionCache.at(store_root, objects.sharing)
     for key in report.plan.actions:
-        if _unlink(actions.path_for(key)):
+        with objects.sharing.writing(actions.path_for(key)):
+            removed = _unlink(actions.path_for(key))
+        if removed:
             done.actions.append(key)
     for name in report.plan.refs:
         if _unlink(results_dir / name):
@@ -272,7 +292,9 @@ def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
         path = objects.path_for(sha)
         if check_object(path, sha) is None:
             continue  # replaced by an intact copy since the check (a job rewrote it)
-        if _unlink(path):
+        with objects.sharing.writing(path):
+            removed = _unlink(path)
+        if removed:
             done.objects.append(digest)
     if done.refs or done.objects:
         from .catalog import CATALOG_NAME

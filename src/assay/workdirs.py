@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 from .atomic import atomic_write_bytes
 from .hashing import canonical_json, is_sha256_hex
+from .sharing import PRIVATE, SharingPolicy
 
 WORK_DIR = "work"
 FILES = "files"
@@ -45,6 +46,7 @@ class WorkDir:
     """One run job's persistent directory."""
 
     root: Path
+    sharing: SharingPolicy = PRIVATE
 
     @property
     def key(self) -> str:
@@ -69,19 +71,30 @@ class WorkDir:
 
     def begin_attempt(self, identity: dict[str, Any], log_path: str | None = None) -> int:
         """Count this attempt and record who runs it; returns the attempt number (1-based)."""
-        self.files.mkdir(parents=True, exist_ok=True)
+        self.sharing.make_dirs(self.files)
         previous = self.state()
         attempt = int(previous.get("attempt", 0)) + 1
         state = {**identity, "attempt": attempt, "host": socket.gethostname(),
                  "pid": os.getpid(), "started": time.time(),
                  "first_started": previous.get("first_started", time.time()),
                  "log": log_path, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-        atomic_write_bytes(self.root / STATE, canonical_json(state) + b"\n")
+        atomic_write_bytes(self.root / STATE, canonical_json(state) + b"\n",
+                           sharing=self.sharing)
         return attempt
 
     def write_progress(self, done: float, total: float | None, message: str = "") -> None:
         body = {"done": done, "total": total, "message": str(message), "time": time.time()}
-        atomic_write_bytes(self.root / PROGRESS, canonical_json(body) + b"\n")
+        atomic_write_bytes(self.root / PROGRESS, canonical_json(body) + b"\n",
+                           sharing=self.sharing)
+
+    def untrusted_writer(self) -> int | None:
+        """The uid of an untrusted writer of the last attempt's state, if any: its files
+        must not be resumed from."""
+        try:
+            uid = os.stat(self.root / STATE).st_uid
+        except FileNotFoundError:
+            return None
+        return None if self.sharing.is_trusted(uid) else uid
 
     def mtime(self) -> float:
         """Newest modification under the directory: when it was last worked in."""
@@ -111,7 +124,7 @@ class WorkDir:
             data = Path(log_path).read_bytes()
         except OSError:
             return
-        atomic_write_bytes(self.root / f"attempt-{attempt}.log", data)
+        atomic_write_bytes(self.root / f"attempt-{attempt}.log", data, sharing=self.sharing)
 
     def kept_logs(self) -> list[Path]:
         return sorted(self.root.glob("attempt-*.log"),
@@ -124,13 +137,21 @@ class WorkDir:
 class WorkDirs:
     """Owner of the ``work/`` layout: one directory per run action key."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sharing: SharingPolicy = PRIVATE) -> None:
         self.root = Path(root)
+        self.sharing = sharing
 
     def for_key(self, key: str) -> WorkDir:
+        """The key's work directory; one an untrusted writer left is removed first (a run
+        never resumes from files it cannot trust)."""
         if not is_sha256_hex(key):
             raise ValueError(f"work directory key must be 64 lowercase hex, got {key!r}")
-        return WorkDir(self.root / key)
+        work = WorkDir(self.root / key, self.sharing)
+        if work.untrusted_writer() is not None:
+            work.remove()
+            if work.root.exists():
+                raise self.sharing.permission_error(work.root / STATE)
+        return work
 
     def __iter__(self) -> Iterator[WorkDir]:
         try:
@@ -139,4 +160,4 @@ class WorkDirs:
             return
         for entry in entries:
             if is_sha256_hex(entry.name) and entry.is_dir(follow_symlinks=False):
-                yield WorkDir(Path(entry.path))
+                yield WorkDir(Path(entry.path), self.sharing)

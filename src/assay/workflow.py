@@ -104,6 +104,22 @@ class WorkflowPlan:
     def grace_seconds(self) -> float:
         return self.study.grace_seconds
 
+    # --- the shared store (never in a spec: who may write changes no result) -------------
+    @cached_property
+    def sharing(self) -> Any:
+        from .sharing import SharingSettings
+
+        return SharingSettings.from_config(self.study.store_sharing)
+
+    def export_sharing(self, environ: Any) -> None:
+        """Hand the study's store_sharing to every job (through the environment, on the
+        cluster too: each SLURM job re-reads the Snakefile), and stop before any job when
+        the store exists but is refused (world-writable) or a trusted name is unknown."""
+        from .sharing import ENV_VAR, SharingPolicy
+
+        environ[ENV_VAR] = self.sharing.env_value()
+        SharingPolicy.for_store(self.workdir / self.store, self.sharing)
+
     # --- wildcard constraints ---------------------------------------------------------
     @staticmethod
     def _alternatives(names: list[str]) -> str:

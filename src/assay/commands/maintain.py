@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from typing import Any
@@ -12,10 +13,17 @@ from ._common import add_command, add_json, add_jobs, human_bytes, print_json, p
 def run_verify(args: Any) -> int:
     from ..verify import repair_store, verify_store
 
+    from ..sharing import SharingSettings
+
     root, results = store_root(args), results_dir(args)
+    sharing = SharingSettings.from_env()
+    if args.trusted is not None:
+        sharing = dataclasses.replace(sharing, trusted=tuple(
+            t for t in args.trusted.split(",") if t) or None)
     progress = progress_for(args)
     try:
-        report = verify_store(root, results, full=args.full, jobs=args.jobs, progress=progress)
+        report = verify_store(root, results, full=args.full, jobs=args.jobs, progress=progress,
+                              sharing=sharing)
     finally:
         progress.close()
     if args.repair and not report.ok:
@@ -56,6 +64,8 @@ def _print_verify(report: Any, repair: bool, results: Any) -> None:
         print(f"\nBAD MANIFEST {digest}: {problem}")
     for key, problem in sorted(report.bad_actions.items()):
         print(f"\nBAD ACTION RECORD {key}: {problem}")
+    for key, problem in sorted(report.untrusted_actions.items()):
+        print(f"\nUNTRUSTED ACTION RECORD {key}: {problem}")
     plan = report.repaired if repair else report.plan
     verb = "removed" if repair else "`assay verify --repair` would remove"
     print(f"\n{verb}: {len(plan.objects)} damaged objects, {len(plan.refs)} refs, "
@@ -98,6 +108,14 @@ def run_gc(args: Any) -> int:
         return 0
     print(f"roots: {report.roots} refs; reachable: {report.live_objects} objects "
           f"({human_bytes(report.live_bytes)})")
+    for where in report.member_results:
+        print(f"kept what the refs of another member's results keep: {where}")
+    for where in report.gone_results:
+        print(f"{'forgot' if report.delete else 'would forget'} results directory {where} "
+              "(it no longer exists)")
+    for where, problem in sorted(report.unreadable_results.items()):
+        print(f"cannot read the refs of another member's results {where} ({problem}); "
+              "gc --delete refuses until its owner makes them readable")
     if report.broken_refs:
         print(f"broken refs: {len(report.broken_refs)} (see `assay verify`)")
     kept = (f"; kept {report.young_objects} unreferenced objects younger than "
@@ -131,7 +149,12 @@ def register(sub: Any) -> None:
     p.add_argument("--full", action="store_true", help="also hash objects no ref reaches")
     p.add_argument("--repair", action="store_true",
                    help="remove damaged objects and the refs and action records that point "
-                        "to them, so the next snakemake run recomputes exactly those jobs")
+                        "to them (and action records by untrusted writers), so the next "
+                        "snakemake run recomputes exactly those jobs")
+    p.add_argument("--trusted", metavar="NAMES",
+                   help="comma-separated users and groups whose action records count, or "
+                        "'any' (default: the study's store_sharing.trusted if the workflow "
+                        "exported it, else you and the members of the store's group)")
     add_jobs(p, "hashing")
     add_json(p)
 

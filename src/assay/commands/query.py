@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..joblog import CATALOG_BUILT
 from ._common import (
     add_command,
     add_json,
@@ -55,7 +56,7 @@ def run_catalog(args: Any) -> int:
     if args.json:
         print_json(summary.to_dict())
         return 0
-    print(f"built {summary.path} in {summary.seconds:.2f} s")
+    print(f"{CATALOG_BUILT}{summary.path} in {summary.seconds:.2f} s")
     print_table([{"table": k, "rows": v} for k, v in summary.rows.items()], ["table", "rows"])
     for digest, problem in sorted(summary.skipped.items()):
         print(f"not indexed: {digest} {problem} (run `assay verify`)", file=sys.stderr)

@@ -15,48 +15,43 @@ ALL_RUNS_UP_TO = 30
 
 
 def run_status(args: Any) -> int:
-    # Plugins are imported to plan the study; a study's own modules must not get a
-    # __pycache__ from a command that promises not to write.
-    sys.dont_write_bytecode = True
-    # Jobs run `python -m assay.jobs` in the study directory, so its modules are plugins.
+    import json
     import os
 
+    # Planning imports the study's plugins: no __pycache__ from a command that promises
+    # not to write. Jobs run `python -m assay.jobs` in the study directory, so its own
+    # modules are plugins too.
+    sys.dont_write_bytecode = True
     sys.path.insert(0, os.path.abspath(args.directory))
     from ..status import load_study_config, study_status
     from ..workflow import WorkflowPlan
 
-    config = load_study_config(args.configfile or (), args.directory,
-                               replace=args.replace_workflow_config)
-    plan = WorkflowPlan(config, workdir=args.directory)
-
-    def look() -> Any:
-        return study_status(plan, args.directory, slurm=not args.no_slurm,
-                            configfiles=args.configfile or (),
-                            replace_config=args.replace_workflow_config)
-
-    if args.watch is None:
-        status = look()
-        if args.json:
+    configfiles = args.configfile or []
+    plan = WorkflowPlan(load_study_config(configfiles, args.directory,
+                                          replace=args.replace_workflow_config),
+                        workdir=args.directory)
+    # The commands status prints are typed in the study directory.
+    typed = [os.path.relpath(os.path.abspath(f), os.path.abspath(args.directory))
+             for f in configfiles]
+    redraw = args.watch is not None and sys.stdout.isatty() and not args.json
+    while True:
+        status = study_status(plan, args.directory, slurm=not args.no_slurm,
+                              configfiles=typed, replace_config=args.replace_workflow_config)
+        counts = status.counts()
+        if args.json and args.watch is not None:   # one line per look
+            sys.stdout.write(json.dumps(status.to_dict(), sort_keys=True) + "\n")
+        elif args.json:
             print_json(status.to_dict())
         else:
-            print_status(status, show_all=args.all)
-        return 1 if status.counts()["failed"] else 0
-    tty = sys.stdout.isatty() and not args.json
-    while True:
-        status = look()
-        if args.json:   # one document per line, one line per look
-            import json
-
-            sys.stdout.write(json.dumps(status.to_dict(), sort_keys=True, default=str) + "\n")
-        else:
-            if tty:
-                sys.stdout.write("\x1b[H\x1b[2J")   # redraw in place
+            if redraw:
+                sys.stdout.write("\x1b[H\x1b[2J")   # clear the screen: redraw in place
             print_status(status, show_all=args.all)
         sys.stdout.flush()
-        if status.finished or (not status.snakemake["running"] and status.counts()["failed"]
-                               and not status.counts()["running"]):
-            return 1 if status.counts()["failed"] else 0
-        if not tty and not args.json:
+        # Done when nothing runs or waits, or when Snakemake stopped at failures.
+        stopped = not status.snakemake["running"] and counts["failed"] and not counts["running"]
+        if args.watch is None or status.finished or stopped:
+            return 1 if counts["failed"] else 0
+        if not redraw and not args.json:
             print(f"--- next look in {args.watch:g} s", flush=True)
         time.sleep(max(args.watch, 0.1))
 

@@ -13,7 +13,7 @@ rule catalog:
         store=STORE,
         results=lambda wildcards, output: os.path.dirname(output[0]) or ".",
     log:
-        f"{RESULTS}/logs/catalog.log",
+        catalog_log_path(RESULTS),
     conda:
         "../envs/assay.yaml"
     shell:

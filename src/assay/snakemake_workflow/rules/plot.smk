@@ -19,7 +19,7 @@ rule plot_summary:
         framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("plot", wildcards),
     log:
-        f"{RESULTS}/logs/plot/{{analysis}}/summary.log",
+        plot_log_path(RESULTS, figure="summary"),
     conda:
         "../envs/assay.yaml"
     shell:
@@ -46,7 +46,7 @@ rule plot_detail:
         framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("plot", wildcards),
     log:
-        f"{RESULTS}/logs/plot/{{analysis}}/detail.log",
+        plot_log_path(RESULTS, figure="detail"),
     conda:
         "../envs/assay.yaml"
     shell:
