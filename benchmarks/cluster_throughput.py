@@ -342,17 +342,17 @@ def stage_work(workdir: Path) -> dict[str, tuple[int, float]]:
 def breakdown(run: Run, workdir: Path) -> Breakdown:
     out = Breakdown(work=stage_work(workdir))
     run_id = re.search(r"SLURM run ID: (\S+)", run.output).group(1)
-    headers: list[str] = []
     for t, line in run.lines:
-        header = re.match(r"^(?:\[[^\]]*\] )?(localrule|rule|Group job) (\w+)", line)
-        if header:
-            headers.append(f"group {header.group(2)}" if header.group(1) == "Group job"
-                           else header.group(2))
-            if header.group(1) == "localrule":
-                out.local_rules[header.group(2)] = out.local_rules.get(header.group(2), 0) + 1
-        submitted = re.match(r"^Job \S+ has been submitted with SLURM jobid (\d+)", line)
+        local = re.match(r"^(?:\[[^\]]*\] )?localrule (\w+)", line)
+        if local:
+            out.local_rules[local.group(1)] = out.local_rules.get(local.group(1), 0) + 1
+        # the plugin's log path names the rule (rule_<rule>/...) or group (group_<name>/)
+        submitted = re.match(r"^Job \S+ has been submitted with SLURM jobid (\d+) "
+                             r"\(log: \S*/slurm_logs/(rule|group)_([^/]+)/", line)
         if submitted:
-            out.jobs.append(SlurmJob(int(submitted.group(1)), headers[-1] if headers else "?", t))
+            kind, name = submitted.group(2), submitted.group(3)
+            out.jobs.append(SlurmJob(int(submitted.group(1)),
+                                     name if kind == "rule" else f"group {name}", t))
         if line.startswith("Checking the status of"):
             out.checks.append(t)
     records = {}
