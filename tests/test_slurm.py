@@ -7,11 +7,16 @@ they fail. Every SLURM job of a Snakemake run is named after the run's id (print
 ``$ASSAY_SLURM_STATE/jobcomp.log`` (jobcomp/filetxt; the cluster has no accounting, so no
 sacct): that log is the record that a job really went through SLURM.
 
+Where jobs run (profiles/slurm/README.md): a replicate's `run` and `collect` jobs form one
+group job, and the profile bundles up to `replicate=N` replicates per SLURM job; inside it
+the rules run directly in the allocation. aggregate, compare and the plots are local rules
+on the submit host, catalog too. So this study (4 replicates) is one SLURM job.
+
 Time: the plugin checks job states INIT_SECONDS (2) after a check that saw a job finish,
-then backs off by +10 s per check without news (2, 14, 36, ... s). So each dependency layer
-of the study (run -- two waves of 2 on the 2-CPU node --, the collect group, aggregate,
-compare, plots) costs ~14 s when idle and up to 36 s on a busy machine: the study run takes
-70-110 s, the failing run ~17 s, the local run ~10 s; the file takes about two minutes.
+then backs off by +10 s per check without news (2, 14, 36, ... s). The SLURM job (snakemake
+start on the node, 4 runs and 4 collects one after another) takes ~6-10 s and is noticed at
+the 14 s check: the study run takes ~20-40 s, the failing run ~15-20 s, the local run
+~10 s; the file takes about a minute.
 """
 
 from __future__ import annotations
@@ -48,13 +53,30 @@ FAIL_TIMEOUT = 240    # the failing run (expected: ~16 s)
 # so that the test's speed does not hang on the profile's value, which is meant for users.
 INIT_SECONDS = 2
 
-# 2 conditions x 2 replicates x 1 analysis: 4 run + 4 collect (one group job) +
-# 2 aggregate + 1 compare + 2 plots = 10 SLURM jobs; catalog is a localrule.
+# 2 conditions x 2 replicates x 1 analysis: 4 run + 4 collect jobs in replicate groups
+# (ceil(4 / replicate components) SLURM jobs); 2 aggregate + 1 compare + 2 plots + catalog
+# are local rules.
 CONFIG = copy.deepcopy(SMALL_CONFIG)
 CONFIG["analyses"] = {"contacts": SMALL_CONFIG["analyses"]["contacts"]}
-EXPECTED_SLURM_JOBS = {"run": 4, "group collect_group": 1, "aggregate": 2, "compare": 1,
-                       "plot_summary": 1, "plot_detail": 1}
-LOCAL_RULES = {"catalog", "all"}
+REMOTE_RULES = {"run", "collect"}
+LOCAL_RULES = {"catalog", "all", "aggregate", "compare", "plot_summary", "plot_detail"}
+
+
+def profile_group_components(group: str) -> int:
+    """Connected components per group job, from the profile (Snakemake's default: 1)."""
+    import yaml
+
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    for item in profile.get("group-components", []):
+        name, _, value = item.partition("=")
+        if name == group:
+            return int(value)
+    return 1
+
+
+def expected_slurm_jobs(replicates: int) -> dict[str, int]:
+    return {"group replicate": -(-replicates // profile_group_components("replicate"))}
+
 
 TIMES: dict[str, float] = {}  # wall times, printed at the end of the module (-s)
 
@@ -118,7 +140,9 @@ def snakemake_slurm(workdir: Path, *args: str, env: dict[str, str] | None = None
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(workdir), "--profile", str(PROFILE),
                "--workflow-profile", "none", "--retries", "0",
-               "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS), *args]
+               "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS),
+               # the nodes' own logs: where each rule job ran (rule_jobs_in_slurm_logs)
+               "--slurm-keep-successful-logs", *args]
     started = time.monotonic()
     proc = subprocess.Popen(command, cwd=workdir, env=slurm_env(env), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -198,6 +222,28 @@ def executed_jobs(output: str) -> tuple[dict[str, int], dict[str, int]]:
     return slurm, local
 
 
+_SUBMISSION_LOG = re.compile(r"^Job \S+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.",
+                             re.M)
+_RULE_JOB = re.compile(r"^(local)?rule (\w+):\n((?:    .*\n)+)", re.M)
+
+
+def rule_jobs_in_slurm_logs(run: SlurmRun) -> dict[int, list[tuple[str, str, bool]]]:
+    """SLURM job id -> (rule, first output, run as a local job) of every rule job that
+    snakemake ran on the node inside that SLURM job, from the job's SLURM log (kept:
+    --slurm-keep-successful-logs). "Local" there means: run directly in the job's
+    allocation, not through a nested `srun` and second snakemake (IN_CLUSTER_JOB)."""
+    out: dict[int, list[tuple[str, str, bool]]] = {}
+    for match in _SUBMISSION_LOG.finditer(run.output):
+        text = Path(match.group(2)).read_text(errors="replace")
+        jobs = []
+        for job in _RULE_JOB.finditer(text):
+            output = re.search(r"^    output: ([^,\n]+)", job.group(3), re.M)
+            jobs.append((job.group(2), output.group(1).strip() if output else "",
+                         bool(job.group(1))))
+        out[int(match.group(1))] = jobs
+    return out
+
+
 # --- the study on SLURM --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def slurm_study(tmp_path_factory) -> tuple[Path, SlurmRun]:
@@ -212,7 +258,8 @@ def test_every_job_of_the_study_goes_through_slurm(slurm_study):
     workdir, run = slurm_study
     assert run.run_id, f"no 'SLURM run ID' in snakemake's output:\n{run.output[-4000:]}"
     expected, local = executed_jobs(run.output)
-    assert expected == EXPECTED_SLURM_JOBS, run.output[-6000:]
+    assert expected == expected_slurm_jobs(len(CONFIG["conditions"]) * CONFIG["replicates"]), \
+        run.output[-6000:]
     assert set(local) == LOCAL_RULES, local
     assert len(run.submitted) == sum(expected.values()), run.submitted
 
@@ -225,6 +272,20 @@ def test_every_job_of_the_study_goes_through_slurm(slurm_study):
     assert {r["JobState"] for r in records} == {"COMPLETED"}, records
     assert {r["Partition"] for r in records} == {"main"}
     assert {r["WorkDir"] for r in records} == {str(workdir)}
+
+    # and every run and collect job ran inside one of those SLURM jobs, exactly once: the
+    # nodes' logs name each rule job snakemake ran there
+    on_nodes = rule_jobs_in_slurm_logs(run)
+    assert set(on_nodes) == set(by_id), on_nodes
+    ran = sorted(job for jobs in on_nodes.values() for job in jobs)
+    refs = sorted(p.relative_to(workdir).as_posix() for sub in ("runs", "replicates")
+                  for p in (workdir / "results" / sub).rglob("*.json"))
+    assert len(refs) == 4 + 4
+    assert ran == sorted(zip(["run"] * 4 + ["collect"] * 4,
+                             sorted(r for r in refs if "/runs/" in r)
+                             + sorted(r for r in refs if "/replicates/" in r),
+                             [True] * 8)), ran
+    assert {rule for rule, _, _ in ran} == REMOTE_RULES
 
     assert (workdir / "results" / "catalog.duckdb").is_file()
     for analysis in CONFIG["analyses"]:
@@ -333,7 +394,10 @@ def failed_study(tmp_path_factory) -> tuple[Path, SlurmRun]:
     # exported to the jobs through sbatch --export=ALL
     env = {"PYTHONPATH": os.pathsep.join(
         p for p in (str(workdir), os.environ.get("PYTHONPATH", "")) if p)}
-    run = snakemake_slurm(workdir, GOOD_REF, FAILED_REF, env=env, timeout=FAIL_TIMEOUT)
+    # one replicate per SLURM job, so that the good run's job does not depend on the bad
+    # one: bundled replicates (the profile's replicate=4) stop with the first failure
+    run = snakemake_slurm(workdir, GOOD_REF, FAILED_REF, "--group-components", "replicate=1",
+                          env=env, timeout=FAIL_TIMEOUT)
     TIMES["slurm_failing"] = run.seconds
     return workdir, run
 
@@ -341,14 +405,25 @@ def failed_study(tmp_path_factory) -> tuple[Path, SlurmRun]:
 def test_failing_job_surfaces_as_failed_rule_with_its_log(failed_study):
     workdir, run = failed_study
     assert run.returncode != 0, run.output[-4000:]
-    error = re.search(r"^Error in rule (\w+):\n((?:    .*\n)+)", run.output, re.M)
+    # the failed SLURM job is a group job (of one replicate): snakemake reports the group
+    # with its SLURM log, then each member as a failed rule with its own log
+    error = re.search(r"^    message: Error in group replicate\n((?:    .*\n)+)", run.output,
+                      re.M)
     assert error, run.output[-6000:]
-    assert error.group(1) == "run"
-    block = error.group(2)
-    assert "output: " + FAILED_REF in block
-    assert FAILED_LOG in block and ".snakemake/slurm_logs/rule_run/bad_1/" in block, block
-    assert "SLURM status is: 'FAILED'" in block
+    block = error.group(1)
+    slurm_log = re.search(r"^    log: (\S+/\.snakemake/slurm_logs/group_replicate_run/\d+\.log)",
+                          block, re.M)
+    assert slurm_log, block
+    member = re.search(r"^    Error in rule run:\n((?:        .*\n)+)", block, re.M)
+    assert member, block
+    assert "output: " + FAILED_REF in member.group(1) and FAILED_LOG in member.group(1), block
+    assert GOOD_REF not in block, "the good run was its own SLURM job and finished"
     assert "Exiting because a job execution failed" in run.output
+    # Snakemake 9.27 leaves the executor's "SLURM status is: ..." out of a group's error;
+    # the job's SLURM log has the node's own report of the failing rule
+    node_report = Path(slurm_log.group(1)).read_text(errors="replace")
+    assert re.search(r"^Error in rule run:\n(?:    .*\n)*    output: " + re.escape(FAILED_REF),
+                     node_report, re.M), node_report[-4000:]
 
     log = (workdir / FAILED_LOG).read_text()
     assert "RuntimeError: failing_runner: condition 'bad' replicate 1 refuses to run" in log

@@ -594,9 +594,10 @@ def test_status_shows_slurm_job_ids_and_states_while_runs_go_through_slurm(tmp_p
     rest of the study stays pending."""
     root = make_study(tmp_path / "study")
     targets = [f"results/runs/{c}/{r}.json" for c in ("free", "strong") for r in (1, 2)]
+    # one run per SLURM job (the profile bundles up to 4 replicates in one)
     proc = start_snakemake(root, "--profile", str(PROFILE), "--retries", "0",
                            "--slurm-init-seconds-before-status-checks", "2", *targets,
-                           env=slurm_env)
+                           "--group-components", "replicate=1", env=slurm_env)
     seen: list[dict] = []
     try:
         poll(root, lambda s: any(r["slurm_state"] == "RUNNING" and (r["percent"] or 0) > 0

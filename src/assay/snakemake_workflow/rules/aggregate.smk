@@ -1,4 +1,5 @@
 rule aggregate:
+    localrule: True  # light: on the submit host unless the profile groups it
     input:
         PLAN.replicate_refs,
     output:

@@ -1,4 +1,5 @@
 rule collect:
+    localrule: IN_CLUSTER_JOB
     input:
         run=PLAN.ref_output("run"),
     output:

@@ -26,3 +26,14 @@ wildcard_constraints:
     condition=PLAN.condition_pattern,
     analysis=PLAN.analysis_pattern,
     replicate=r"[1-9][0-9]*",
+
+
+# Where jobs run on a cluster (profiles/slurm/README.md, "Where each rule runs"):
+# * aggregate, compare and the plots are light local rules: they run on the submit host
+#   unless the profile puts them in a group (a grouped rule always goes with its group);
+# * inside a cluster job (Snakemake's remote mode) every rule is local, so that job's
+#   snakemake runs its rules as plain processes in the job's allocation. Otherwise the SLURM
+#   job-step executor wraps each of them in `srun` and a second snakemake start (~2.5 s per
+#   rule job, for every member of a group job). Without that attribute (another Snakemake)
+#   the rules take that slower path, with the same results.
+IN_CLUSTER_JOB = getattr(workflow, "remote_exec", False)

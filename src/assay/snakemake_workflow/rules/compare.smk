@@ -1,4 +1,5 @@
 rule compare:
+    localrule: True  # light: on the submit host unless the profile groups it
     input:
         PLAN.condition_refs,
     output:

@@ -1,6 +1,7 @@
 # Figures are drawn from the comparison artifact and everything it was built from,
 # read through the store; they are outputs for people (and the report), not artifacts.
 rule plot_summary:
+    localrule: True  # light: on the submit host unless the profile groups it
     input:
         PLAN.ref_output("compare"),
     output:
@@ -27,6 +28,7 @@ rule plot_summary:
 
 
 rule plot_detail:
+    localrule: True  # light: on the submit host unless the profile groups it
     input:
         PLAN.ref_output("compare"),
     output:

@@ -1,4 +1,5 @@
 rule run:
+    localrule: IN_CLUSTER_JOB
     input:
         PLAN.run_sources,
     output:
