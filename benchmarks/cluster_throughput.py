@@ -313,6 +313,7 @@ class Breakdown:
     work: dict[str, tuple[int, float]] = field(default_factory=dict)  # stage -> (n, s)
     local_rules: dict[str, int] = field(default_factory=dict)
     last_noticed: float = 0.0
+    arrays: list[tuple[float, str, int]] = field(default_factory=list)  # (t, rule, tasks)
 
 
 def _jobcomp(run_id: str) -> dict[int, dict[str, str]]:
@@ -353,15 +354,32 @@ def breakdown(run: Run, workdir: Path) -> Breakdown:
             kind, name = submitted.group(2), submitted.group(3)
             out.jobs.append(SlurmJob(int(submitted.group(1)),
                                      name if kind == "rule" else f"group {name}", t))
+        # --slurm-array-jobs: one sbatch per array, whose log path names the rule
+        array = re.match(r"^Submitted array job with Snakemake IDs (\S+) and SLURM job ID "
+                         r"\d+\. The individual task IDs are 1-(\d+)\.", line)
+        if array:
+            out.arrays.append((t, "array task", int(array.group(2))))
         if line.startswith("Checking the status of"):
             out.checks.append(t)
     records = {}
+    expected = len(out.jobs) + sum(tasks for _, _, tasks in out.arrays)
     deadline = time.monotonic() + 15   # slurmctld writes jobcomp when it completes a job
     while time.monotonic() < deadline:
         records = _jobcomp(run_id)
-        if len(records) >= len(out.jobs):
+        if len(records) >= expected:
             break
         time.sleep(0.5)
+    # an array task gets its own job id when it starts, so jobcomp cannot tell which array
+    # it belongs to: count it as submitted with the last array submitted before it started
+    # (its queue wait is then a lower bound)
+    plain = {job.slurm_id for job in out.jobs}
+    for slurm_id, record in sorted(records.items()) if out.arrays else ():
+        if slurm_id in plain:
+            continue
+        start = _epoch(record["StartTime"])
+        submitted = max((t for t, _, _ in out.arrays if t <= start + 1),
+                        default=out.arrays[0][0])
+        out.jobs.append(SlurmJob(slurm_id, "array task", submitted))
     for job in out.jobs:
         record = records.get(job.slurm_id, {})
         job.state = record.get("JobState", "missing from jobcomp.log")
@@ -397,7 +415,11 @@ def explain(run: Run, b: Breakdown) -> list[str]:
     for j in b.jobs:
         by_rule[j.rule] = by_rule.get(j.rule, 0) + 1
     states = sorted({j.state for j in b.jobs})
-    return [
+    arrays = ([f"{len(b.arrays)} SLURM job arrays submitted, "
+               f"{sum(tasks for _, _, tasks in b.arrays)} tasks in all; each task is a SLURM "
+               f"job below (queue wait from the last array submitted before it started)"]
+              if b.arrays else [])
+    return arrays + [
         f"{n} SLURM jobs ({', '.join(f'{v} {k}' for k, v in sorted(by_rule.items()))}), "
         f"states {', '.join(states)}; local rules on the submit host: "
         + (", ".join(f"{v} {k}" for k, v in sorted(b.local_rules.items())) or "none"),

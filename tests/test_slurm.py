@@ -344,6 +344,35 @@ def test_second_invocation_submits_nothing(slurm_study):
     assert new == []
 
 
+# --- job arrays (profiles/slurm/README.md: a user may choose them over group jobs) -----
+_ARRAY_SUBMITTED = re.compile(r"^Submitted array job with Snakemake IDs (\S+) and SLURM job "
+                              r"ID (\d+)\. The individual task IDs are 1-(\d+)\.", re.M)
+
+
+def test_array_tasks_each_run_their_own_job(slurm_study, tmp_path):
+    """Each task of a SLURM array runs its own rule job. (The workflow makes rules local
+    inside a cluster job; in an array task that would skip the job-step executor that picks
+    the task's job, and every task would run the first one: NOTES.md, pitfall 19.)"""
+    study_dir, _ = slurm_study
+    write_config(tmp_path, CONFIG)
+    run_refs = sorted(ref for ref in digests(study_dir) if ref.startswith("results/runs/"))
+    assert len(run_refs) == 4
+    run = check_ok(snakemake_slurm(tmp_path, *run_refs, "--groups", "nosuchrule=none",
+                                   "--slurm-array-jobs", "run"))
+    arrays = _ARRAY_SUBMITTED.findall(run.output)
+    assert [(len(ids.split(",")), int(tasks)) for ids, _, tasks in arrays] == [(4, 4)], \
+        run.output[-6000:]
+    # every task ran on the node, each a different run job, and produced that run's bytes
+    assert {k: v for k, v in digests(tmp_path).items() if k in run_refs} == \
+        {k: v for k, v in digests(study_dir).items() if k in run_refs}
+    array_id = arrays[0][1]
+    outputs = []
+    for log in sorted((tmp_path / ".snakemake" / "slurm_logs" / "rule_run").glob(
+            f"{array_id}_*.log")):
+        outputs += re.findall(r"^    output: (\S+)", log.read_text(errors="replace"), re.M)
+    assert sorted(set(outputs)) == run_refs, outputs
+
+
 # --- a failing job on SLURM ----------------------------------------------------------
 FAILING_RUNNER = textwrap.dedent('''
     """A python runner that fails for condition "bad" after leaving things in the store."""

@@ -36,4 +36,8 @@ wildcard_constraints:
 #   job-step executor wraps each of them in `srun` and a second snakemake start (~2.5 s per
 #   rule job, for every member of a group job). Without that attribute (another Snakemake)
 #   the rules take that slower path, with the same results.
-IN_CLUSTER_JOB = getattr(workflow, "remote_exec", False)
+# * except in a SLURM array task (`--slurm-array-jobs`): there the job-step executor picks
+#   the task's own rule job from SLURM_ARRAY_TASK_ID; a local rule would skip it and every
+#   task would run the array's first job (tests/slurm/NOTES.md, pitfall 19).
+IN_CLUSTER_JOB = (getattr(workflow, "remote_exec", False)
+                  and "SLURM_ARRAY_TASK_ID" not in os.environ)
