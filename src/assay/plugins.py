@@ -7,7 +7,9 @@ rule's params and the action key: editing a plugin reruns exactly its jobs.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -102,9 +104,17 @@ def resolve_runner(name: str, *, where: str = "runner") -> Any:
 
 
 def _module_file(module_name: str) -> Path:
-    spec = importlib.util.find_spec(module_name)
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None and "." not in module_name:
+        # a study's own module beside its config (runner.settings.callable): jobs import
+        # it from their working directory, the study directory, which is snakemake's too
+        spec = importlib.machinery.PathFinder.find_spec(module_name, [os.getcwd()])
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-        raise PluginError(f"cannot locate the source of module {module_name!r}")
+        raise PluginError(f"cannot locate the source of module {module_name!r} (looked on "
+                          f"sys.path and in {os.getcwd()})")
     return Path(spec.origin)
 
 
@@ -129,14 +139,18 @@ def distribution_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]
     return tuple(out)
 
 
-def code_digest(plugin: Any) -> str:
-    """Digest of a plugin's module, the modules in ``code_dependencies`` and the installed
-    versions of the distributions in ``version_dependencies`` (e.g. MDAnalysis): upgrading
-    a library that computes the numbers reruns the plugin's jobs."""
+def code_digest(plugin: Any, settings: dict[str, Any] | None = None) -> str:
+    """Digest of a plugin's module, the modules in ``code_dependencies``, those its
+    ``settings_code_modules(settings)`` names (the ``python`` runner: the user's callable)
+    and the installed versions of the distributions in ``version_dependencies`` (e.g.
+    MDAnalysis): upgrading a library that computes the numbers reruns the plugin's jobs."""
     module = getattr(plugin, "__module__", None)
     if module is None:
         raise PluginError(f"cannot tell which module defines {plugin!r}")
     deps = tuple(getattr(plugin, "code_dependencies", ()))
+    from_settings = getattr(plugin, "settings_code_modules", None)
+    if from_settings is not None and settings is not None:
+        deps += tuple(from_settings(settings))
     source = modules_digest((module, *deps))
     versions = distribution_versions(tuple(getattr(plugin, "version_dependencies", ())))
     if not versions:

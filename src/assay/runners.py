@@ -46,15 +46,32 @@ class PythonCallableRunner:
     """``settings.callable: module:function``; the function gets the RunContext.
 
     It returns a RunArtifact, or a mapping of arrays that is stored as one NPZ sidecar.
+    The source of the callable's module, and of the modules listed in
+    ``settings.code_dependencies``, is part of every run's key: editing it reruns the runs.
     """
 
+    OWN_SETTINGS = ("callable", "code_dependencies")
+
+    @staticmethod
+    def settings_code_modules(settings: dict[str, Any]) -> tuple[str, ...]:
+        target = _callable_target(settings)
+        deps = settings.get("code_dependencies", [])
+        if not isinstance(deps, list) or not all(isinstance(d, str) and d for d in deps):
+            raise ConfigError("runner.settings.code_dependencies must be a list of module "
+                              f"names, got {deps!r}")
+        return (target.partition(":")[0], *deps)
+
     def run(self, ctx: RunContext) -> Any:
-        target = ctx.settings.get("callable")
-        if not isinstance(target, str) or ":" not in target:
-            raise ConfigError("runner.settings.callable must be 'module:function'")
-        function = load_target(target, where="runner.settings.callable")
-        inner = {k: v for k, v in ctx.settings.items() if k != "callable"}
+        function = load_target(_callable_target(ctx.settings), where="runner.settings.callable")
+        inner = {k: v for k, v in ctx.settings.items() if k not in self.OWN_SETTINGS}
         return function(dataclasses.replace(ctx, settings=inner))
+
+
+def _callable_target(settings: dict[str, Any]) -> str:
+    target = settings.get("callable")
+    if not isinstance(target, str) or ":" not in target:
+        raise ConfigError("runner.settings.callable must be 'module:function'")
+    return target
 
 
 def _template_fields(ctx: RunContext, workdir: Path) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def run_spec(study: Any, condition: str, replicate: int) -> dict[str, Any]:
     return {"stage": "run", "plugin": study.runner.plugin, "settings": study.runner.settings,
             "condition": condition, "replicate": replicate,
             "params": study.conditions[condition], "seed": study.seed_for(condition, replicate),
-            "code_digest": code_digest(runner)}
+            "code_digest": code_digest(runner, study.runner.settings)}
 
 
 def _analysis_spec(study: Any, analysis: str, stage: str) -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""The `python` runner's own code is part of its runs' keys: editing the user's function (or
+a helper module it names in `code_dependencies`) reruns the runs, and nothing else does."""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from assay import ConfigError, PluginError
+from assay.plugins import code_digest, resolve_runner
+from workflow_helpers import SMALL_CONFIG, jobs_run, snakemake, write_config
+
+SIMULATE = textwrap.dedent('''
+    import numpy as np
+
+    import helpers
+
+
+    def run(ctx):
+        rng = np.random.default_rng(ctx.seed)
+        return {"values": helpers.scale() * rng.normal(size=16)}
+''')
+HELPERS = "def scale():\n    return 1.0\n"
+RUN_REFS = [f"results/runs/{c}/{r}.json" for c in ("free", "strong") for r in (1, 2)]
+
+
+def python_config(code_dependencies: list[str] | None = None) -> dict:
+    config = copy.deepcopy(SMALL_CONFIG)
+    settings: dict = {"callable": "simulate:run", "n": 16}
+    if code_dependencies is not None:
+        settings["code_dependencies"] = code_dependencies
+    config["runner"] = {"plugin": "python", "settings": settings}
+    return config
+
+
+def runs_of(proc) -> set[str]:
+    return {out for rule, out in jobs_run(proc) if rule == "run"}
+
+
+@pytest.mark.slow
+def test_editing_the_callable_or_a_listed_helper_reruns_the_runs(tmp_path):
+    # the modules sit in the study directory, not on PYTHONPATH: snakemake finds them
+    # where the jobs import them from
+    (tmp_path / "simulate.py").write_text(SIMULATE)
+    (tmp_path / "helpers.py").write_text(HELPERS)
+    (tmp_path / "notes.py").write_text("# not code the runs use\n")
+    write_config(tmp_path, python_config(["helpers"]))
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set(RUN_REFS)
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set()
+
+    (tmp_path / "notes.py").write_text("# edited, still unused\n")
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set()
+
+    (tmp_path / "simulate.py").write_text(SIMULATE + "\n# the function's module changed\n")
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set(RUN_REFS)
+
+    (tmp_path / "helpers.py").write_text("def scale():\n    return 2.0\n")
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set(RUN_REFS)
+
+    # a helper not listed is not tracked (the docs say to list it)
+    write_config(tmp_path, python_config())
+    snakemake(tmp_path, *RUN_REFS)
+    (tmp_path / "helpers.py").write_text("def scale():\n    return 3.0\n")
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set()
+
+
+def test_code_digest_follows_the_callables_module(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "sim_a.py").write_text("def run(ctx):\n    return {}\n")
+    (tmp_path / "sim_b.py").write_text("def run(ctx):\n    return {'x': 1}\n")
+    runner = resolve_runner("python")
+    a = code_digest(runner, {"callable": "sim_a:run"})
+    b = code_digest(runner, {"callable": "sim_b:run"})
+    assert a != b
+    assert a == code_digest(runner, {"callable": "sim_a:run", "other": 1})
+    assert code_digest(runner, {"callable": "sim_a:run", "code_dependencies": ["sim_b"]}) \
+        not in (a, b)
+
+
+def test_bad_code_dependencies_and_unknown_module_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = resolve_runner("python")
+    with pytest.raises(ConfigError) as bad:
+        code_digest(runner, {"callable": "sim:run", "code_dependencies": "helpers"})
+    assert str(bad.value) == ("runner.settings.code_dependencies must be a list of module "
+                              "names, got 'helpers'")
+    with pytest.raises(ConfigError) as no_callable:
+        code_digest(runner, {"n": 1})
+    assert str(no_callable.value) == "runner.settings.callable must be 'module:function'"
+    with pytest.raises(PluginError) as missing:
+        code_digest(runner, {"callable": "no_such_module_here:run"})
+    assert str(missing.value) == ("cannot locate the source of module "
+                                  f"'no_such_module_here' (looked on sys.path and in {tmp_path})")
+
+
+@pytest.mark.slow
+def test_a_missing_callable_module_stops_before_any_job(tmp_path):
+    write_config(tmp_path, python_config())   # no simulate.py anywhere
+    proc = snakemake(tmp_path, *RUN_REFS, check=False)
+    assert proc.returncode != 0
+    assert "cannot locate the source of module 'simulate'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results" / "runs").exists()
