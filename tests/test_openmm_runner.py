@@ -332,6 +332,38 @@ def test_structure_digest_joins_the_action_key(tmp_path):
         == hashlib.sha256(packaged + b"END\n").hexdigest()
 
 
+def test_a_study_force_field_file_joins_the_key_and_is_the_one_openmm_loads(
+        reference, tmp_path, monkeypatch):
+    import openmm.app
+
+    bundled = Path(openmm.app.__file__).parent / "data" / "amber14-all.xml"
+    (tmp_path / "ff").mkdir()
+    (tmp_path / "ff" / "mine.xml").write_bytes(bundled.read_bytes())
+    settings = {**SETTINGS, "forcefield": ["ff/mine.xml"]}
+    monkeypatch.chdir(tmp_path)   # snakemake's working directory: the study
+    assert OpenMMRunner.source_files(settings, "T300", 1, {}) == ["ff/mine.xml"]
+    first = OpenMMRunner.spec_extras(settings, "T300", 1, {}, tmp_path)
+    assert first["forcefield"] == {
+        "ff/mine.xml": hashlib.sha256(bundled.read_bytes()).hexdigest()}
+    # bundled names are covered by the openmm version, not by a file digest
+    assert "forcefield" not in OpenMMRunner.spec_extras(SETTINGS, "T300", 1, {}, tmp_path)
+
+    # the same bytes as the bundled amber14 give the reference trajectory; the job loads
+    # the study's file from the study directory, wherever the process runs
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = OpenMMRunner().run(make_ctx(tmp_path, settings=settings))
+    trajectory = "sidecars/trajectory.dcd"
+    assert digests(run)[trajectory] == reference["digests"][trajectory]
+
+    # an edited file is a different key, and OpenMM reads the edit
+    (tmp_path / "ff" / "mine.xml").write_text("<ForceField><broken></ForceField>")
+    assert OpenMMRunner.spec_extras(settings, "T300", 1, {}, tmp_path) != first
+    with pytest.raises(ConfigError, match=r"runner.settings.forcefield \['.*ff/mine.xml'\]"):
+        OpenMMRunner().run(make_ctx(tmp_path, "work2", settings=settings))
+
+
 def collect(store: ArtifactStore, run_digest: str, plugin: str, settings: dict):
     """The collect stage as a workflow job runs it."""
     from assay.plugins import resolve_analysis

@@ -209,13 +209,30 @@ def resolve_structure(spec: str, study_dir: Path) -> tuple[str, bytes]:
                           f"start at the study directory {study_dir})") from None
 
 
+def study_forcefield_files(forcefield: Any, study_dir: Path) -> dict[str, Path]:
+    """The force-field XMLs that are files of the study (a name that is a path from the
+    study directory, or absolute), not ones bundled with OpenMM: their bytes join the
+    action key, and the job hands OpenMM that very file."""
+    names = [forcefield] if isinstance(forcefield, str) else forcefield
+    if not isinstance(names, list):
+        return {}
+    out = {}
+    for name in names:
+        if isinstance(name, str) and name:
+            path = Path(name) if Path(name).is_absolute() else Path(study_dir) / name
+            if path.is_file():
+                out[name] = path
+    return out
+
+
 def openmm_seed(seed: int) -> int:
     """A study seed as OpenMM's 32-bit signed seed; never 0, which means 'pick at random'."""
     return int(seed) % (2**31 - 2) + 1
 
 
 # --- building the simulation ---------------------------------------------------------
-def _build(s: MDSettings, name: str, data: bytes, seed: int) -> tuple[Any, Any, Any]:
+def _build(s: MDSettings, name: str, data: bytes, seed: int,
+           study_dir: Path | None = None) -> tuple[Any, Any, Any]:
     """(simulation, topology, positions); OpenMM is imported here, never at job start."""
     import openmm
     import openmm.app as app
@@ -232,7 +249,9 @@ def _build(s: MDSettings, name: str, data: bytes, seed: int) -> tuple[Any, Any, 
     # Vacuum and implicit solvent are not periodic: a CRYST1 box would only put bogus cell
     # dimensions into every DCD frame (and make the MD analyses try to unwrap).
     topology.setPeriodicBoxVectors(None)
-    files = [*s.forcefield] + ([f"implicit/{s.solvent}.xml"] if s.solvent != "vacuum" else [])
+    local = study_forcefield_files(list(s.forcefield), study_dir) if study_dir else {}
+    files = [str(local.get(f, f)) for f in s.forcefield] \
+        + ([f"implicit/{s.solvent}.xml"] if s.solvent != "vacuum" else [])
     try:
         forcefield = app.ForceField(*files)
     except Exception as exc:
@@ -296,22 +315,28 @@ class OpenMMRunner:
     @staticmethod
     def source_files(settings: dict[str, Any], condition: str, replicate: int,
                      params: dict[str, Any]) -> list[str]:
-        """A structure file in the study is a Snakemake input (packages are not files)."""
-        spec = {**settings, **params}.get("structure")
-        if not isinstance(spec, str) or (_PACKAGE.match(spec) and not Path(spec).exists()):
-            return []
-        return [spec]
+        """A structure file in the study is a Snakemake input (packages are not files),
+        and so is a force-field XML of the study's own."""
+        merged = {**settings, **params}
+        spec = merged.get("structure")
+        structure = [] if not isinstance(spec, str) or (
+            _PACKAGE.match(spec) and not Path(spec).exists()) else [spec]
+        return structure + sorted(study_forcefield_files(merged.get("forcefield", []), Path()))
 
     @staticmethod
     def spec_extras(settings: dict[str, Any], condition: str, replicate: int,
                     params: dict[str, Any], workdir: Path) -> dict[str, Any]:
-        """The structure's digest joins the action key: an edited PDB reruns the run."""
+        """The structure's digest joins the action key: an edited PDB reruns the run; so do
+        the digests of the study's own force-field XMLs (bundled ones: the openmm version)."""
+        merged = {**settings, **params}
+        local = study_forcefield_files(merged.get("forcefield", []), Path(workdir))
+        extras = {"forcefield": {name: sha256_hex(path.read_bytes())
+                                 for name, path in sorted(local.items())}} if local else {}
         try:
-            _, data = resolve_structure({**settings, **params}.get("structure", ""),
-                                        Path(workdir))
+            _, data = resolve_structure(merged.get("structure", ""), Path(workdir))
         except (ConfigError, TypeError):
-            return {"structure": None}
-        return {"structure": sha256_hex(data)}
+            return {"structure": None, **extras}
+        return {"structure": sha256_hex(data), **extras}
 
     def run(self, ctx: RunContext) -> RunArtifact:
         s = parse_settings(ctx.merged_settings, ctx.params)
@@ -333,7 +358,7 @@ class OpenMMRunner:
         import openmm
         import openmm.unit as unit
 
-        simulation, topology, positions = _build(s, name, data, ctx.seed)
+        simulation, topology, positions = _build(s, name, data, ctx.seed, ctx.study_dir)
         identity = sha256_hex(canonical_json({
             "settings": asdict(s), "seed": ctx.seed, "structure": sha256_hex(data),
             "openmm": openmm.__version__}))
