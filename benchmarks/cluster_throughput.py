@@ -49,6 +49,7 @@ from common import (
     machine_description,
     machine_markdown,
     markdown_table,
+    process_stats,
     replace_section,
     wait_until_quiet,
 )
@@ -193,18 +194,7 @@ class Sampler(threading.Thread):
             return True   # gone: cannot tell, do not count
 
     def sample(self) -> None:
-        stats: dict[int, tuple[int, int, int]] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                text = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            fields = text[text.rindex(")") + 2:].split()
-            if int(fields[6]) & 0x00200000:   # kernel thread
-                continue
-            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]), 0)
+        stats = {pid: s for pid, s in process_stats().items() if not s[2]}  # no kthreads
         parents = {pid: s[0] for pid, s in stats.items()}
         for pid, (_, ticks, _) in stats.items():
             if pid in self.ticks:

@@ -204,9 +204,10 @@ def wait_until_quiet(max_wait_s: float, *, threshold: float = 0.3,
         time.sleep(4.0)
 
 
-def _kernel_thread_ticks() -> int:
-    """CPU ticks used so far by kernel threads (writeback, ext4 workers, ...)."""
-    total = 0
+def process_stats() -> dict[int, tuple[int, int, bool]]:
+    """pid -> (parent pid, CPU ticks used so far (user + system), is a kernel thread),
+    from /proc/<pid>/stat; processes that vanish while read are left out."""
+    out = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -215,9 +216,14 @@ def _kernel_thread_ticks() -> int:
         except OSError:
             continue
         fields = text[text.rindex(")") + 2:].split()
-        if int(fields[6]) & 0x00200000:  # PF_KTHREAD
-            total += int(fields[11]) + int(fields[12])
-    return total
+        out[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]),
+                                bool(int(fields[6]) & 0x00200000))   # PF_KTHREAD
+    return out
+
+
+def _kernel_thread_ticks() -> int:
+    """CPU ticks used so far by kernel threads (writeback, ext4 workers, ...)."""
+    return sum(ticks for _, ticks, kernel in process_stats().values() if kernel)
 
 
 class OtherLoad:
