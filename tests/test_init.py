@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,34 @@ def test_demo_study_runs_end_to_end_from_its_own_directory(tmp_path):
     again = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
                            capture_output=True, text=True, env=env, timeout=600)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template", ["python", "shell"])
+def test_own_code_templates_run_and_rerun_when_their_script_changes(tmp_path, template):
+    """The templates whose runs are the user's own script: they run as shipped (the shell
+    command runs inside the run's work directory and reaches the script through
+    {study_dir}), and editing the script reruns every run."""
+    study = tmp_path / "study"
+    init_study(study, template)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def snakemake() -> str:
+        run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
+                             capture_output=True, text=True, env=env, timeout=600)
+        assert run.returncode == 0, run.stderr[-4000:]
+        return run.stdout + run.stderr
+
+    snakemake()
+    runs = sorted(p.relative_to(study).as_posix()
+                  for p in (study / "results" / "runs").rglob("*.json"))
+    assert len(runs) == 6 and (study / "results" / "catalog.duckdb").is_file()
+    assert "Nothing to be done" in snakemake()
+    with (study / "simulate.py").open("a") as handle:
+        handle.write("\n# edited\n")
+    again = snakemake()
+    assert sorted(set(re.findall(r"^    output: (results/runs/\S+\.json)", again, re.M))) \
+        == runs, again[-4000:]
 
 
 @pytest.mark.slow

@@ -63,9 +63,9 @@ class RunContext:
         env = {"ASSAY_ATTEMPT": str(self.attempt), "ASSAY_THREADS": str(self.threads),
                "OMP_NUM_THREADS": str(self.threads), "ASSAY_SEED": str(self.seed),
                "ASSAY_CONDITION": self.condition_label, "ASSAY_REPLICATE": str(self.replicate)}
-        if self.workdir is not None:
-            env["ASSAY_WORKDIR"] = str(self.workdir)
-            env["ASSAY_OUTDIR"] = str(self.workdir)
+        env["ASSAY_STUDY_DIR"] = str(Path(self.study_dir).absolute())
+        if self.workdir is not None:   # absolute: the child runs inside it
+            env["ASSAY_WORKDIR"] = env["ASSAY_OUTDIR"] = str(Path(self.workdir).absolute())
         if self.resuming:
             env["ASSAY_RESUME"] = "1"
         return env

@@ -13,6 +13,7 @@ from typing import Any
 from .artifacts import RunArtifact
 from .context import RunContext
 from .errors import AssayError, ConfigError, RunFailed, RunInterrupted
+from .hashing import sha256_hex
 from .supervise import log_tail
 from .plugins import load_target
 
@@ -74,22 +75,55 @@ def _callable_target(settings: dict[str, Any]) -> str:
     return target
 
 
+def _code_files(settings: dict[str, Any]) -> list[str]:
+    files = settings.get("code_files", [])
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise ConfigError(f"runner.settings.code_files must be a list of file paths, "
+                          f"got {files!r}")
+    return sorted(set(files))
+
+
 def _template_fields(ctx: RunContext, workdir: Path) -> dict[str, Any]:
-    quoted = shlex.quote(str(workdir))
+    # absolute: the command runs inside the work directory, so a relative path to it (or
+    # to the study's own scripts) would point nowhere
+    quoted = shlex.quote(str(Path(workdir).absolute()))
     return {"condition": ctx.condition_label, "replicate": ctx.replicate, "seed": ctx.seed,
             "params": ctx.params, "settings": ctx.settings, "workdir": quoted,
-            "outdir": quoted, "threads": ctx.threads, "attempt": ctx.attempt}
+            "outdir": quoted, "study_dir": shlex.quote(str(Path(ctx.study_dir).absolute())),
+            "threads": ctx.threads, "attempt": ctx.attempt}
 
 
 class ShellRunner:
     """Runs ``settings.command`` (a format template) and ingests ``settings.outputs``.
 
     Template fields: {condition}, {replicate}, {seed}, {workdir} (alias {outdir}),
-    {threads}, {attempt}, {params[name]}, {settings[name]}. The command runs in the run's
+    {study_dir} (to reach the study's own scripts), {threads}, {attempt}, {params[name]},
+    {settings[name]}; paths are absolute. The command runs in the run's
     persistent work directory (kept across kills and retries: write checkpoints there;
     ``ASSAY_RESUME=1`` tells it an earlier attempt left files), with its output streamed
     to the job log. Declared outputs are moved (not copied) into the store.
+    ``settings.code_files`` lists the scripts the command runs (paths from the study
+    directory): Snakemake inputs whose bytes join the key, so editing one reruns the runs.
     """
+
+    @staticmethod
+    def source_files(settings: dict[str, Any], condition: str, replicate: int,
+                     params: dict[str, Any]) -> list[str]:
+        return _code_files(settings)
+
+    @staticmethod
+    def spec_extras(settings: dict[str, Any], condition: str, replicate: int,
+                    params: dict[str, Any], workdir: Path) -> dict[str, Any]:
+        digests = {}
+        for name in _code_files(settings):
+            path = Path(name) if Path(name).is_absolute() else Path(workdir) / name
+            try:
+                digests[name] = sha256_hex(path.read_bytes())
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise ConfigError(f"runner.settings.code_files: {path} is not a file "
+                                  f"(relative paths start at the study directory "
+                                  f"{workdir})") from None
+        return {"code_files": digests} if digests else {}
 
     def run(self, ctx: RunContext) -> RunArtifact:
         command = ctx.settings.get("command")

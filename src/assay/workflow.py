@@ -141,9 +141,11 @@ class WorkflowPlan:
             spec = stages.run_spec(self.study, condition, replicate)
             runner = stages.resolve_runner(self.study.runner.plugin)
             extras = getattr(runner, "spec_extras", None)
-            if extras is not None:
-                spec["sources"] = extras(self.study.runner.settings, condition, replicate,
-                                         self.study.conditions[condition], self.workdir)
+            sources = None if extras is None else extras(
+                self.study.runner.settings, condition, replicate,
+                self.study.conditions[condition], self.workdir)
+            if sources:   # none (the shell runner without code_files): the key as before
+                spec["sources"] = sources
         elif stage == "collect":
             spec = stages.collect_spec(self.study, analysis, condition, replicate)
         elif stage == "aggregate":

@@ -1,9 +1,11 @@
-"""The `python` runner's own code is part of its runs' keys: editing the user's function (or
-a helper module it names in `code_dependencies`) reruns the runs, and nothing else does."""
+"""A runner's own code is part of its runs' keys: editing the `python` runner's function (or a
+helper module it names in `code_dependencies`), or a script the `shell` runner lists in
+`code_files`, reruns the runs, and nothing else does."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import textwrap
 from pathlib import Path
 
@@ -104,3 +106,62 @@ def test_a_missing_callable_module_stops_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "cannot locate the source of module 'simulate'" in proc.stdout + proc.stderr
     assert not (tmp_path / "results" / "runs").exists()
+
+
+# --- the shell runner: the scripts its command runs ------------------------------------
+SHELL_SCRIPT = textwrap.dedent('''
+    import sys
+
+    import numpy as np
+
+    seed, out = int(sys.argv[1]), sys.argv[2]
+    np.savez(out, values=np.random.default_rng(seed).normal(size=8))
+''')
+
+
+def shell_config(code_files: list[str] | None) -> dict:
+    config = copy.deepcopy(SMALL_CONFIG)
+    settings: dict = {"command": "python {study_dir}/{settings[script]} {seed} "
+                                  "{workdir}/values.npz",
+                      "script": str(Path("scripts") / "make.py"), "outputs": ["values.npz"]}
+    if code_files is not None:
+        settings["code_files"] = code_files
+    config["runner"] = {"plugin": "shell", "settings": settings}
+    return config
+
+
+@pytest.mark.slow
+def test_editing_a_listed_script_of_the_shell_runner_reruns_the_runs(tmp_path):
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "make.py"
+    script.write_text(SHELL_SCRIPT)
+    write_config(tmp_path, shell_config(["scripts/make.py"]))
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set(RUN_REFS)
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set()
+    script.write_text(SHELL_SCRIPT + "# edited\n")
+    assert runs_of(snakemake(tmp_path, *RUN_REFS)) == set(RUN_REFS)
+
+
+def test_shell_code_files_join_the_key_only_when_listed(tmp_path):
+    from assay.runners import ShellRunner
+
+    (tmp_path / "run.sh").write_text("echo one\n")
+    settings = {"command": "sh run.sh", "code_files": ["run.sh"]}
+    first = ShellRunner.spec_extras(settings, "free", 1, {}, tmp_path)
+    assert first == {"code_files": {"run.sh": hashlib.sha256(b"echo one\n").hexdigest()}}
+    assert ShellRunner.source_files(settings, "free", 1, {}) == ["run.sh"]
+    # without code_files the spec gets nothing: keys of existing shell studies stay put
+    assert ShellRunner.spec_extras({"command": "sh run.sh"}, "free", 1, {}, tmp_path) == {}
+    (tmp_path / "run.sh").write_text("echo two\n")
+    assert ShellRunner.spec_extras(settings, "free", 1, {}, tmp_path) != first
+
+    with pytest.raises(ConfigError) as missing:
+        ShellRunner.spec_extras({**settings, "code_files": ["nope.sh"]}, "free", 1, {},
+                                tmp_path)
+    assert str(missing.value) == (f"runner.settings.code_files: {tmp_path / 'nope.sh'} is "
+                                  f"not a file (relative paths start at the study directory "
+                                  f"{tmp_path})")
+    with pytest.raises(ConfigError) as bad:
+        ShellRunner.source_files({**settings, "code_files": "run.sh"}, "free", 1, {})
+    assert str(bad.value) == ("runner.settings.code_files must be a list of file paths, "
+                              "got 'run.sh'")
