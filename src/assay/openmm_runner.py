@@ -37,7 +37,7 @@ from .artifacts import RunArtifact
 from .atomic import atomic_write_bytes
 from .context import RunContext
 from .errors import ConfigError, RunInterrupted
-from .hashing import canonical_json, sha256_hex
+from .hashing import canonical_json, hash_file, sha256_hex
 from .openmm_files import (
     FILES,
     STATE_COLUMNS,
@@ -219,7 +219,7 @@ def study_forcefield_files(forcefield: Any, study_dir: Path) -> dict[str, Path]:
     out = {}
     for name in names:
         if isinstance(name, str) and name:
-            path = Path(name) if Path(name).is_absolute() else Path(study_dir) / name
+            path = Path(study_dir) / name   # an absolute name stays as it is
             if path.is_file():
                 out[name] = path
     return out
@@ -330,7 +330,7 @@ class OpenMMRunner:
         the digests of the study's own force-field XMLs (bundled ones: the openmm version)."""
         merged = {**settings, **params}
         local = study_forcefield_files(merged.get("forcefield", []), Path(workdir))
-        extras = {"forcefield": {name: sha256_hex(path.read_bytes())
+        extras = {"forcefield": {name: hash_file(path)[0]
                                  for name, path in sorted(local.items())}} if local else {}
         try:
             _, data = resolve_structure(merged.get("structure", ""), Path(workdir))

@@ -13,7 +13,7 @@ from typing import Any
 from .artifacts import RunArtifact
 from .context import RunContext
 from .errors import AssayError, ConfigError, RunFailed, RunInterrupted
-from .hashing import sha256_hex
+from .hashing import hash_file
 from .supervise import log_tail
 from .plugins import load_target
 
@@ -116,9 +116,9 @@ class ShellRunner:
                     params: dict[str, Any], workdir: Path) -> dict[str, Any]:
         digests = {}
         for name in _code_files(settings):
-            path = Path(name) if Path(name).is_absolute() else Path(workdir) / name
+            path = Path(workdir) / name   # an absolute name stays as it is
             try:
-                digests[name] = sha256_hex(path.read_bytes())
+                digests[name] = hash_file(path)[0]
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 raise ConfigError(f"runner.settings.code_files: {path} is not a file "
                                   f"(relative paths start at the study directory "
