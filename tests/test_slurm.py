@@ -232,16 +232,18 @@ def rule_jobs_in_slurm_logs(run: SlurmRun) -> dict[int, list[tuple[str, str, boo
     snakemake ran on the node inside that SLURM job, from the job's SLURM log (kept:
     --slurm-keep-successful-logs). "Local" there means: run directly in the job's
     allocation, not through a nested `srun` and second snakemake (IN_CLUSTER_JOB)."""
-    out: dict[int, list[tuple[str, str, bool]]] = {}
-    for match in _SUBMISSION_LOG.finditer(run.output):
-        text = Path(match.group(2)).read_text(errors="replace")
-        jobs = []
-        for job in _RULE_JOB.finditer(text):
-            output = re.search(r"^    output: ([^,\n]+)", job.group(3), re.M)
-            jobs.append((job.group(2), output.group(1).strip() if output else "",
-                         bool(job.group(1))))
-        out[int(match.group(1))] = jobs
-    return out
+    return {int(match.group(1)): rule_jobs_in_slurm_log(Path(match.group(2)))
+            for match in _SUBMISSION_LOG.finditer(run.output)}
+
+
+def rule_jobs_in_slurm_log(log: Path) -> list[tuple[str, str, bool]]:
+    """(rule, first output, run as a local job) of each rule job in one SLURM job's log."""
+    jobs = []
+    for job in _RULE_JOB.finditer(log.read_text(errors="replace")):
+        output = re.search(r"^    output: ([^,\n]+)", job.group(3), re.M)
+        jobs.append((job.group(2), output.group(1).strip() if output else "",
+                     bool(job.group(1))))
+    return jobs
 
 
 # --- the study on SLURM --------------------------------------------------------------
@@ -366,11 +368,10 @@ def test_array_tasks_each_run_their_own_job(slurm_study, tmp_path):
     assert {k: v for k, v in digests(tmp_path).items() if k in run_refs} == \
         {k: v for k, v in digests(study_dir).items() if k in run_refs}
     array_id = arrays[0][1]
-    outputs = []
-    for log in sorted((tmp_path / ".snakemake" / "slurm_logs" / "rule_run").glob(
-            f"{array_id}_*.log")):
-        outputs += re.findall(r"^    output: (\S+)", log.read_text(errors="replace"), re.M)
-    assert sorted(set(outputs)) == run_refs, outputs
+    ran = sorted(job for log in (tmp_path / ".snakemake" / "slurm_logs" / "rule_run").glob(
+        f"{array_id}_*.log") for job in rule_jobs_in_slurm_log(log))
+    assert sorted({(rule, out) for rule, out, _ in ran}) == [("run", ref) for ref in run_refs], \
+        ran
 
 
 # --- a failing job on SLURM ----------------------------------------------------------
