@@ -42,6 +42,8 @@ class Study:
     # How a lab's shared store is kept and whom its cache trusts: reaches the jobs through
     # the environment, never a spec (assay.sharing).
     store_sharing: dict[str, Any] = field(default_factory=dict)
+    # Portable numerics (assay.numerics): part of every spec, so of every key, when on.
+    numerics: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
@@ -77,7 +79,8 @@ class Study:
                                  for c in config["conditions"] if c.get("resources")},
             grace_seconds=float(config["runner"]["grace_seconds"]),
             comparison=dict(config["comparison"]),
-            store_sharing=dict(config["store_sharing"]))
+            store_sharing=dict(config["store_sharing"]),
+            numerics=dict(config["numerics"]))
         study._check_partitions()
         if check_plugins:
             from .errors import PluginError

@@ -68,6 +68,9 @@ class DiffReport:
     findings: list[Finding] = field(default_factory=list)
     context: list[Finding] = field(default_factory=list)
     names: tuple[str, str] = ("A", "B")
+    # How the two computations' numeric environments differ (from their action records):
+    # the usual reason two runs of the same spec give other bytes.
+    numerics: list[str] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -82,11 +85,16 @@ class DiffReport:
         return {"a": self.a, "b": self.b, "identical": self.identical, "equal": self.equal,
                 "rtol": self.rtol, "atol": self.atol,
                 "differences": [f.to_dict() for f in self.findings],
-                "context": [f.to_dict() for f in self.context]}
+                "context": [f.to_dict() for f in self.context],
+                "numeric_environment": self.numerics}
 
     def lines(self) -> list[str]:
         out = [f.line(self.names) for f in self.findings]
         out += [f"context (not compared): {f.line(self.names)}" for f in self.context]
+        if self.numerics:
+            out.append("computed in other numeric environments (docs/reliability.md, "
+                       "\"The same numbers on any machine\"):")
+            out += [f"  {line}" for line in self.numerics]
         return out
 
     def summary(self) -> str:
@@ -310,4 +318,16 @@ def diff_artifacts(store_a: ArtifactStore, ref_a: Any, store_b: ArtifactStore | 
     report.findings += _diff_sidecars(store_a, art_a, store_b, art_b, rtol, atol)
     for key in CONTEXT:
         report.context += diff_values(a.get(key), b.get(key), key)
+    report.numerics = _numeric_differences(store_a, digest_a, store_b, digest_b, names)
     return report
+
+
+def _numeric_differences(store_a: ArtifactStore, digest_a: str, store_b: ArtifactStore,
+                         digest_b: str, names: tuple[str, str]) -> list[str]:
+    from .numerics import environment_differences
+    from .stages import action_record_for
+
+    records = [action_record_for(store, digest)
+               for store, digest in ((store_a, digest_a), (store_b, digest_b))]
+    envs = [r.get("numerics") if isinstance(r, dict) else None for r in records]
+    return environment_differences(envs[0], envs[1], names)

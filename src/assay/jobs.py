@@ -34,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _wants_portable(spec_text: str) -> bool:
+    try:
+        spec = json.loads(spec_text)
+    except ValueError:
+        return False   # reported below, with the other spec errors
+    numerics = spec.get("numerics") if isinstance(spec, dict) else None
+    return isinstance(numerics, dict) and bool(numerics.get("portable"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.monotonic()
@@ -57,12 +66,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     from .errors import AssayError
-    from .layout import STAGE_LAYOUTS, ref_identity
-    from .refs import read_ref, write_ref
-    from .store import ArtifactStore
 
     def log(message: str) -> None:
         print(f"{joblog.prefix(args.stage)}{message}", file=sys.stderr, flush=True)
+
+    try:
+        # Before anything loads numpy: its BLAS reads these variables once, at load.
+        if _wants_portable(args.spec):
+            from .numerics import apply_portable, check_portable
+
+            apply_portable(log=log)
+            check_portable()
+    except AssayError as exc:
+        log(f"error: {exc}")
+        return 1
+
+    from .layout import STAGE_LAYOUTS, ref_identity
+    from .refs import read_ref, write_ref
+    from .store import ArtifactStore
 
     store = None
     try:

@@ -165,6 +165,7 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
 
     from .actions import run_facts
     from .atomic import atomic_write_bytes
+    from .numerics import numeric_environment
     from .errors import ArtifactIntegrityError
     from .hashing import parse_digest
 
@@ -190,7 +191,8 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     for output in map(Path, missing):
         stored = store.objects.put_bytes(output.read_bytes())
         store.record_action(keys[output], stored.digest, stage="plot",
-                            plugin=spec["plugin"], figure=output.name, **run_facts(started))
+                            plugin=spec["plugin"], figure=output.name, **run_facts(started),
+                            numerics=numeric_environment())
 
 
 def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,

@@ -19,6 +19,7 @@ from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtif
 from .context import AggregateContext, CollectorContext, CompareContext, RunContext
 from .errors import AssayError, PluginError
 from .hashing import canonical_json, format_digest, sha256_hex
+from .numerics import numeric_environment
 from .layout import ARTIFACT_STAGES, STAGE_LAYOUTS
 from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
 from .store import ArtifactStore
@@ -37,6 +38,9 @@ SPEC_KEYS = {
     "compare": ("stage", "analysis", "plugin", "settings", "settings_fingerprint",
                 "control", "confidence", "comparison", "code_digest"),
 }
+
+# In a spec (so in the key and provenance) only when the study sets them.
+OPTIONAL_SPEC_KEYS = ("numerics",)
 
 
 def settings_fingerprint(plugin: str, settings: dict[str, Any]) -> str:
@@ -127,6 +131,10 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
     if stage not in STAGES:
         raise AssayError(f"unknown stage {stage!r} in job spec; expected one of {STAGES}")
     options = options or JobOptions()
+    if isinstance(spec.get("numerics"), dict) and spec["numerics"].get("portable"):
+        from .numerics import check_portable
+
+        check_portable()   # never other bits under a portable label
     key = stage_action_key(spec, input_digests)
     work = store.work.for_key(key) if stage == "run" else None
     if use_cache:
@@ -155,7 +163,8 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
         artifact, provenance=provenance,
         inputs=[{"role": role, "digest": d} for d in input_digests] if role else [])
     digest = store.write_artifact(artifact)
-    store.record_action(key, digest, stage=stage, plugin=spec["plugin"], **run_facts(started))
+    store.record_action(key, digest, stage=stage, plugin=spec["plugin"], **run_facts(started),
+                        numerics=numeric_environment())
     if work is not None:
         work.remove_if_ours()
     log(f"computed {stage} {digest} in {time.monotonic() - started:.3f}s")
@@ -305,7 +314,37 @@ def spec_from_provenance(artifact: Artifact) -> dict[str, Any]:
     missing = [k for k in SPEC_KEYS[stage] if k not in artifact.provenance]
     if missing:
         raise AssayError(f"provenance lacks {missing}; cannot reproduce")
-    return {k: artifact.provenance[k] for k in SPEC_KEYS[stage]}
+    spec = {k: artifact.provenance[k] for k in SPEC_KEYS[stage]}
+    for optional in OPTIONAL_SPEC_KEYS:
+        if optional in artifact.provenance:
+            spec[optional] = artifact.provenance[optional]
+    return spec
+
+
+def action_record_for(store: ArtifactStore, digest: str) -> dict[str, Any] | None:
+    """The action record that published ``digest``: when, where and in which numeric
+    environment it was computed. Looked up by the key its provenance gives; if assay's
+    code changed since (another key), found by scanning the store's records."""
+    try:
+        artifact = store.read_artifact(digest)
+        spec = spec_from_provenance(artifact)
+        key = stage_action_key(spec, [item["digest"] for item in artifact.inputs])
+    except AssayError:
+        return None
+    record = store.actions.read(key)
+    if record is not None and record.get("digest") == digest:
+        return record
+    import json
+
+    for path in reversed(store.actions.paths()):
+        try:
+            with open(path, "rb") as handle:
+                found = json.loads(handle.read())
+        except (OSError, ValueError):
+            continue
+        if isinstance(found, dict) and found.get("digest") == digest:
+            return found
+    return None
 
 
 def copy_closure(source: ArtifactStore, digests: list[str], target: ArtifactStore) -> None:

@@ -154,6 +154,10 @@ class WorkflowPlan:
             spec = stages.compare_spec(self.study, analysis)
         else:
             spec = stages.plot_spec(self.study, analysis)
+        if self.study.numerics.get("portable"):
+            from .numerics import PORTABLE_PROFILE
+
+            spec["numerics"] = {"portable": PORTABLE_PROFILE}
         return shlex.quote(canonical_json(spec).decode())
 
     def spec(self, stage: str, wildcards: Any) -> str:

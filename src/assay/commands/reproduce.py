@@ -20,6 +20,11 @@ def run_reproduce(args: Any) -> int:
     digest, entry = resolve(args.target, root, results)
     store = open_store(args)
     original = store.read_artifact(digest)   # fails early, naming it, if it is not there
+    numerics = original.provenance.get("numerics")
+    if isinstance(numerics, dict) and numerics.get("portable"):
+        from ..numerics import apply_portable
+
+        apply_portable()   # before the recomputation loads numpy; execute() checks it held
     if args.scratch:
         Path(args.scratch).mkdir(parents=True, exist_ok=True)
     scratch_dir = Path(tempfile.mkdtemp(prefix="assay-reproduce-", dir=args.scratch))

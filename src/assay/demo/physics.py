@@ -17,8 +17,8 @@ friction ``gamma = 1``, ``k_B = 1``):
   do not pass through each other in practice;
 * a wall = a fixed purely repulsive 9-3 core (length scale 1.35, WCA-style:
   cut and shifted at its minimum ``z_c ~ 1.16``) plus an attractive well of
-  depth ``surface_epsilon``: flat ``-eps`` for ``z <= z_c``, cosine-squared
-  taper to zero at ``z_c + 1``. So ``surface_epsilon = 0`` is a purely
+  depth ``surface_epsilon``: flat ``-eps`` for ``z <= z_c``, smoothstep
+  (cubic, C1) taper to zero at ``z_c + 1``. So ``surface_epsilon = 0`` is a purely
   repulsive, non-sticky wall and nothing else changes with the condition.
   The core scale puts bound beads at ``z ~ 1.0-1.4``, so the default contact
   cutoff 1.5 means "touching the surface" and counts episodes of binding
@@ -32,11 +32,21 @@ friction ``gamma = 1``, ``k_B = 1``):
   documented range (``surface_epsilon`` in [0, 4], ``temperature`` in
   [0.5, 2]) no bead gets below ``z ~ 0.77``, so neither net ever acts.
 
+Same bits on every x86-64 machine: the dynamics use only operations that IEEE 754 rounds
+correctly (+, -, *, /, sqrt) and numpy's einsum/reductions, whose order is fixed by the
+numpy build, never BLAS (its kernel depends on the CPU OpenBLAS detects) nor transcendental
+ufuncs (``exp``, ``power``, ``sin``: numpy dispatches AVX-512 versions with other last
+bits, and glibc picks FMA variants by CPU). The chaotic dynamics would amplify any such
+last-bit difference into another trajectory. ``tests/test_demo_physics.py`` runs the
+simulation under several OpenBLAS core types and numpy dispatch levels and compares bits.
+
 With defaults (24 beads, 1000 equilibration + 4000 recorded steps) one call
 takes ~0.25 s on one core (measured 0.23-0.25 s).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -54,7 +64,9 @@ _EV_K = 100.0  # soft-sphere excluded-volume stiffness (kT / sigma^2)
 _EV_SIGMA = 1.0  # excluded-volume diameter
 _WALL_REP_EPS = 1.0  # strength of the repulsive 9-3 core (independent of condition)
 _WALL_SIGMA = 1.35  # length scale of the 9-3 core: sets where adsorbed beads sit
-_WALL_ZC = 0.4 ** (1.0 / 6.0) * _WALL_SIGMA  # minimum of the 9-3 wall, where the core is cut
+# minimum of the 9-3 wall, where the core is cut: 0.4 ** (1 / 6) * _WALL_SIGMA, spelled out
+# so that no libm pow (whose last bit may vary by CPU variant) enters the dynamics
+_WALL_ZC = 1.158805195558952
 _WELL_WIDTH = 1.0  # taper width of the attractive well beyond z_c
 _WALL_Z_FLOOR = 0.5 * _WALL_SIGMA  # z used to evaluate the core below this (keeps it finite)
 _FRICTION = 1.0  # Langevin friction gamma (bead mass m = 1): D = T / gamma
@@ -70,17 +82,45 @@ def _wall_force_z(z: np.ndarray, surface_epsilon: float) -> np.ndarray:
     # U = eps*(2/15 u^9 - u^3) - U(z_c) for z < z_c, else 0;
     # F = -dU/dz = (eps / sigma_w)*(18/15 u^10 - 3 u^4), zero at z_c (C1 cut)
     u = _WALL_SIGMA / np.maximum(z, _WALL_Z_FLOOR)
-    u3 = u**3.0
+    u3 = u * u * u  # not u**3.0: numpy's AVX-512 power has other last bits than its AVX2 one
     f_core = (_WALL_REP_EPS / _WALL_SIGMA) * (1.2 * u3 * u3 * u3 * u - 3.0 * u3 * u)
     f = np.where(z < _WALL_ZC, f_core, 0.0)
     if surface_epsilon > 0.0:
-        # U = -eps cos^2(pi/2 * s), s = (z - z_c)/w in [0, 1]
-        # F = -dU/dz = -eps * (pi / 2w) * sin(pi s)
+        # U = -eps (1 - 3 s^2 + 2 s^3), s = (z - z_c)/w in [0, 1] (smoothstep: no sin,
+        # whose libm variant differs by CPU); F = -dU/dz = -(6 eps / w) s (1 - s)
         s = (z - _WALL_ZC) / _WELL_WIDTH
         in_taper = (s > 0.0) & (s < 1.0)
-        f_well = -surface_epsilon * (np.pi / (2.0 * _WELL_WIDTH)) * np.sin(np.pi * s)
+        f_well = (-6.0 * surface_epsilon / _WELL_WIDTH) * (s * (1.0 - s))
         f = f + np.where(in_taper, f_well, 0.0)
     return f
+
+
+def _norm3(v: np.ndarray) -> float:
+    """Length of a 3-vector in a fixed order of IEEE operations.
+
+    Not ``np.linalg.norm``: that is a BLAS dot product, whose kernel (and so its last bit)
+    depends on the CPU OpenBLAS detects (Haswell, SkylakeX, ...). The chaotic dynamics
+    amplify that bit into other trajectories, so the demo's digests would depend on the
+    machine. Plain multiplies, adds and a square root are correctly rounded everywhere.
+    """
+    x, y, z = float(v[0]), float(v[1]), float(v[2])
+    return math.sqrt(x * x + y * y + z * z)
+
+
+def _exp(x: float) -> float:
+    """exp(x) from + and * alone (halve, Taylor series, square back): the same bits on
+    every machine, unlike libm's exp, whose FMA and SSE2 variants may differ in the last bit."""
+    halvings = 0
+    while abs(x) > 0.5:
+        x *= 0.5
+        halvings += 1
+    term, total = 1.0, 1.0
+    for k in range(1, 25):
+        term *= x / k
+        total += term
+    for _ in range(halvings):
+        total *= total
+    return total
 
 
 def _initial_chain(
@@ -98,9 +138,9 @@ def _initial_chain(
     direction = np.array([1.0, 0.0, 0.0])
     for i in range(1, n_beads):
         direction = direction + 0.9 * steps[i]
-        direction /= np.linalg.norm(direction)
+        direction /= _norm3(direction)
         bond = direction * _INIT_FLATTEN
-        pos[i] = pos[i - 1] + bond_length * bond / np.linalg.norm(bond)
+        pos[i] = pos[i - 1] + bond_length * bond / _norm3(bond)
     pos -= pos.mean(axis=0)
     pos[:, 2] += _INIT_HEIGHT - pos[:, 2].min()
     return pos
@@ -149,7 +189,7 @@ def simulate_polymer(
     nonbonded = np.abs(idx[:, None] - idx[None, :]) >= 2  # excludes self and bonds
     eps = float(surface_epsilon)
     half_dt = 0.5 * dt
-    c1 = np.exp(-_FRICTION * dt)  # O-step: exact Ornstein-Uhlenbeck velocity update
+    c1 = _exp(-_FRICTION * dt)  # O-step: exact Ornstein-Uhlenbeck velocity update
     c2 = np.sqrt((1.0 - c1 * c1) * temperature)
 
     def forces(x: np.ndarray) -> np.ndarray:
