@@ -458,7 +458,7 @@ BAD_CONFIGS = [
      "config key conditions[0].params: [1] is not of type 'object'"),
     ("unknown top-level key", _mutate(unknown_key=1),
      "config key (top level): unknown key 'unknown_key'; known keys: aggregation, analyses, comparison, "
-     "conditions, control, plots, replicates, resources, results, runner, seed, store, store_sharing"),
+     "conditions, control, numerics, plots, replicates, resources, results, runner, seed, store, store_sharing"),
     ("unknown analysis plugin", _mutate(**{"analyses.gyration.plugin": "no_such_analysis"}),
      "analyses.gyration.plugin: unknown plugin 'no_such_analysis'; known: contact_events, "
      "distance_matrix, md_contacts, md_distance_matrix, md_rgyr, md_rmsd, md_rmsf, "

@@ -206,3 +206,20 @@ def test_numbers_are_pinned(finished):
 
     pinned = json.loads((Path(__file__).parent / "data" / "small_study_pins.json").read_text())
     assert data_pins(finished) == pinned
+
+
+def test_numbers_do_not_depend_on_the_cpu(tmp_path):
+    """A node with other BLAS kernels and an older SIMD level computes the pinned numbers
+    too (the variables are set before any job loads numpy)."""
+    import json
+
+    write_config(tmp_path, SMALL_CONFIG)
+    snakemake(tmp_path, env={"OPENBLAS_CORETYPE": "Prescott",
+                             "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR "
+                                                         "AVX2 FMA3 AVX512F AVX512_SKX"})
+    pinned = json.loads((Path(__file__).parent / "data" / "small_study_pins.json").read_text())
+    assert data_pins(tmp_path) == pinned
+    store = ArtifactStore(tmp_path / "store")
+    records = [store.actions.read(Path(p).stem) for p in store.actions.paths()]
+    assert records and all(r["numerics"]["env"]["OPENBLAS_CORETYPE"] == "Prescott"
+                           for r in records)
