@@ -324,7 +324,7 @@ def test_manifests_hold_finite_metrics_and_no_results_or_paths(example):
                                                   "sidecars/trajectory.xtc"}
 
 
-def test_import_links_files_once_and_records_digests(example):
+def test_import_copies_files_and_records_digests(example):
     import hashlib
 
     run = example.store.read_run_result(example.run("charmm_dims"))
@@ -334,7 +334,9 @@ def test_import_links_files_once_and_records_digests(example):
         assert ref.size_bytes == source.stat().st_size
         assert ref.metadata["source_name"] == source.name
         stored = example.store.validate_sidecar(ref, verify="full")
-        assert stored.stat().st_ino == source.stat().st_ino, "hard link, not a copy"
+        # an inode of its own: whoever still holds the original cannot change the object
+        assert stored.stat().st_ino != source.stat().st_ino
+        assert source.stat().st_mode & 0o200, "the original is left as it was (writable)"
 
 
 def test_universe_leaves_nothing_behind(example):

@@ -191,12 +191,16 @@ def test_sigkill_between_checkpoints_then_resume_gives_the_same_digests(tmp_path
 @pytest.mark.parametrize("resuming", [True, False])
 def test_rerun_in_a_finished_workdir_leaves_store_objects_intact(reference, tmp_path, capfd,
                                                                  resuming):
-    """The finished files are hard-linked into the store: a later run in the same work
-    directory (here with other settings, so other bytes) must never write into them."""
+    """The finished files are copied into the store as inodes of their own: a later run
+    in the same work directory (here with other settings, so other bytes) must never
+    write into them."""
     ctx = make_ctx(tmp_path)
     first = OpenMMRunner().run(ctx)
     assert digests(first) == reference["digests"]
-    assert (tmp_path / "work" / "trajectory.dcd").stat().st_nlink == 2   # linked, not copied
+    work_file = tmp_path / "work" / "trajectory.dcd"
+    stored = ctx.artifact_store.objects.path_for(
+        next(s.sha256 for s in first.sidecars if s.path == "sidecars/trajectory.dcd"))
+    assert work_file.stat().st_nlink == 1 and stored.stat().st_ino != work_file.stat().st_ino
     other = {**SETTINGS, "temperature_k": 310.0}
     second = OpenMMRunner().run(make_ctx(tmp_path, settings=other, resuming=resuming,
                                          store=ctx.artifact_store))

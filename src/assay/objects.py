@@ -50,6 +50,36 @@ def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
+_FICLONE = 0x40049409   # linux/fs.h: share the source's extents copy-on-write
+
+
+def _clone_or_copy(src_fd: int, dst_fd: int, dst_path: Path) -> tuple[str, int]:
+    """Fill ``dst_fd`` with ``src_fd``'s bytes; the hex digest and size of what it holds.
+
+    A reflink clone (XFS, btrfs) costs no copy: later writes to either file go to other
+    blocks. Otherwise the bytes are copied and hashed in one pass.
+    """
+    import fcntl
+
+    try:
+        fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+    except OSError:
+        pass
+    else:
+        from .hashing import hash_file
+
+        return hash_file(dst_path)   # the clone's own bytes: nothing else writes it
+    hasher = BackgroundHasher()
+    try:
+        while chunk := os.read(src_fd, 8 * 1024 * 1024):
+            hasher.update(chunk)
+            write_all(dst_fd, chunk)
+    except BaseException:
+        hasher.abandon()
+        raise
+    return hasher.hexdigest(), hasher.size
+
+
 class HashingFileWriter:
     """A write-only, non-seekable file that hashes on a second thread while it writes.
 
@@ -214,31 +244,35 @@ class ObjectStore:
         return self.publish(writer.path, stored.sha256, stored.size_bytes)
 
     def put_file(self, source: Path, *, move: bool) -> StoredObject:
-        """Ingest an existing file: hash it, then move (same filesystem) or copy it in."""
-        sha, size = hash_file(source)
-        if self._reusable(sha, size):
-            if move:
-                os.unlink(source)
-            return StoredObject(sha, size)
+        """Ingest an existing file as a new inode of our own, hashing the bytes we copy.
+
+        Never a rename or a hard link of ``source``: a process that opened it before (a
+        runner's orphan, a twin attempt, a writer elsewhere) could go on writing into the
+        published object through that descriptor. A reflink clone (where the filesystem
+        has one) or a copy is an inode no one else holds. A source that changed while it
+        was copied is refused, nothing stored. ``move`` then removes the source.
+        """
+        tmp, fd = self._open_tmp()
+        try:
+            with open(source, "rb", buffering=0) as src:
+                before = os.fstat(src.fileno())
+                sha, size = _clone_or_copy(src.fileno(), fd, tmp)
+                after = os.fstat(src.fileno())
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        fsync_and_close(fd)
+        if (size != after.st_size or (before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+                != (after.st_size, after.st_mtime_ns, after.st_ctime_ns)):
+            os.unlink(tmp)
+            raise ArtifactIntegrityError(
+                f"{source} changed while it was being stored ({before.st_size} bytes when "
+                f"the copy began, {after.st_size} after): some process still writes it. "
+                "Nothing was stored; stop that writer (a second attempt of the same run?) "
+                "and retry")
         if move:
-            tmp = self.new_tmp_path()
-            fd = os.open(source, os.O_RDONLY)
-            fsync_and_close(fd)
-            with self.sharing.writing(tmp):
-                os.replace(source, tmp)
-        else:
-            with open(source, "rb") as src:
-                tmp, fd = self._open_tmp()
-                try:
-                    while chunk := src.read(8 * 1024 * 1024):
-                        write_all(fd, chunk)
-                finally:
-                    fsync_and_close(fd)
-            copied_sha, copied_size = hash_file(tmp)
-            if (copied_sha, copied_size) != (sha, size):
-                os.unlink(tmp)
-                raise ArtifactIntegrityError(
-                    f"{source} changed while it was being copied into the store; retry")
+            os.unlink(source)
         return self.publish(tmp, sha, size)
 
     def link_file(self, source: Path) -> StoredObject | None:

@@ -6,7 +6,7 @@ checkpoint is a consistent pair, written in this order: the DCD and CSV fsynced,
 ``checkpoint-<step>.chk`` (``Context.createCheckpoint()``), then ``checkpoint.json``
 naming it with the DCD/CSV byte lengths and the DCD header at that step. A kill at any
 moment leaves the previous pair or the new one; resuming cuts the files back to the
-recorded lengths. Files hard-linked into the store are never written to again.
+recorded lengths. A hard-linked file (an older store's object) is never written to again.
 """
 
 from __future__ import annotations

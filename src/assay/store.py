@@ -161,11 +161,13 @@ class ArtifactStore:
 
     def ingest_file(self, source: str | os.PathLike[str], path: str, *,
                     media_type: str | None = None, metadata: dict[str, Any] | None = None,
-                    link: bool = True) -> Sidecar:
+                    link: bool = False) -> Sidecar:
         """Ingest a file that already exists elsewhere without changing it.
 
-        With ``link`` a hard link is tried first (no second copy on the same filesystem);
-        the object is made read-only, which the linked original then shares.
+        The object is a copy (a reflink clone where the filesystem has one), so no process
+        holding the original open can change published bytes. ``link=True`` hard-links
+        instead (no second copy): only for a file nothing will ever write again, since
+        the object then shares its inode, and its mode, with the original.
         """
         check_sidecar_path(path)
         source = Path(source)
