@@ -50,6 +50,7 @@ from .payload import (
     strict_json_payload,
 )
 from .refs import Ref, read_ref, write_ref
+from .settings import REQUIRED, Setting, Settings, SettingsView
 from .store import ArtifactStore
 
 __version__ = "0.1.0"
@@ -64,6 +65,7 @@ __all__ = [
     "SidecarPathError", "BundleError", "PayloadError", "ConfigError", "PluginError",
     "RunFailed", "RunInterrupted",
     "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",
+    "Setting", "Settings", "SettingsView", "REQUIRED",
 ]
 
 _LAZY = {"open_catalog": "catalog", "Catalog": "catalog"}

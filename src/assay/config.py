@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -44,6 +45,8 @@ class Study:
     store_sharing: dict[str, Any] = field(default_factory=dict)
     # Portable numerics (assay.numerics): part of every spec, so of every key, when on.
     numerics: dict[str, Any] = field(default_factory=dict)
+    # What validation could not check (a plugin that declares no settings): never a spec.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
@@ -84,14 +87,13 @@ class Study:
         study._check_partitions()
         if check_plugins:
             from .errors import PluginError
-            from .plugins import resolve_analysis, resolve_runner
+            from .study_settings import check_plugin_settings
 
             try:   # a plugin the config names but that cannot be found is a config error
-                resolve_runner(study.runner.plugin, where="runner.plugin")
-                for name, spec in study.analyses.items():
-                    resolve_analysis(spec.plugin, where=f"analyses.{name}.plugin")
+                warnings = check_plugin_settings(study)
             except PluginError as exc:
                 raise ConfigError(str(exc)) from exc
+            study = dataclasses.replace(study, warnings=tuple(warnings))
         return study
 
     def job_resources(self, stage: str, condition: str | None = None) -> dict[str, Any]:
@@ -189,10 +191,10 @@ def _message(error: Any) -> str:
         return f"{error.instance!r} is not " + " or ".join(
             consts + ([f"of type {types}"] if types else []))
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        from .settings import unknown_keys_message
+
         allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))
-        return (f"unknown key{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(u) for u in unknown)}; known keys: {', '.join(allowed)}")
+        return unknown_keys_message(sorted(set(error.instance) - set(allowed)), allowed)
     if error.validator == "pattern" and error.validator_value == _LABEL_PATTERN:
         return (f"{error.instance!r} is not a valid label: it must start with a letter or "
                 "digit and contain only letters, digits, '_', '.', '+' or '-' (at most 128 "

@@ -38,6 +38,7 @@ from .atomic import atomic_write_bytes
 from .context import RunContext
 from .errors import ConfigError, RunInterrupted
 from .hashing import canonical_json, hash_file, sha256_hex
+from .settings import PARAMS_MERGED, REQUIRED, Setting, Settings
 from .openmm_files import (
     FILES,
     STATE_COLUMNS,
@@ -74,6 +75,51 @@ PRECISIONS = ("single", "mixed", "double")
 MAX_STEPS = 2**31 - 1     # DCD headers hold 32-bit step numbers
 _PACKAGE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*):(.+)$")
 _PROGRESS_EVERY_S = 0.5               # progress writes fsync; keep them off the hot path
+
+
+def _steps(name: str, unit: str, help: str, minimum: int = 1) -> Setting:
+    return Setting(int, DEFAULTS[name], ge=minimum, le=MAX_STEPS, unit=unit, help=help)
+
+
+# The runner's settings for validation before any job and for `assay plugins`; the job
+# reads them with parse_settings (same defaults: DEFAULTS), which also does the
+# cross-checks run here per condition (a multiple of report_interval, GPU-only precision).
+OPENMM_SETTINGS = Settings({
+    "structure": Setting(str, REQUIRED, check=lambda v: None if v.strip() else "empty",
+                         help="PDB/PDBx path from the study directory, or "
+                              "'package:path/in/package.pdb'"),
+    "forcefield": Setting((list, str), DEFAULTS["forcefield"], items=str,
+                          check=lambda v: "an empty list" if v == [] else None,
+                          help="OpenMM force-field XMLs (bundled names or study files)"),
+    "solvent": Setting(str, DEFAULTS["solvent"], choices=SOLVENTS,
+                       help="vacuum or an implicit-solvent model"),
+    "nonbonded_cutoff_nm": Setting(float, None, gt=0, unit="nm",
+                                   help="null: no cutoff; a number: CutoffNonPeriodic"),
+    "constraints": Setting(str, DEFAULTS["constraints"], choices=CONSTRAINTS,
+                           help="which bonds/angles are rigid"),
+    "integrator": Setting(str, DEFAULTS["integrator"], choices=INTEGRATORS,
+                          help="the integrator"),
+    "temperature_k": Setting(float, DEFAULTS["temperature_k"], gt=0, unit="K",
+                             help="thermostat temperature"),
+    "friction_per_ps": Setting(float, DEFAULTS["friction_per_ps"], gt=0, unit="1/ps",
+                               help="Langevin friction"),
+    "timestep_fs": Setting(float, DEFAULTS["timestep_fs"], gt=0, unit="fs",
+                           help="integration time step"),
+    "steps": _steps("steps", "steps", "MD steps per run"),
+    "report_interval": _steps("report_interval", "steps",
+                              "steps between trajectory frames / state rows"),
+    "checkpoint_interval": _steps("checkpoint_interval", "steps",
+                                  "steps between checkpoints (a multiple of report_interval)"),
+    "minimize": Setting(bool, DEFAULTS["minimize"], help="minimize the structure first"),
+    "minimize_max_iterations": _steps("minimize_max_iterations", "iterations",
+                                      "0: until converged", minimum=0),
+    "platform": Setting(str, DEFAULTS["platform"], choices=PLATFORMS,
+                        help="OpenMM platform (CPU is deterministic with threads: 1)"),
+    "precision": Setting(str, None, choices=PRECISIONS,
+                         help="CUDA/OpenCL/HIP only: single, mixed or double"),
+    "threads": Setting(int, DEFAULTS["threads"], ge=1, unit="threads",
+                       help="CPU platform only; 1 is the deterministic choice"),
+}, params=PARAMS_MERGED, check=lambda merged, params: parse_settings(dict(merged), params))
 
 
 class SimulationStopped(RunInterrupted):
@@ -311,6 +357,7 @@ class OpenMMRunner:
 
     code_dependencies = ("assay.openmm_files",)
     version_dependencies = ("openmm",)
+    SETTINGS = OPENMM_SETTINGS
 
     @staticmethod
     def source_files(settings: dict[str, Any], condition: str, replicate: int,

@@ -16,19 +16,36 @@ from .errors import AssayError, ConfigError, RunFailed, RunInterrupted
 from .hashing import hash_file
 from .supervise import log_tail
 from .plugins import load_target
+from .settings import PARAMS_MERGED, PARAMS_TEMPLATES, REQUIRED, Setting, Settings
 
 
 class PolymerLangevinRunner:
     """Langevin dynamics of a bead-spring chain near an attractive surface (numpy only)."""
 
     code_dependencies = ("assay.demo.physics",)
+    # simulate_polymer's keyword arguments (a test keeps the defaults equal); condition
+    # params override them. Reduced units: σ bead size, kT thermal energy, τ time.
+    SETTINGS = Settings({
+        "n_beads": Setting(int, 24, ge=2, unit="beads", help="beads in the chain"),
+        "n_frames": Setting(int, 200, ge=1, unit="frames", help="frames stored per run"),
+        "steps_per_frame": Setting(int, 20, ge=1, unit="steps",
+                                   help="integration steps between stored frames"),
+        "dt": Setting(float, 0.005, gt=0, unit="τ", help="integration time step"),
+        "temperature": Setting(float, 1.0, gt=0, unit="kT", help="reduced temperature"),
+        "surface_epsilon": Setting(float, 1.0, ge=0, unit="kT",
+                                   help="depth of the surface's attractive well"),
+        "bond_k": Setting(float, 100.0, gt=0, unit="kT/σ²", help="bond spring constant"),
+        "bond_length": Setting(float, 1.0, gt=0, unit="σ", help="bond rest length"),
+        "equilibration_steps": Setting(int, 1000, ge=0, unit="steps",
+                                       help="unrecorded steps before the first frame"),
+    }, params=PARAMS_MERGED)
 
     def run(self, ctx: RunContext) -> RunArtifact:
         from .demo.physics import simulate_polymer
 
-        settings = ctx.merged_settings
+        settings = ctx.merged_settings   # as the config writes them: for the payload
         try:
-            traj = simulate_polymer(seed=ctx.seed, **settings)
+            traj = simulate_polymer(seed=ctx.seed, **self.SETTINGS.read(ctx))
         except TypeError as exc:
             raise ConfigError(f"runner settings/condition params for {ctx.condition_label!r}: "
                               f"{exc}") from None
@@ -52,6 +69,15 @@ class PythonCallableRunner:
     """
 
     OWN_SETTINGS = ("callable", "code_dependencies")
+    # Other keys go to the function unchecked (open): it declares nothing to check them by.
+    SETTINGS = Settings({
+        "callable": Setting(str, REQUIRED, help="module:function to call per run",
+                            check=lambda v: None if ":" in v else
+                            f"{v!r} is not 'module:function'"),
+        "code_dependencies": Setting(list, [], items=str,
+                                     help="modules of yours it imports (their code joins "
+                                          "the key)"),
+    }, open=True)
 
     @staticmethod
     def settings_code_modules(settings: dict[str, Any]) -> tuple[str, ...]:
@@ -106,6 +132,19 @@ class ShellRunner:
     directory): Snakemake inputs whose bytes join the key, so editing one reruns the runs.
     """
 
+    # Condition params reach the command only as {params[name]}; its fields are those of
+    # _template_fields (a test keeps the two equal).
+    SETTINGS = Settings({
+        "command": Setting(str, REQUIRED, help="shell command template run per run",
+                           check=lambda v: None if v.strip() else "the command is empty"),
+        "outputs": Setting(list, [], items=str,
+                           help="files the command leaves in {workdir}, moved into the store"),
+        "code_files": Setting(list, [], items=str,
+                              help="scripts the command runs (their bytes join the key)"),
+    }, params=PARAMS_TEMPLATES, templates=("command",),
+        template_fields=("condition", "replicate", "seed", "params", "settings", "workdir",
+                         "outdir", "study_dir", "threads", "attempt"))
+
     @staticmethod
     def source_files(settings: dict[str, Any], condition: str, replicate: int,
                      params: dict[str, Any]) -> list[str]:
@@ -126,8 +165,8 @@ class ShellRunner:
         return {"code_files": digests} if digests else {}
 
     def run(self, ctx: RunContext) -> RunArtifact:
-        command = ctx.settings.get("command")
-        outputs = ctx.settings.get("outputs", [])
+        declared = self.SETTINGS.read(ctx)
+        command, outputs = declared["command"], declared["outputs"]
         if not isinstance(command, str) or not command.strip():
             raise ConfigError("runner.settings.command must be a non-empty shell command")
         if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
@@ -189,6 +228,14 @@ class ImportRunner:
     store when on the same filesystem; only their names (never absolute paths) are recorded.
     """
 
+    SETTINGS = Settings({
+        "files": Setting(dict, REQUIRED, items=str,
+                         help="kind -> path template ({condition}, {replicate}, "
+                              "{params[name]}) from the study directory",
+                         check=lambda v: None if v else "no files to import"),
+    }, params=PARAMS_MERGED, templates=("files",),
+        template_fields=("condition", "replicate", "params"))
+
     @staticmethod
     def source_files(settings: dict[str, Any], condition: str, replicate: int,
                      params: dict[str, Any]) -> list[str]:
@@ -209,7 +256,7 @@ class ImportRunner:
         return out
 
     def run(self, ctx: RunContext) -> RunArtifact:
-        files = ctx.merged_settings.get("files")
+        files = self.SETTINGS.read(ctx)["files"]
         if not isinstance(files, dict) or not files:
             raise ConfigError("runner.settings.files must map kinds to path templates")
         sidecars = []

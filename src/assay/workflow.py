@@ -204,6 +204,25 @@ class WorkflowPlan:
         return self.plots() + [self.catalog]
 
 
+def plan_or_exit(config: dict[str, Any], *, cores: int | None, environ: Any) -> WorkflowPlan:
+    """The Snakefile's plan. A bad config (the schema, a plugin's declared settings, a
+    param its runner does not take) or a refused store stops snakemake before any job with
+    the message alone: a few lines, not a traceback or snakemake's dump of the schema."""
+    from .errors import AssayError, ConfigError
+
+    try:
+        plan = WorkflowPlan(config)  # paths in the config are relative to the working dir
+        # A stage asking for more threads than this run may use stops here too (when the
+        # run has a core count at all: `snakemake --unlock` or a listing has none).
+        plan.check_cores(cores)
+        plan.export_sharing(environ)  # store_sharing reaches the jobs; a refused store stops
+    except AssayError as exc:
+        hint = ("\n(`assay config validate FILE` checks a config without starting snakemake)"
+                if isinstance(exc, ConfigError) else "")
+        raise SystemExit(f"assay: {exc}{hint}") from None
+    return plan
+
+
 def spec_json(quoted: str) -> dict[str, Any]:
     """Inverse of the quoting in ``WorkflowPlan.spec`` (for tests and debugging)."""
     return json.loads(shlex.split(quoted)[0])

@@ -32,55 +32,53 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from assay import METRICS, ConfigError
+from assay import METRICS, ConfigError, Setting, Settings
 
-# Settings shared by every MD analysis (all part of the settings fingerprint).
-FRAME_DEFAULTS: dict[str, Any] = {
-    "start": 0,            # first trajectory frame considered (Python slice semantics)
-    "stop": None,          # one past the last trajectory frame considered (None = end)
-    "step": 1,             # stride between analysed frames
-    "equilibration": 0,    # trajectory frames 0..equilibration-1 are never analysed
-    "blocks": 1,           # >1: replicate r analyses the r-th of this many blocks
-}
-COMMON_DEFAULTS: dict[str, Any] = {
-    **FRAME_DEFAULTS,
-    "unwrap": True,        # make the selected molecules whole across periodic boundaries
-    "topology_kind": "topology",
-    "trajectory_kind": "trajectory",
-}
 _GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 LENGTH_UNIT = "angstrom"
 
 
 # --- settings and frame selection -----------------------------------------------------
-def _int(settings: dict[str, Any], key: str, where: str, *, minimum: int | None = None,
-         optional: bool = False) -> int | None:
-    value = settings[key]
-    if value is None and optional:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(f"{where}: setting {key!r} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: setting {key!r} must be >= {minimum}, got {value}")
-    return value
+def _selection(value: str) -> str | None:
+    return None if value.strip() else "an empty selection selects nothing"
 
 
-def md_settings(ctx: Any, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The analysis settings with defaults filled in; unknown keys are refused (typos)."""
-    where = f"analyses.{ctx.analysis_name}.settings"
-    unknown = sorted(set(ctx.settings) - set(defaults))
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {unknown}; this analysis accepts "
-                          f"{sorted(defaults)}")
-    settings = {**defaults, **ctx.settings}
-    _int(settings, "start", where, optional=True)
-    _int(settings, "stop", where, optional=True)
-    _int(settings, "step", where, minimum=1)
-    _int(settings, "equilibration", where, minimum=0)
-    _int(settings, "blocks", where, minimum=1)
-    if not isinstance(settings["unwrap"], bool):
-        raise ConfigError(f"{where}: setting 'unwrap' must be true or false")
-    return settings
+def _group_names(groups: dict[str, str]) -> str | None:
+    bad = [name for name in groups if not _GROUP_NAME.match(name)]
+    return (f"group name {bad[0]!r} is not letters, digits and '_' (starting with a letter)"
+            if bad else None)
+
+
+def select_setting(default: str | None, what: str) -> Setting:
+    return Setting(str, default, check=_selection,
+                   help=f"MDAnalysis selection of {what}")
+
+
+# Settings shared by every MD analysis (all part of the settings fingerprint).
+FRAME_SETTINGS: dict[str, Setting] = {
+    "start": Setting(int, 0, nullable=True, unit="frames",
+                     help="first trajectory frame considered (Python slice semantics)"),
+    "stop": Setting(int, None, unit="frames",
+                    help="one past the last trajectory frame considered (null: the end)"),
+    "step": Setting(int, 1, ge=1, unit="frames", help="stride between analysed frames"),
+    "equilibration": Setting(int, 0, ge=0, unit="frames",
+                             help="trajectory frames 0..equilibration-1 are never analysed"),
+    "blocks": Setting(int, 1, ge=1,
+                      help=">1: replicate r analyses the r-th of this many blocks"),
+}
+COMMON_SETTINGS: dict[str, Setting] = {
+    **FRAME_SETTINGS,
+    "unwrap": Setting(bool, True,
+                      help="make the selected molecules whole across periodic boundaries"),
+    "topology_kind": Setting(str, "topology", help="sidecar kind of the run's topology"),
+    "trajectory_kind": Setting(str, "trajectory", help="sidecar kind of the run's trajectory"),
+}
+PBC = Setting(bool, False, help="minimum-image distances (for pairs across molecules)")
+
+
+def md_settings(ctx: Any, declared: Settings) -> Any:
+    """The analysis settings, checked against its declaration, defaults filled in."""
+    return declared.read(ctx)
 
 
 def frame_window(settings: dict[str, Any], n_trajectory_frames: int,
@@ -314,22 +312,22 @@ class RMSD:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
-    DEFAULTS = {**COMMON_DEFAULTS, "select": "name CA", "groupselections": {},
-                "reference_frame": 0, "superposition": True, "mass_weighted": False}
+    SETTINGS = Settings({
+        **COMMON_SETTINGS, "select": select_setting("name CA", "the atoms fitted and measured"),
+        "groupselections": Setting(dict, {}, items=str, check=_group_names,
+                                   help="name -> selection measured after the fit, e.g. "
+                                        "{lid: 'name CA and resid 122:159'}"),
+        "reference_frame": Setting(int, 0, unit="frames",
+                                   help="trajectory frame of the reference (negative: from "
+                                        "the end)"),
+        "superposition": Setting(bool, True, help="fit each frame on select first"),
+        "mass_weighted": Setting(bool, False, help="weight the fit and RMSD by mass"),
+    })
 
     def collect(self, ctx: Any) -> Any:
-        settings = md_settings(ctx, self.DEFAULTS)
+        settings = md_settings(ctx, self.SETTINGS)
         where = f"analyses.{ctx.analysis_name}.settings"
         groups = settings["groupselections"]
-        if not isinstance(groups, dict) or not all(
-                isinstance(k, str) and _GROUP_NAME.match(k) for k in groups):
-            raise ConfigError(f"{where}.groupselections must map names (letters, digits, "
-                              "'_') to selection strings, e.g. {lid: 'name CA and resid "
-                              "122:159'}")
-        if not isinstance(settings["superposition"], bool) or not isinstance(
-                settings["mass_weighted"], bool):
-            raise ConfigError(f"{where}: superposition and mass_weighted must be true/false")
-        _int(settings, "reference_frame", where)
         names = sorted(groups)
         with open_universe(ctx, settings) as universe:
             atoms = select(universe, settings["select"], "select", ctx)
@@ -372,7 +370,7 @@ class RMSD:
 
     def plot(self, ctx: Any, figure: Any) -> None:
         _plot_series(ctx, figure, "rmsd", "rmsd", "RMSD (Å)",
-                     f"RMSD of {ctx.settings.get('select', self.DEFAULTS['select'])!r} "
+                     f"RMSD of {self.SETTINGS.read(ctx)['select']!r} "
                      "to the reference frame")
 
 
@@ -411,10 +409,11 @@ class RadiusOfGyration:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
-    DEFAULTS = {**COMMON_DEFAULTS, "select": "protein"}
+    SETTINGS = Settings({**COMMON_SETTINGS,
+                         "select": select_setting("protein", "the atoms measured")})
 
     def collect(self, ctx: Any) -> Any:
-        settings = md_settings(ctx, self.DEFAULTS)
+        settings = md_settings(ctx, self.SETTINGS)
         with open_universe(ctx, settings) as universe:
             atoms = select(universe, settings["select"], "select", ctx)
             unwrapped = make_whole(universe, [atoms], settings)
@@ -439,7 +438,7 @@ class RadiusOfGyration:
     def plot(self, ctx: Any, figure: Any) -> None:
         _plot_series(ctx, figure, "radius_of_gyration", "radius_of_gyration",
                      "radius of gyration (Å)",
-                     f"Radius of gyration of {ctx.settings.get('select', 'protein')!r}")
+                     f"Radius of gyration of {self.SETTINGS.read(ctx)['select']!r}")
 
 
 def _index_selection(positions: np.ndarray) -> str:
@@ -468,20 +467,24 @@ class RMSF:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
-    DEFAULTS = {**COMMON_DEFAULTS, "select": "name CA", "fit_select": None,
-                "reference": "average", "reference_frame": 0}
+    SETTINGS = Settings({
+        **COMMON_SETTINGS,
+        "select": select_setting("name CA", "the atoms measured (one per residue)"),
+        "fit_select": select_setting(None, "the atoms fitted (null: select)"),
+        "reference": Setting(str, "average", choices=("average", "frame"),
+                             help="fit to the average structure or to reference_frame"),
+        "reference_frame": Setting(int, 0, unit="frames",
+                                   help="with reference: frame, the trajectory frame fitted "
+                                        "to (negative: from the end)"),
+    })
 
     def collect(self, ctx: Any) -> Any:
         import MDAnalysis as mda
         from MDAnalysis.analysis import align, rms
         from MDAnalysis.coordinates.memory import MemoryReader
 
-        settings = md_settings(ctx, self.DEFAULTS)
+        settings = md_settings(ctx, self.SETTINGS)
         where = f"analyses.{ctx.analysis_name}.settings"
-        if settings["reference"] not in ("average", "frame"):
-            raise ConfigError(f"{where}.reference must be 'average' or 'frame', got "
-                              f"{settings['reference']!r}")
-        _int(settings, "reference_frame", where)
         fit_text = settings["fit_select"] or settings["select"]
         with open_universe(ctx, settings) as universe:
             atoms = select(universe, settings["select"], "select", ctx)
@@ -572,11 +575,6 @@ def _frame_distances(universe: Any, first: Any, second: Any | None, indices: np.
     return (np.stack(columns, axis=1).astype(np.float32), np.array(times, dtype=np.float64))
 
 
-def _check_pbc(settings: dict[str, Any], where: str) -> None:
-    if not isinstance(settings["pbc"], bool):
-        raise ConfigError(f"{where}.pbc must be true or false")
-
-
 class DistanceMatrix:
     """Distances between all pairs of ``select`` atoms (CA: residue-residue), per frame.
 
@@ -587,12 +585,13 @@ class DistanceMatrix:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
-    DEFAULTS = {**COMMON_DEFAULTS, "select": "name CA", "pbc": False}
+    SETTINGS = Settings({**COMMON_SETTINGS,
+                         "select": select_setting("name CA", "the atoms paired"),
+                         "pbc": PBC})
 
     def collect(self, ctx: Any) -> Any:
-        settings = md_settings(ctx, self.DEFAULTS)
+        settings = md_settings(ctx, self.SETTINGS)
         where = f"analyses.{ctx.analysis_name}.settings"
-        _check_pbc(settings, where)
         with open_universe(ctx, settings) as universe:
             atoms = select(universe, settings["select"], "select", ctx)
             if atoms.n_atoms < 2:
@@ -677,22 +676,27 @@ class ContactEvents:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
-    DEFAULTS = {**COMMON_DEFAULTS, "select": "name CA", "select_b": None, "cutoff": 8.0,
-                "min_separation": 3, "min_frames": 1, "pbc": False, "table_format": "csv"}
+    SETTINGS = Settings({
+        **COMMON_SETTINGS, "select": select_setting("name CA", "the atoms paired"),
+        "select_b": select_setting(None, "the partners of select (null: pairs within "
+                                         "select)"),
+        "cutoff": Setting(float, 8.0, gt=0, unit="Å", help="a pair closer than this is in "
+                                                           "contact"),
+        "min_separation": Setting(int, 3, ge=0, unit="residues",
+                                  help="pairs in one segment closer in sequence are left out"),
+        "min_frames": Setting(int, 1, ge=1, unit="analysed frames",
+                              help="shorter events are dropped"),
+        "pbc": PBC,
+        "table_format": Setting(str, "csv", choices=("csv", "parquet"),
+                                help="format of the event table sidecar"),
+    })
     COLUMNS = ["segid_a", "resid_a", "resname_a", "segid_b", "resid_b", "resname_b",
                "start_frame", "end_frame", "n_frames", "min_distance", "censored"]
 
     def collect(self, ctx: Any) -> Any:
-        settings = md_settings(ctx, self.DEFAULTS)
+        settings = md_settings(ctx, self.SETTINGS)
         where = f"analyses.{ctx.analysis_name}.settings"
-        _check_pbc(settings, where)
         cutoff = settings["cutoff"]
-        if isinstance(cutoff, bool) or not isinstance(cutoff, (int, float)) or cutoff <= 0:
-            raise ConfigError(f"{where}.cutoff must be a positive number of Å, got {cutoff!r}")
-        _int(settings, "min_separation", where, minimum=0)
-        _int(settings, "min_frames", where, minimum=1)
-        if settings["table_format"] not in ("csv", "parquet"):
-            raise ConfigError(f"{where}.table_format must be 'csv' or 'parquet'")
         with open_universe(ctx, settings) as universe:
             first = select(universe, settings["select"], "select", ctx)
             second = (select(universe, settings["select_b"], "select_b", ctx)

@@ -11,16 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from assay import METRICS
+from assay import METRICS, Setting, Settings
 
 _PHYSICS = ("assay.demo.physics",)
+# Every polymer analysis takes this one; the demo's config comments say the same.
+EQUILIBRATION = Setting(int, 0, ge=0, unit="frames",
+                        help="frames skipped at the start of each trajectory")
 
 
-def _trajectory(ctx: Any) -> np.ndarray:
-    """Positions after the equilibration frames that the settings ask to discard."""
+def _trajectory(ctx: Any, skip: int) -> np.ndarray:
+    """Positions after the ``skip`` equilibration frames."""
     with ctx.artifact_store.load_npz_sidecar(ctx.run_sidecar("trajectory")) as data:
         positions = data["positions"]
-    skip = int(ctx.settings.get("equilibration_frames", 0))
     if skip >= len(positions):
         raise ValueError(f"equilibration_frames={skip} leaves no frames of {len(positions)}")
     return positions[skip:]
@@ -41,11 +43,12 @@ class RadiusOfGyration:
     """Per-frame radius of gyration and centre-of-mass height; scalar means as metrics."""
 
     code_dependencies = _PHYSICS
+    SETTINGS = Settings({"equilibration_frames": EQUILIBRATION})
 
     def collect(self, ctx: Any) -> Any:
         from assay.demo.physics import center_of_mass_height, radius_of_gyration
 
-        positions = _trajectory(ctx)
+        positions = _trajectory(ctx, self.SETTINGS.read(ctx).equilibration_frames)
         rg = radius_of_gyration(positions)
         height = center_of_mass_height(positions)
         sidecar = ctx.artifact_store.write_npz_sidecar(
@@ -80,12 +83,17 @@ class DistanceMatrix:
     """Pair x frame distance matrix in an NPZ sidecar; mean distance as the metric."""
 
     code_dependencies = _PHYSICS
+    SETTINGS = Settings({
+        "equilibration_frames": EQUILIBRATION,
+        "stride": Setting(int, 1, ge=1, unit="frames", help="use every stride-th frame"),
+    })
 
     def collect(self, ctx: Any) -> Any:
         from assay.demo.physics import pair_distance_matrix
 
-        positions = _trajectory(ctx)
-        distances, pairs = pair_distance_matrix(positions, stride=int(ctx.settings.get("stride", 1)))
+        s = self.SETTINGS.read(ctx)
+        positions = _trajectory(ctx, s.equilibration_frames)
+        distances, pairs = pair_distance_matrix(positions, stride=s.stride)
         sidecar = ctx.artifact_store.write_npz_sidecar(
             "sidecars/distance_matrix.npz", distances=distances, pairs=pairs,
             metadata={"kind": "distance_matrix", "layout": "pair_x_frame",
@@ -120,14 +128,21 @@ class ContactEvents:
     """Surface-contact episodes per bead as a CSV event table; counts and durations."""
 
     code_dependencies = _PHYSICS
+    SETTINGS = Settings({
+        "equilibration_frames": EQUILIBRATION,
+        "cutoff": Setting(float, 1.5, gt=0, unit="σ",
+                          help="a bead below this height touches the surface"),
+        "min_frames": Setting(int, 1, ge=1, unit="frames",
+                              help="shorter contact episodes are not counted"),
+    })
 
     def collect(self, ctx: Any) -> Any:
         from assay.demo.physics import contact_events, fraction_adsorbed
 
-        positions = _trajectory(ctx)
-        cutoff = float(ctx.settings.get("cutoff", 1.5))
-        rows = contact_events(positions, cutoff=cutoff,
-                              min_frames=int(ctx.settings.get("min_frames", 1)))
+        s = self.SETTINGS.read(ctx)
+        positions = _trajectory(ctx, s.equilibration_frames)
+        cutoff = float(s.cutoff)
+        rows = contact_events(positions, cutoff=cutoff, min_frames=s.min_frames)
         columns = ["bead", "start_frame", "end_frame", "n_frames", "min_height"]
         table = {name: [row[name] for row in rows] for name in columns}
         sidecar = ctx.artifact_store.write_table_sidecar(

@@ -69,10 +69,13 @@ def run_config(args: Any) -> int:
     summary = {"path": str(path), "ok": True,
                "conditions": sorted(getattr(study, "conditions", {}) or {}),
                "replicates": len(getattr(study, "replicates", []) or []),
-               "analyses": sorted(getattr(study, "analyses", {}) or {})}
+               "analyses": sorted(getattr(study, "analyses", {}) or {}),
+               "warnings": list(study.warnings)}
     if args.json:
         print_json(summary)
     else:
+        for warning in study.warnings:   # settings no declaration could check
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"{path}: ok ({len(summary['conditions'])} conditions x "
               f"{summary['replicates']} replicates, analyses: "
               f"{', '.join(summary['analyses']) or 'none'})")

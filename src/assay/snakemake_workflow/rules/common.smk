@@ -3,18 +3,13 @@ import os
 
 from assay.deploy import LIBRARY_DIR
 from assay.layout import catalog_log_path, plot_log_path
-from assay.workflow import WorkflowPlan
 
 # Jobs run `python -m assay.jobs` with the very library this workflow was parsed with
 # (with --use-conda the conda env holds only the dependencies): the directory holding the
 # imported assay package goes first on the jobs' PYTHONPATH.
 shell.prefix(f'export PYTHONPATH="{LIBRARY_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
-PLAN = WorkflowPlan(config)  # paths in the config are relative to the working directory
-# A stage asking for more threads than this run may use stops before any job (when the run
-# has a core count at all: `snakemake --unlock` or a listing has none).
-PLAN.check_cores(workflow._cores)
-PLAN.export_sharing(os.environ)  # store_sharing reaches the jobs; a refused store stops here
+# PLAN (assay.workflow.WorkflowPlan) is made, and the config validated, in the Snakefile.
 STORE = PLAN.store
 RESULTS = PLAN.results
 # Digest of assay's own stage code: a param of every stage rule, so upgrading or editing
