@@ -39,6 +39,7 @@ class Study:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     condition_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     grace_seconds: float = 20.0
+    claim_wait_seconds: float = 300.0
     comparison: dict[str, Any] = field(default_factory=dict)
     # How a lab's shared store is kept and whom its cache trusts: reaches the jobs through
     # the environment, never a spec (assay.sharing).
@@ -81,6 +82,7 @@ class Study:
             condition_resources={c["label"]: dict(c["resources"])
                                  for c in config["conditions"] if c.get("resources")},
             grace_seconds=float(config["runner"]["grace_seconds"]),
+            claim_wait_seconds=float(config["runner"]["claim_wait_seconds"]),
             comparison=dict(config["comparison"]),
             store_sharing=dict(config["store_sharing"]),
             numerics=dict(config["numerics"]))

@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="CPU threads of this job (the study's resources; run stage)")
     parser.add_argument("--grace", type=float, default=20.0,
                         help="seconds a run gets after SIGTERM to checkpoint (run stage)")
+    parser.add_argument("--claim-wait", type=float, default=300.0,
+                        help="seconds to wait for another live attempt of the same action "
+                             "key before stopping (assay.claims)")
     parser.add_argument("--log", help="this job's log file (its stdout/stderr), quoted in errors")
     return parser
 
@@ -111,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.output:
             raise AssayError("--output REF is required for artifact stages")
         options = JobOptions(threads=args.threads,
-                             log_path=Path(args.log) if args.log else None)
+                             log_path=Path(args.log) if args.log else None,
+                             claim_wait=args.claim_wait)
         if supervisor is not None:
             options.supervisor = supervisor
         digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log,

@@ -221,11 +221,12 @@ class ShellRunner:
 
 
 class ImportRunner:
-    """Imports files that already exist (simulations made elsewhere) without copying twice.
+    """Imports files that already exist (simulations made elsewhere), leaving them unchanged.
 
     ``settings.files`` maps a kind to a path template with {condition} and {replicate};
-    relative paths are taken from the workflow directory. Files are hard-linked into the
-    store when on the same filesystem; only their names (never absolute paths) are recorded.
+    relative paths are taken from the workflow directory. Files are copied into the store
+    (never hard-linked: the object must not share an inode someone may still write);
+    only their names (never absolute paths) are recorded.
     """
 
     SETTINGS = Settings({

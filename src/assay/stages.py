@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from . import __version__, joblog
 from .actions import run_facts
+from .claims import Claim
 from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtifact
 from .context import AggregateContext, CollectorContext, CompareContext, RunContext
 from .errors import AssayError, PluginError
@@ -116,6 +117,7 @@ class JobOptions:
 
     threads: int = 1
     log_path: Path | None = None
+    claim_wait: float = 300.0   # seconds to wait for another live attempt of the same key
     supervisor: Supervisor = dataclasses.field(default_factory=Supervisor)
 
 
@@ -136,39 +138,64 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
 
         check_portable()   # never other bits under a portable label
     key = stage_action_key(spec, input_digests)
-    work = store.work.for_key(key) if stage == "run" else None
+    claim = Claim(store.root, key, what=_job_name(spec), wait_seconds=options.claim_wait,
+                  log=log, sharing=store.sharing,
+                  on_lost=options.supervisor.request_stop if stage == "run" else None)
     if use_cache:
-        cached = store.lookup_action(key)
+        cached = _cache_hit(store, key, log)
         if cached is not None:
-            log(f"{joblog.CACHE_HIT} {key[:12]}: {cached}")
-            if work is not None:   # an earlier attempt's leftovers: the result exists now
-                work.remove_if_ours()
+            if stage == "run" and not claim.lock_path.exists():
+                store.work.for_key(key).remove_if_ours()   # leftovers of a finished attempt
             return cached
-        untrusted = store.actions.untrusted_writer(key)
-        if untrusted is not None:
-            log(f"ignoring the action record {key[:12]}: "
-                f"{store.sharing.untrusted('it', store.actions.path_for(key), untrusted)}; "
-                "recomputing")
-    started = time.monotonic()
-    if work is not None:
-        artifact = compute_run(store, spec, input_digests, work=work, options=options, log=log)
-    else:
-        artifact = COMPUTE[stage](store, spec, input_digests)
-    role = STAGE_LAYOUTS[stage].input_role
-    # "sources" (stat of imported files) belongs in the key, not the manifest: touching a
-    # file must not change an artifact's digest.
-    recorded = {k: v for k, v in spec.items() if k != "sources"}
-    provenance = {**artifact.provenance, **recorded, "versions": _versions()}
-    artifact = dataclasses.replace(
-        artifact, provenance=provenance,
-        inputs=[{"role": role, "digest": d} for d in input_digests] if role else [])
-    digest = store.write_artifact(artifact)
-    store.record_action(key, digest, stage=stage, plugin=spec["plugin"], **run_facts(started),
-                        numerics=numeric_environment())
-    if work is not None:
-        work.remove_if_ours()
+    with claim:   # at most one live attempt per key, across processes, hosts and users
+        if use_cache:   # an attempt that held the claim before us may have published it
+            cached = _cache_hit(store, key, log)
+            if cached is not None:
+                return cached
+        work = store.work.for_key(key) if stage == "run" else None
+        started = time.monotonic()
+        if work is not None:
+            artifact = compute_run(store, spec, input_digests, work=work, options=options,
+                                   log=log)
+        else:
+            artifact = COMPUTE[stage](store, spec, input_digests)
+        role = STAGE_LAYOUTS[stage].input_role
+        # "sources" (stat of imported files) belongs in the key, not the manifest: touching
+        # a file must not change an artifact's digest.
+        recorded = {k: v for k, v in spec.items() if k != "sources"}
+        provenance = {**artifact.provenance, **recorded, "versions": _versions()}
+        artifact = dataclasses.replace(
+            artifact, provenance=provenance,
+            inputs=[{"role": role, "digest": d} for d in input_digests] if role else [])
+        claim.check()   # an attempt that lost its claim publishes nothing
+        digest = store.write_artifact(artifact)
+        store.record_action(key, digest, stage=stage, plugin=spec["plugin"],
+                            **run_facts(started), numerics=numeric_environment())
+        if work is not None:
+            work.remove()   # ours: we hold the claim
     log(f"computed {stage} {digest} in {time.monotonic() - started:.3f}s")
     return digest
+
+
+def _cache_hit(store: ArtifactStore, key: str, log: Callable[[str], None]) -> str | None:
+    cached = store.lookup_action(key)
+    if cached is not None:
+        log(f"{joblog.CACHE_HIT} {key[:12]}: {cached}")
+        return cached
+    untrusted = store.actions.untrusted_writer(key)
+    if untrusted is not None:
+        log(f"ignoring the action record {key[:12]}: "
+            f"{store.sharing.untrusted('it', store.actions.path_for(key), untrusted)}; "
+            "recomputing")
+    return None
+
+
+def _job_name(spec: dict[str, Any]) -> str:
+    parts = [spec.get("stage", "job")]
+    if spec.get("analysis"):
+        parts.append(str(spec["analysis"]))
+    where = "/".join(str(spec[k]) for k in ("condition", "replicate") if spec.get(k) is not None)
+    return " ".join(parts + ([where] if where else []))
 
 
 def _check_identity(artifact: Artifact, cls: type, spec: dict[str, Any], who: str) -> None:

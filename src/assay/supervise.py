@@ -6,6 +6,8 @@ checkpoint, so the next attempt resumes instead of starting over. The job theref
 
 * starts each command in its own process group with the job's own stdout/stderr (the
   rule's log file): output reaches the log as it is written, never held in memory;
+* under ``assay.reaper``, so that nothing a command started outlives the job, even when
+  the job itself is SIGKILLed;
 * on SIGTERM sets ``stop_event`` (Python runners poll it), forwards the signal to every
   child group, and after ``grace_seconds`` kills what is left and exits.
 """
@@ -35,7 +37,7 @@ class Supervisor:
         """Run a shell command to completion; its output goes straight to our stdout/stderr."""
         sys.stdout.flush()
         sys.stderr.flush()
-        proc = subprocess.Popen(command, shell=True, cwd=cwd, env=dict(env),
+        proc = subprocess.Popen(reaped(command, self.grace_seconds), cwd=cwd, env=dict(env),
                                 start_new_session=True)
         with self._lock:
             self._groups.add(proc.pid)
@@ -91,6 +93,17 @@ class Supervisor:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+
+def reaped(command: str, grace_seconds: float) -> list[str]:
+    """``command`` run under assay.reaper: it dies with this process (SIGKILL included),
+    and so does everything it starts. Isolated mode (-I) so the user's PYTHONPATH cannot
+    shadow the reaper; the command itself gets the environment unchanged."""
+    library = str(Path(__file__).resolve().parents[1])
+    return [sys.executable, "-I", "-c",
+            f"import sys; sys.path.insert(0, {library!r}); from assay.reaper import main; "
+            "sys.exit(main())",
+            "--parent", str(os.getpid()), "--grace", f"{grace_seconds:g}", "--", command]
 
 
 def log_tail(path: str | os.PathLike[str] | None, lines: int = 20, limit: int = 16384) -> str:

@@ -104,6 +104,10 @@ class WorkflowPlan:
     def grace_seconds(self) -> float:
         return self.study.grace_seconds
 
+    @property
+    def claim_wait_seconds(self) -> float:
+        return self.study.claim_wait_seconds
+
     # --- the shared store (never in a spec: who may write changes no result) -------------
     @cached_property
     def sharing(self) -> Any:

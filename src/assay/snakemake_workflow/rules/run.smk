@@ -9,6 +9,7 @@ rule run:
         **PLAN.resources("run"),
         # Not a param: resources are no rerun trigger, so changing the grace reruns nothing.
         grace_s=PLAN.grace_seconds,
+        claim_wait_s=PLAN.claim_wait_seconds,
     params:
         store=STORE,
         framework=FRAMEWORK,
@@ -21,5 +22,6 @@ rule run:
         "../envs/assay.yaml"
     shell:
         "python -m assay.jobs run --store {params.store:q} --spec {params.spec} "
-        "--output {output:q} --threads {threads} --grace {resources.grace_s} --log {log:q} "
+        "--output {output:q} --threads {threads} --grace {resources.grace_s} "
+        "--claim-wait {resources.claim_wait_s} --log {log:q} "
         "> {log:q} 2>&1"

@@ -1,0 +1,373 @@
+"""One live attempt per run: real processes, real signals, real Snakemake.
+
+* a second attempt of an action key waits for the live one, then hits the cache, or stops
+  naming the holder; a dead holder's claim is taken over (at once on the same machine,
+  after its lease from elsewhere); a live holder's never is;
+* nothing a shell runner's command started survives ``kill -9`` of snakemake's session;
+* bytes that reach the store cannot be changed through a descriptor opened before, and a
+  file that changes while it is stored is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from assay import ArtifactIntegrityError, ArtifactStore, read_ref
+from assay.claims import Claim, ClaimHeld, ClaimLost
+from workflow_helpers import REPO, snakemake, write_config
+
+KEY = "ab" * 32
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {src!r})
+    from assay.claims import Claim
+    claim = Claim({root!r}, {key!r}, what="run a/1", lease_seconds={lease})
+    claim.acquire()
+    print("held", flush=True)
+    time.sleep(600)
+""")
+
+
+def _holder(root: Path, *, lease: float = 60.0, prefix: list[str] | None = None
+            ) -> subprocess.Popen:
+    code = HOLDER.format(src=str(REPO / "src"), root=str(root), key=KEY, lease=lease)
+    proc = subprocess.Popen([*(prefix or []), sys.executable, "-c", code],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_attempt_stops_naming_the_live_holder_and_takes_over_a_dead_one(tmp_path):
+    holder = _holder(tmp_path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ClaimHeld) as err:
+            Claim(tmp_path, KEY, what="run a/1", wait_seconds=0).acquire()
+        message = str(err.value)
+        assert f"pid {holder.pid}" in message and "since " in message
+        assert "It was not started twice" in message and "claim_wait_seconds" in message
+        assert time.monotonic() - started < 10
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)   # kill -9: no release, no goodbye
+        holder.wait()
+    notes: list[str] = []
+    started = time.monotonic()
+    with Claim(tmp_path, KEY, what="run a/1", wait_seconds=60, log=notes.append) as claim:
+        took = time.monotonic() - started
+        claim.check()
+        assert claim.holder()["pid"] == os.getpid()
+    print(f"\nCLAIMS: stale same-host claim taken over in {took:.2f} s")
+    assert took < 10, notes
+    assert any(f"pid {holder.pid}" in n and "is gone; taking it over" in n for n in notes), notes
+    assert not (tmp_path / "claims" / f"{KEY}.lock").exists()   # released
+
+
+def test_a_claim_that_was_taken_over_publishes_nothing(tmp_path):
+    lost = []
+    claim = Claim(tmp_path, KEY, what="run a/1", lease_seconds=0.4, on_lost=lambda: lost.append(1))
+    claim.acquire()
+    try:
+        os.unlink(claim.lock_path)   # what breaking an expired lease does
+        with pytest.raises(ClaimLost, match="publishes nothing"):
+            claim.check()
+        deadline = time.monotonic() + 10
+        while not lost and time.monotonic() < deadline:   # the heartbeat notices too
+            time.sleep(0.05)
+        assert lost
+    finally:
+        claim.release()
+
+
+def _unshare_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--pid", "--fork", "--uts", "true"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _unshare_works(), reason="needs unshare (root) for a second 'host'")
+def test_a_holder_on_another_host_keeps_its_claim_while_it_renews_it(tmp_path):
+    """Another pid namespace and host name: its pid cannot be checked from here, so only
+    its lease counts; renewed, it is never taken over; stopped renewing, it is."""
+    lease = 2.0
+    prefix = ["unshare", "--pid", "--fork", "--uts", "--kill-child", "sh", "-c",
+              'hostname node-b && exec "$0" "$@"']
+    holder = _holder(tmp_path, lease=lease, prefix=prefix)
+    try:
+        with pytest.raises(ClaimHeld) as err:   # lease 2 s + 10 s clock slop < 16 s
+            Claim(tmp_path, KEY, what="run a/1", wait_seconds=16).acquire()
+        assert "on host node-b" in str(err.value)
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    started = time.monotonic()
+    with Claim(tmp_path, KEY, what="run a/1", wait_seconds=60):
+        took = time.monotonic() - started
+    print(f"\nCLAIMS: dead holder on another host taken over after {took:.1f} s (lease "
+          f"{lease:g} s + 10 s slop)")
+    assert took < 20
+
+
+# --- published bytes ----------------------------------------------------------------
+def test_writes_through_an_earlier_descriptor_never_reach_a_published_object(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    work = tmp_path / "work"
+    work.mkdir()
+    ingested = work / "trajectory.dcd"
+    staged = store.resolve_sidecar("sidecars/out.txt")
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    handles = [open(ingested, "ab"), open(staged, "ab")]   # a live twin's descriptors
+    for handle in handles:
+        handle.write(b"frame\n" * 100)
+        handle.flush()
+    refs = [store.ingest_file(ingested, "sidecars/trajectory.dcd"),
+            store.register_sidecar("sidecars/out.txt")]   # the shell runner's move
+    for handle in handles:
+        handle.write(b"late frame\n" * 50)   # the twin keeps writing
+        handle.flush()
+        handle.close()
+    for ref in refs:
+        path = store.validate_sidecar(ref, verify="full")
+        assert path.stat().st_size == 600 and not path.stat().st_mode & 0o222
+
+
+def test_a_file_that_changes_while_it_is_stored_is_refused(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    source = tmp_path / "growing.dcd"
+    source.write_bytes(os.urandom(1 << 20) * 48)
+    stop = threading.Event()
+
+    def append() -> None:
+        with open(source, "ab") as handle:
+            while not stop.is_set():
+                handle.write(b"x" * 4096)
+                handle.flush()
+                time.sleep(0.0005)
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        time.sleep(0.05)
+        with pytest.raises(ArtifactIntegrityError, match="changed while it was being stored"):
+            store.ingest_file(source, "sidecars/trajectory.dcd")
+    finally:
+        stop.set()
+        writer.join()
+    assert not any(p.is_file() for p in (tmp_path / "store" / "objects").rglob("*"))
+    assert not any((tmp_path / "store" / "tmp").glob("*.part"))
+
+
+# --- real jobs and real snakemake ---------------------------------------------------
+SIM = textwrap.dedent('''
+    import hashlib, json, os, sys, time
+    STEPS = int(sys.argv[1])
+    state, step = "seed-" + os.environ["ASSAY_SEED"], 0
+    if os.path.exists("ckpt.json"):
+        ckpt = json.load(open("ckpt.json"))
+        state, step = ckpt["state"], ckpt["step"]
+    TRACE = len(sys.argv) > 2   # a file every live writer appends to (not resumable)
+    with open("trace.txt" if TRACE else os.devnull, "a") as trace:
+        while step < STEPS:
+            time.sleep(0.05)
+            state = hashlib.sha256(f"{state}:{step}".encode()).hexdigest()
+            step += 1
+            trace.write(f"{step}\\n"); trace.flush()
+            with open("ckpt.tmp", "w") as f:
+                json.dump({"state": state, "step": step}, f)
+            os.replace("ckpt.tmp", "ckpt.json")
+            print(f"step {step}", flush=True)
+    with open("result.txt", "w") as f:
+        f.write(state + "\\n")
+''')
+ANALYSIS = textwrap.dedent('''
+    from assay import METRICS
+
+    class Size:
+        def collect(self, ctx):
+            path = ctx.artifact_store.validate_sidecar(ctx.run_sidecar("result"))
+            return ctx.result(payload={METRICS: {"chars": float(len(path.read_text()))}})
+''')
+CONFIG = {
+    "seed": 3,
+    "conditions": [{"label": "a", "params": {}}, {"label": "b", "params": {}}],
+    "control": "a",
+    "replicates": 1,
+    "runner": {"plugin": "shell", "grace_seconds": 5,
+               "settings": {"command": "", "outputs": ["result.txt", "trace.txt"]}},
+    "analyses": {"size": {"plugin": "size_analysis:Size"}},
+    "aggregation": {"min_replicates": 1},
+}
+
+
+def _study(root: Path, steps: int, trace: bool = True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sim.py").write_text(SIM)
+    (root / "size_analysis.py").write_text(ANALYSIS)
+    config = copy.deepcopy(CONFIG)
+    config["runner"]["settings"]["command"] = (f"{sys.executable} {{study_dir}}/sim.py {steps}"
+                                               + (" trace" if trace else ""))
+    if not trace:
+        config["runner"]["settings"]["outputs"] = ["result.txt"]
+    config["runner"]["settings"]["code_files"] = ["sim.py"]
+    write_config(root, config)
+    return root
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {**os.environ,
+            "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+
+
+def _run_refs(root: Path) -> dict[str, str]:
+    return {f"{p.parent.name}/{p.stem}": read_ref(p).digest
+            for p in (root / "results" / "runs").rglob("*.json")}
+
+
+def _processes_under(root: Path) -> list[str]:
+    """Live processes working under ``root`` (their cwd), found by scanning /proc."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{name}/cwd")
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                state = handle.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z" and cwd.startswith(str(root)):
+            found.append(f"{name} ({cwd})")
+    return found
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, str]:
+    root = _study(tmp_path_factory.mktemp("uninterrupted"), steps=40)
+    snakemake(root, env=_env(root))
+    return _run_refs(root)
+
+
+def _job(root: Path, spec: str, n: int, wait: float) -> subprocess.Popen:
+    log = root / f"job{n}.log"
+    return subprocess.Popen(
+        [sys.executable, "-m", "assay.jobs", "run", "--store", "store", "--spec", spec,
+         "--output", f"out{n}/a/1.json", "--log", str(log), "--claim-wait", str(wait)],
+        cwd=root, env=_env(root), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_two_attempts_of_one_run_one_computes_the_other_waits_or_stops(tmp_path):
+    import shlex
+
+    from assay.workflow import WorkflowPlan
+
+    root = _study(tmp_path / "study", steps=200)   # 10 s: the others start meanwhile
+    cwd = os.getcwd()
+    os.chdir(root)
+    sys.path.insert(0, str(root))   # the study's own analysis module, as snakemake finds it
+    try:
+        import yaml
+
+        plan = WorkflowPlan(yaml.safe_load((root / "config" / "config.yaml").read_text()))
+        spec = shlex.split(plan.spec("run", SimpleNamespace(condition="a", replicate="1")))[0]
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(root))
+    first = _job(root, spec, 1, 60)
+    claims = root / "store" / "claims"
+    deadline = time.monotonic() + 120   # only a hang fails this
+    while not list(claims.glob("*.who")) and time.monotonic() < deadline:
+        time.sleep(0.02)   # the first attempt holds its claim (it wrote who it is)
+    refused = _job(root, spec, 3, 0)
+    second = _job(root, spec, 2, 60)
+    assert refused.wait(60) == 1
+    assert first.wait(120) == 0 and second.wait(120) == 0
+    logs = {n: (root / f"job{n}.log").read_text() for n in (1, 2, 3)}
+    assert f"pid {first.pid}" in logs[3] and "It was not started twice" in logs[3], logs[3]
+    assert f"waiting for run a/1 by" in logs[2] and f"pid {first.pid}" in logs[2], logs[2]
+    assert "action-cache hit" in logs[2] or "cache hit" in logs[2].lower(), logs[2]
+    assert "step 1\n" in logs[1] and "step 1\n" not in logs[2] + logs[3]
+    digests = {n: read_ref(root / f"out{n}" / "a" / "1.json").digest for n in (1, 2)}
+    assert digests[1] == digests[2]
+    store = ArtifactStore(root / "store")
+    [trace] = [s for s in store.read_run_result(digests[1]).sidecars
+               if s.path == "sidecars/trace.txt"]
+    steps = store.validate_sidecar(trace, verify="full").read_text().split()
+    assert steps == [str(i) for i in range(1, 201)], "one writer, every step once, in order"
+
+
+@pytest.mark.slow
+def test_two_snakemakes_on_one_study_publish_the_uninterrupted_results(tmp_path,
+                                                                        uninterrupted):
+    root = _study(tmp_path / "study", steps=40)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+               "--directory", str(root), "--cores", "2", "--workflow-profile", "none",
+               "--nolock"]
+    first = subprocess.Popen(command, cwd=root, env=_env(root), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    time.sleep(3.0)
+    second = subprocess.Popen(command, cwd=root, env=_env(root), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    out = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert first.returncode == 0, out[0][-3000:]
+    assert second.returncode == 0, out[1][-3000:]
+    assert _run_refs(root) == uninterrupted
+    store = ArtifactStore(root / "store")
+    for ref in (root / "results" / "runs").rglob("*.json"):
+        run = store.read_run_result(ref)
+        [trace] = [s for s in run.sidecars if s.path == "sidecars/trace.txt"]
+        steps = store.validate_sidecar(trace, verify="full").read_text().split()
+        assert steps == [str(i) for i in range(1, 41)], "one writer, 40 steps, in order"
+    verify = subprocess.run([sys.executable, "-m", "assay.cli", "verify", "--full"], cwd=root,
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_of_snakemakes_session_leaves_no_process_and_resumes(tmp_path):
+    root = _study(tmp_path / "study", steps=120, trace=False)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+               "--directory", str(root), "--cores", "2", "--workflow-profile", "none"]
+    proc = subprocess.Popen(command, cwd=root, env=_env(root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    work = root / "store" / "work"
+    deadline = time.monotonic() + 240   # only a hang fails this: the runs make progress
+    while time.monotonic() < deadline and proc.poll() is None:
+        checkpoints = list(work.glob("*/files/ckpt.json")) if work.exists() else []
+        if len(checkpoints) == 2:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the study ended before both runs were under way"
+    os.killpg(proc.pid, signal.SIGKILL)   # the whole session: snakemake and its jobs
+    proc.wait()
+    killed = time.monotonic()
+    left = _processes_under(root)
+    while left and time.monotonic() - killed < 30:
+        time.sleep(0.05)
+        left = _processes_under(root)
+    gone_after = time.monotonic() - killed
+    print(f"\nORPHANS: none left {gone_after:.2f} s after kill -9 of the session")
+    assert not left, f"still alive {gone_after:.1f} s after the kill: {left}"
+    assert gone_after < 5
+    snakemake(root, "--unlock", env=_env(root))
+    snakemake(root, "--rerun-incomplete", env=_env(root))
+    refs = _run_refs(root)
+    assert len(refs) == 2
+    reference = _study(tmp_path / "reference", steps=120, trace=False)
+    snakemake(reference, env=_env(reference))
+    assert refs == _run_refs(reference)
