@@ -371,3 +371,31 @@ def test_kill_9_of_snakemakes_session_leaves_no_process_and_resumes(tmp_path):
     reference = _study(tmp_path / "reference", steps=120, trace=False)
     snakemake(reference, env=_env(reference))
     assert refs == _run_refs(reference)
+
+
+def test_gc_never_removes_the_work_directory_of_a_live_attempt(tmp_path):
+    from assay.gc import collect_garbage
+    from assay.workdirs import WorkDirs
+
+    store_root = tmp_path / "store"
+    ArtifactStore(store_root).close()
+    (tmp_path / "results").mkdir()
+    work = WorkDirs(store_root / "work").for_key(KEY)
+    work.begin_attempt({"stage": "run", "condition": "a", "replicate": 1})
+    (work.files / "checkpoint.chk").write_bytes(b"state")
+    old = time.time() - 3600
+    for path in (work.files / "checkpoint.chk", work.files, work.root / "state.json"):
+        os.utime(path, (old, old))
+    holder = _holder(store_root)
+    try:
+        report = collect_garbage(store_root, tmp_path / "results", work_grace_seconds=0,
+                                 delete=True)
+        assert report.deleted_work_dirs == 0 and work.files.exists()
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+    with Claim(store_root, KEY):   # the holder is dead: its claim is taken over and released
+        pass
+    report = collect_garbage(store_root, tmp_path / "results", work_grace_seconds=0,
+                             delete=True)
+    assert report.deleted_work_dirs == 1 and not work.root.exists()

@@ -140,14 +140,23 @@ DEFAULT_WORK_GRACE_SECONDS = 7 * 24 * 3600
 def abandoned_work_dirs(store_root: Path, work_grace_seconds: float) -> list[tuple[Any, dict]]:
     """Work directories no attempt will come back to: the run's artifact is published (its
     action key has a record), or nothing in it changed for ``work_grace_seconds``. A run
-    waiting in the queue for its next attempt keeps its checkpoint until then."""
+    waiting in the queue for its next attempt keeps its checkpoint until then, and one
+    whose key a live attempt claims (assay.claims: a lease that has not run out) is never
+    abandoned, whatever the grace."""
     from .actions import ActionCache
+    from .claims import Claim
     from .workdirs import WorkDirs
 
     actions = ActionCache.at(store_root)
     now = time.time()
     out = []
     for work in WorkDirs(store_root / "work"):
+        try:
+            lease_until = os.lstat(Claim(store_root, work.key).lock_path).st_mtime
+        except FileNotFoundError:
+            lease_until = 0.0
+        if lease_until > now:
+            continue   # a live attempt works in it now
         age = now - work.mtime()
         done = actions.read(work.key) is not None
         if not done and age < work_grace_seconds:
