@@ -127,6 +127,8 @@ def shell_config(code_files: list[str] | None) -> dict:
     if code_files is not None:
         settings["code_files"] = code_files
     config["runner"] = {"plugin": "shell", "settings": settings}
+    for condition in config["conditions"]:   # the command uses no {params[...]}: none taken
+        condition["params"] = {}
     return config
 
 

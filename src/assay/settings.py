@@ -184,13 +184,17 @@ def did_you_mean(name: str, known: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def unknown_names(unknown: list[str], known: Any, *, what: str = "key") -> str:
+    """"unknown setting 'cutof' (did you mean 'cutoff'?)"."""
+    unknown = sorted(unknown, key=str)
+    listed = ", ".join(f"{u!r}{did_you_mean(u, known)}" for u in unknown)
+    return f"unknown {what}{'s' if len(unknown) > 1 else ''} {listed}"
+
+
 def unknown_keys_message(unknown: list[str], known: Any, *, what: str = "key",
                          known_label: str = "known keys") -> str:
     """"unknown setting 'cutof' (did you mean 'cutoff'?); contact_events takes: ..."."""
-    unknown = sorted(unknown, key=str)
-    listed = ", ".join(f"{u!r}{did_you_mean(u, known)}" for u in unknown)
-    plural = "s" if len(unknown) > 1 else ""
-    return (f"unknown {what}{plural} {listed}; {known_label}: "
+    return (f"{unknown_names(unknown, known, what=what)}; {known_label}: "
             f"{', '.join(sorted(map(str, known))) or '(none)'}")
 
 
@@ -311,10 +315,10 @@ class Settings(Mapping[str, Setting]):
             allowed |= set(values) if referenced is None else referenced
         unknown = [k for k in values if k not in allowed]
         if unknown and not self.open:
-            takes = f"{owner} takes" + (" (and what {settings[name]} in its templates uses)"
-                                        if self.templates else "")
+            also = (" and what its templates use as {settings[name]}" if self.templates
+                    else "")
             out.append((None, unknown_keys_message(unknown, self._declared, what=what,
-                                                   known_label=takes)))
+                                                   known_label=f"{owner} takes") + also))
         for name, setting in self._declared.items():
             if name in values:
                 problem = setting.problem(values[name])
@@ -341,9 +345,10 @@ class Settings(Mapping[str, Setting]):
                         "brace as {{ or }}"]
             for head, _ in fields:
                 if head not in self.template_fields:
+                    braced = ["{" + f + "}" for f in self.template_fields]
                     return [f"unknown template field {{{head}}}"
-                            f"{did_you_mean(head, self.template_fields)}; known fields: "
-                            f"{', '.join('{' + f + '}' for f in self.template_fields)}"]
+                            f"{did_you_mean('{' + head + '}', braced)}; known fields: "
+                            f"{', '.join(braced)}"]
         return []
 
     def unchecked(self, values: Mapping[str, Any]) -> list[str]:
@@ -391,13 +396,16 @@ class Settings(Mapping[str, Setting]):
         return schema
 
 
-def declared_settings(plugin: Any) -> Settings | None:
+def declared_settings(plugin: Any, *, where: str = "plugin") -> Settings | None:
     """A plugin's ``SETTINGS`` as Settings (a plain dict of Setting is accepted), or None
     when it declares none."""
     declared = getattr(plugin, "SETTINGS", None)
     if declared is None or isinstance(declared, Settings):
         return declared
     if isinstance(declared, Mapping):
-        return Settings(declared)
-    raise PluginError(f"{getattr(plugin, '__name__', plugin)!r}.SETTINGS is "
+        try:
+            return Settings(declared)
+        except PluginError as exc:
+            raise PluginError(f"{where}: {exc}") from None
+    raise PluginError(f"{where}: {getattr(plugin, '__qualname__', plugin)}.SETTINGS is a "
                       f"{type(declared).__name__}, not Settings({{name: Setting(...)}})")

@@ -17,6 +17,7 @@ from .settings import (
     Settings,
     declared_settings,
     unknown_keys_message,
+    unknown_names,
 )
 
 
@@ -46,7 +47,7 @@ def _unchecked(where: str, plugin: str, keys: list[str], to: str) -> str:
 
 def _check_analysis(name: str, plugin: str, settings: dict[str, Any], cls: Any) -> list[str]:
     where = f"analyses.{name}.settings"
-    declared = declared_settings(cls)
+    declared = declared_settings(cls, where=f"config key analyses.{name}.plugin")
     if declared is None:
         return [_unchecked(where, plugin, sorted(settings), "to it")] if settings else []
     _raise_first(declared.problems(settings, owner=plugin), where)
@@ -58,7 +59,7 @@ def _check_analysis(name: str, plugin: str, settings: dict[str, Any], cls: Any) 
 def _check_runner(study: Any, runner: Any) -> list[str]:
     plugin, settings = study.runner.plugin, study.runner.settings
     owner = f"runner {plugin}"
-    declared = declared_settings(runner)
+    declared = declared_settings(runner, where="config key runner.plugin")
     merged_mode = declared is not None and declared.params == PARAMS_MERGED
     if declared is not None:
         _raise_first(declared.problems(settings, owner=owner, partial=merged_mode),
@@ -75,12 +76,26 @@ def _check_runner(study: Any, runner: Any) -> list[str]:
         merged = {**settings, **params} if merged_mode else dict(settings)
         if declared.check is not None and merged not in checked:
             checked.append(merged)
-            try:
-                declared.check({**declared.defaults(), **merged}, params)
-            except ConfigError as exc:
-                raise ConfigError(f"condition {label!r}: {exc}" if params else str(exc)) \
-                    from None
+            _cross_check(declared, settings, merged, params, label)
     return _runner_warnings(study, declared, owner)
+
+
+def _cross_check(declared: Settings, settings: dict[str, Any], merged: dict[str, Any],
+                 params: dict[str, Any], label: str) -> None:
+    """The runner's own check of a condition's settings; its message names the condition
+    only when the runner settings alone pass or fail otherwise (the params are to blame)."""
+    assert declared.check is not None
+    try:
+        declared.check({**declared.defaults(), **merged}, params)
+    except ConfigError as exc:
+        if params:
+            try:
+                declared.check({**declared.defaults(), **settings}, {})
+            except ConfigError as alone:
+                if str(alone) == str(exc):
+                    raise ConfigError(str(exc)) from None
+            raise ConfigError(f"condition {label!r}: {exc}") from None
+        raise ConfigError(str(exc)) from None
 
 
 def _runner_warnings(study: Any, declared: Settings | None, owner: str) -> list[str]:
@@ -132,9 +147,8 @@ def _check_template_params(declared: Settings, settings: Mapping[str, Any],
         return
     unknown = [k for k in params if k not in used]
     if unknown:
-        templates = " or ".join(f"runner.settings.{t}" for t in declared.templates)
+        templates = " and ".join(f"runner.settings.{t}" for t in declared.templates)
         raise ConfigError(
-            f"config key {where}.params: " + unknown_keys_message(
-                unknown, used, what="param",
-                known_label=f"{owner} passes on only the params {templates} uses as "
-                            "{params[name]}, here"))
+            f"config key {where}.params: {unknown_names(unknown, used, what='param')}; "
+            f"{owner} passes params on only as {{params[name]}} in {templates}, which uses "
+            + (", ".join(sorted(used)) if used else "none"))
