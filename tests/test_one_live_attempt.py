@@ -399,3 +399,58 @@ def test_gc_never_removes_the_work_directory_of_a_live_attempt(tmp_path):
     report = collect_garbage(store_root, tmp_path / "results", work_grace_seconds=0,
                              delete=True)
     assert report.deleted_work_dirs == 1 and not work.root.exists()
+
+
+@pytest.mark.openmm
+def test_verify_finds_a_trajectory_that_disagrees_with_its_payload(tmp_path):
+    """Bytes that hash right can still be wrong: a DCD two attempts appended to."""
+    pytest.importorskip("openmm")
+    pytest.importorskip("MDAnalysisTests")
+    import dataclasses
+
+    from assay import write_ref
+    from assay.openmm_runner import OpenMMRunner
+    from assay.verify import repair_store, verify_store
+    from test_openmm_runner import SETTINGS, make_ctx
+
+    ctx = make_ctx(tmp_path, settings={**SETTINGS, "steps": 1000})
+    run = OpenMMRunner().run(ctx)
+    store = ctx.artifact_store
+    run = dataclasses.replace(run, provenance={**run.provenance, "plugin": "openmm"})
+    results = tmp_path / "results"
+    ref = results / "runs" / "T300" / "1.json"
+    write_ref(ref, store.write_artifact(run), artifact_type="run", condition="T300",
+              replicate=1)
+    assert verify_store(store.root, results).ok
+
+    # what a twin attempt left: the frames of a second writer appended to the DCD
+    [dcd] = [s for s in run.sidecars if s.path == "sidecars/trajectory.dcd"]
+    data = store.validate_sidecar(dcd, verify="full").read_bytes()
+    forged = tmp_path / "forged.dcd"
+    frame_bytes = (len(data) - _dcd_header_len(data)) // run.payload["n_frames"]
+    frames_at = len(data) - 3 * frame_bytes
+    forged.write_bytes(data + data[frames_at:])   # three more frames, header unchanged
+    bad = store.ingest_file(forged, "sidecars/trajectory.dcd", metadata=dcd.metadata)
+    twin = dataclasses.replace(run, sidecars=[bad if s.path == dcd.path else s
+                                              for s in run.sidecars])
+    write_ref(ref, store.write_artifact(twin), artifact_type="run", condition="T300",
+              replicate=1)
+    report = verify_store(store.root, results)
+    assert not report.ok
+    [damage] = report.damaged
+    n = run.payload["n_frames"]
+    assert damage.role == "consistency" and damage.refs == ["runs/T300/1.json"]
+    assert f"trajectory.dcd holds {n + 3} frames (its size), the payload says n_frames={n}" \
+        in damage.problem, damage.problem
+    cli = subprocess.run([sys.executable, "-m", "assay.cli", "--store", str(store.root),
+                          "--results", str(results), "verify"], capture_output=True, text=True)
+    assert cli.returncode == 1 and "payload and sidecars disagree" in cli.stdout, cli.stdout
+    repair_store(store.root, results, report)
+    assert not ref.exists()   # so the workflow recomputes the run
+
+
+def _dcd_header_len(data: bytes) -> int:
+    import struct
+
+    title = struct.unpack_from("<i", data, 92)[0]
+    return 92 + 4 + title + 4 + 12

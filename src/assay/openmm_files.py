@@ -176,3 +176,66 @@ def usable_checkpoint(folder: Path, identity: str) -> tuple[dict[str, Any] | Non
     if not (folder / FILES["topology"]).is_file():
         return None, f"{FILES['topology']} is missing"
     return {**record, "data": data}, ""
+
+
+# --- what `assay verify` checks inside a published run ---------------------------------
+def dcd_frames(path: Path) -> tuple[int, int, int]:
+    """(frames the header counts, frames the file size holds, atoms) of a CHARMM/OpenMM DCD.
+
+    Read from the header alone: the 84-byte control record (NSET at word 1, the unit-cell
+    flag at word 11), the title record, the atom count; then whole frames of x, y, z blocks
+    (Fortran records of 4 * atoms bytes), each after a 56-byte unit-cell record if flagged.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if len(head) < 100 or head[4:8] != b"CORD":
+        raise ValueError("not a DCD file (no CORD header)")
+    nset = struct.unpack_from("<i", head, 8)[0]
+    has_cell = struct.unpack_from("<i", head, 4 + 4 * 11)[0] != 0
+    title_bytes = struct.unpack_from("<i", head, 92)[0]
+    atoms_at = 92 + 4 + title_bytes + 4
+    natom = struct.unpack_from("<i", head, atoms_at + 4)[0]
+    header_len = atoms_at + 12
+    frame = 3 * (8 + 4 * natom) + (56 if has_cell else 0)
+    body = size - header_len
+    frames = body // frame if body % frame == 0 else -1
+    return nset, frames, natom
+
+
+def consistency_problems(payload: dict[str, Any], files: dict[str, Path]) -> list[str]:
+    """Where a published OpenMM run's payload and its sidecars disagree (two writers
+    appending to one DCD, a truncated copy): frames in the DCD (header and size), rows of
+    the state table and the payload's n_frames; atoms in the DCD, the PDB and the payload."""
+    problems = []
+    frames, atoms = payload.get("n_frames"), payload.get("n_atoms")
+    if "trajectory" in files:
+        try:
+            nset, by_size, natom = dcd_frames(files["trajectory"])
+        except (OSError, ValueError, struct.error) as exc:
+            problems.append(f"trajectory.dcd cannot be read as a DCD: {exc}")
+        else:
+            if by_size < 0:
+                problems.append(f"trajectory.dcd's size ({files['trajectory'].stat().st_size} "
+                                f"bytes) is not a whole number of {natom}-atom frames")
+            for what, value in (("counts", nset), ("holds", by_size)):
+                if value >= 0 and frames is not None and value != frames:
+                    problems.append(f"trajectory.dcd {what} {value} frames (its "
+                                    f"{'header' if what == 'counts' else 'size'}), the payload "
+                                    f"says n_frames={frames}")
+            if atoms is not None and natom != atoms:
+                problems.append(f"trajectory.dcd has {natom} atoms, the payload says "
+                                f"n_atoms={atoms}")
+    if "state_data" in files:
+        with open(files["state_data"], "rb") as handle:
+            rows = sum(1 for line in handle if line.strip()) - 1
+        if frames is not None and rows != frames:
+            problems.append(f"state_data.csv has {rows} rows, the payload says "
+                            f"n_frames={frames}")
+    if "topology" in files:
+        with open(files["topology"], "rb") as handle:
+            pdb_atoms = sum(1 for line in handle if line.startswith((b"ATOM", b"HETATM")))
+        if atoms is not None and pdb_atoms != atoms:
+            problems.append(f"topology.pdb has {pdb_atoms} atoms, the payload says "
+                            f"n_atoms={atoms}")
+    return problems

@@ -357,6 +357,13 @@ class OpenMMRunner:
 
     code_dependencies = ("assay.openmm_files",)
     version_dependencies = ("openmm",)
+
+    @staticmethod
+    def check_consistency(payload: dict[str, Any], sidecars: dict[str, Path]) -> list[str]:
+        """`assay verify`: frames and atoms agree across payload, DCD, table and PDB."""
+        from .openmm_files import consistency_problems
+
+        return consistency_problems(payload, sidecars)
     SETTINGS = OPENMM_SETTINGS
 
     @staticmethod

@@ -2,7 +2,10 @@
 
 What is checked: every ref under results/ parses and names an artifact manifest; every
 manifest reachable from a ref or an action record is intact and valid, and so is every
-sidecar it names (size and SHA-256). ``full`` also hashes every other object.
+sidecar it names (size and SHA-256); where an artifact's plugin declares a
+``check_consistency``, that its payload agrees with its intact sidecars (the OpenMM
+runner: frames and atoms across payload, DCD, state table and PDB). ``full`` also hashes
+every other object.
 
 What ``repair`` removes, and why exactly that: the damaged objects; the refs of the
 artifacts whose own bytes (manifest or sidecar) are damaged; their action records; and
@@ -223,8 +226,48 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
         for sha, problem in hashed.items():
             problems[sha] = ("object", problem)
 
+    for sha, problem in _inconsistencies(manifests, problems, object_store).items():
+        problems[sha] = ("consistency", problem)
+
     _attach_dependents(report, problems, manifests, refs, actions)
     return report
+
+
+def _inconsistencies(manifests: dict[str, dict[str, Any]],
+                     problems: dict[str, tuple[str, str]],
+                     objects: ObjectStore) -> dict[str, str]:
+    """Artifacts whose payload and intact sidecars disagree, by the check their plugin
+    declares (``check_consistency(payload, {sidecar stem: path}) -> [problem, ...]``):
+    bytes that hash right can still be wrong, e.g. a DCD two attempts appended to."""
+    from .plugins import resolve_analysis, resolve_runner
+
+    out: dict[str, str] = {}
+    checks: dict[tuple[str, str], Any] = {}
+    for sha, manifest in manifests.items():
+        kind = manifest.get("artifact_type")
+        plugin = (manifest.get("provenance") or {}).get("plugin")
+        if kind not in ("run", "replicate") or not isinstance(plugin, str):
+            continue
+        if (kind, plugin) not in checks:
+            try:
+                owner = resolve_runner(plugin) if kind == "run" else resolve_analysis(plugin)
+                checks[kind, plugin] = getattr(owner, "check_consistency", None)
+            except Exception:   # not importable here: nothing to check with
+                checks[kind, plugin] = None
+        check = checks[kind, plugin]
+        refs = [(s, size) for s, size in sidecar_shas(manifest)]
+        if check is None or any(s in problems for s, _ in refs):
+            continue
+        paths = {Path(str(entry.get("path", ""))).stem: objects.path_for(entry["sha256"])
+                 for entry in manifest.get("sidecars", []) if isinstance(entry, dict)
+                 and isinstance(entry.get("sha256"), str)}
+        try:
+            found = check(manifest.get("payload") or {}, paths)
+        except Exception as exc:   # a check that breaks says so; it does not hide damage
+            found = [f"its consistency check failed: {type(exc).__name__}: {exc}"]
+        if found:
+            out[sha] = "payload and sidecars disagree: " + "; ".join(found)
+    return out
 
 
 def _attach_dependents(report: VerifyReport, problems: dict[str, tuple[str, str]],
@@ -243,7 +286,7 @@ def _attach_dependents(report: VerifyReport, problems: dict[str, tuple[str, str]
     direct: set[str] = set()      # artifacts whose own bytes are damaged
     for sha in sorted(problems):
         role, problem = problems[sha]
-        if role == "manifest":
+        if role in ("manifest", "consistency"):
             owners = {sha}
         else:
             owners = {p for p in parents.get(sha, ())
@@ -261,8 +304,8 @@ def _attach_dependents(report: VerifyReport, problems: dict[str, tuple[str, str]
             actions=sorted({k for a in ordered for k in actions_by_sha.get(a, ())})))
 
     plan = report.plan
-    plan.objects = sorted(format_digest(s) for s, (_, p) in problems.items()
-                          if p != "is missing")
+    plan.objects = sorted(format_digest(s) for s, (role, p) in problems.items()
+                          if p != "is missing" and role != "consistency")
     plan.refs = sorted({r for a in direct for r in refs_by_sha.get(a, ())} | set(report.bad_refs))
     plan.actions = sorted({k for a in direct for k in actions_by_sha.get(a, ())}
                           | set(report.bad_actions) | set(report.untrusted_actions))
