@@ -270,29 +270,47 @@ def _job(root: Path, spec: str, n: int, wait: float) -> subprocess.Popen:
         cwd=root, env=_env(root), stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
-@pytest.mark.slow
-def test_two_attempts_of_one_run_one_computes_the_other_waits_or_stops(tmp_path):
+def _run_spec(root: Path) -> str:
+    """The spec the workflow gives run a/1 of the study at ``root``."""
     import shlex
+
+    import yaml
 
     from assay.workflow import WorkflowPlan
 
-    root = _study(tmp_path / "study", steps=200)   # 10 s: the others start meanwhile
     cwd = os.getcwd()
     os.chdir(root)
     sys.path.insert(0, str(root))   # the study's own analysis module, as snakemake finds it
     try:
-        import yaml
-
         plan = WorkflowPlan(yaml.safe_load((root / "config" / "config.yaml").read_text()))
-        spec = shlex.split(plan.spec("run", SimpleNamespace(condition="a", replicate="1")))[0]
+        return shlex.split(plan.spec("run", SimpleNamespace(condition="a", replicate="1")))[0]
     finally:
         os.chdir(cwd)
         sys.path.remove(str(root))
-    first = _job(root, spec, 1, 60)
+
+
+def _wait_for_claim(root: Path, proc_alive) -> None:
     claims = root / "store" / "claims"
-    deadline = time.monotonic() + 120   # only a hang fails this
-    while not list(claims.glob("*.who")) and time.monotonic() < deadline:
-        time.sleep(0.02)   # the first attempt holds its claim (it wrote who it is)
+    deadline = time.monotonic() + 240   # only a hang fails this
+    while not list(claims.glob("*.who")):   # the first attempt holds its claim
+        assert time.monotonic() < deadline and proc_alive(), "the first attempt never claimed"
+        time.sleep(0.02)
+
+
+def _one_trace(root: Path, digest: str, steps: int) -> None:
+    store = ArtifactStore(root / "store")
+    [trace] = [s for s in store.read_run_result(digest).sidecars
+               if s.path == "sidecars/trace.txt"]
+    written = store.validate_sidecar(trace, verify="full").read_text().split()
+    assert written == [str(i) for i in range(1, steps + 1)], "one writer, each step once"
+
+
+@pytest.mark.slow
+def test_two_attempts_of_one_run_one_computes_the_other_waits_or_stops(tmp_path):
+    root = _study(tmp_path / "study", steps=200)   # 10 s: the others start meanwhile
+    spec = _run_spec(root)
+    first = _job(root, spec, 1, 60)
+    _wait_for_claim(root, lambda: first.poll() is None)
     refused = _job(root, spec, 3, 0)
     second = _job(root, spec, 2, 60)
     assert refused.wait(60) == 1
@@ -304,11 +322,7 @@ def test_two_attempts_of_one_run_one_computes_the_other_waits_or_stops(tmp_path)
     assert "step 1\n" in logs[1] and "step 1\n" not in logs[2] + logs[3]
     digests = {n: read_ref(root / f"out{n}" / "a" / "1.json").digest for n in (1, 2)}
     assert digests[1] == digests[2]
-    store = ArtifactStore(root / "store")
-    [trace] = [s for s in store.read_run_result(digests[1]).sidecars
-               if s.path == "sidecars/trace.txt"]
-    steps = store.validate_sidecar(trace, verify="full").read_text().split()
-    assert steps == [str(i) for i in range(1, 201)], "one writer, every step once, in order"
+    _one_trace(root, digests[1], 200)
 
 
 @pytest.mark.slow
