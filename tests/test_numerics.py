@@ -19,10 +19,9 @@ from assay.numerics import (
     PortableNumericsError,
     apply_portable,
     environment_differences,
-    numeric_environment,
     x86_level,
 )
-from workflow_helpers import REPO, SMALL_CONFIG, snakemake, write_config
+from workflow_helpers import SMALL_CONFIG, snakemake, write_config
 
 
 def _cpu_flags() -> set[str]:

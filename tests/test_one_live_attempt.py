@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import signal
@@ -317,7 +316,7 @@ def test_two_attempts_of_one_run_one_computes_the_other_waits_or_stops(tmp_path)
     assert first.wait(120) == 0 and second.wait(120) == 0
     logs = {n: (root / f"job{n}.log").read_text() for n in (1, 2, 3)}
     assert f"pid {first.pid}" in logs[3] and "It was not started twice" in logs[3], logs[3]
-    assert f"waiting for run a/1 by" in logs[2] and f"pid {first.pid}" in logs[2], logs[2]
+    assert "waiting for run a/1 by" in logs[2] and f"pid {first.pid}" in logs[2], logs[2]
     assert "action-cache hit" in logs[2] or "cache hit" in logs[2].lower(), logs[2]
     assert "step 1\n" in logs[1] and "step 1\n" not in logs[2] + logs[3]
     digests = {n: read_ref(root / f"out{n}" / "a" / "1.json").digest for n in (1, 2)}
