@@ -467,3 +467,30 @@ def _dcd_header_len(data: bytes) -> int:
 
     title = struct.unpack_from("<i", data, 92)[0]
     return 92 + 4 + title + 4 + 12
+
+
+def test_gc_sweeps_what_dead_claimants_left_and_keeps_a_live_claim(tmp_path):
+    from assay.gc import collect_garbage
+
+    store_root = tmp_path / "store"
+    ArtifactStore(store_root).close()
+    (tmp_path / "results").mkdir()
+    claims = store_root / "claims"
+    claims.mkdir()
+    dead = "cd" * 32
+    leftovers = [claims / f"{dead}.lock|node7|4242|99", claims / f"{dead}.who",
+                 claims / f".{dead}.who.4242.tmp"]
+    old = time.time() - 7200
+    for path in leftovers:
+        path.write_text("left by a killed attempt")
+        os.utime(path, (old, old))
+    holder = _holder(store_root)
+    try:
+        report = collect_garbage(store_root, tmp_path / "results", delete=True)
+        assert report.tmp_entries == 3
+        assert not any(p.exists() for p in leftovers)
+        live = sorted(p.name for p in claims.iterdir())
+        assert f"{KEY}.lock" in live and f"{KEY}.who" in live, live
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()

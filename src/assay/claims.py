@@ -218,8 +218,6 @@ class Claim:
         threading.Thread(target=self._heartbeat, name="assay-claim", daemon=True).start()
 
     def _write_who(self) -> None:
-        from .atomic import atomic_write_bytes
-
         import getpass
 
         try:
@@ -230,11 +228,12 @@ class Claim:
                "host_id": host_identity(), "pid": os.getpid(), "user": user,
                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        data = json.dumps(who, sort_keys=True).encode() + b"\n"
-        if self.sharing is not None:
-            atomic_write_bytes(self.who_path, data, sharing=self.sharing)
-        else:
-            atomic_write_bytes(self.who_path, data)
+        # Advisory (messages, same-machine liveness), never a result: renamed into place so
+        # it is whole, but not fsynced (a crash loses only the holder it described).
+        tmp = self.dir / f".{self.key}.who.{os.getpid()}.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(json.dumps(who, sort_keys=True).encode() + b"\n")
+        os.replace(tmp, self.who_path)
 
     def _heartbeat(self) -> None:
         from flufl.lock import NotLockedError

@@ -134,6 +134,40 @@ def _stale_atomic_temporaries(dirs: list[Path], cutoff: float) -> list[tuple[Pat
     return sorted(out)
 
 
+def _stale_claim_files(store_root: Path, cutoff: float) -> list[tuple[Path, int]]:
+    """What killed holders and waiters leave in ``claims/`` (assay.claims): claim files
+    and locks whose lease ran out before ``cutoff`` (a live holder's lease lies in the
+    future), ``.who`` files without a lock, and their temporaries. Only assay's own names."""
+    from .claims import CLAIMS_DIR
+    from .hashing import is_sha256_hex
+
+    top = store_root / CLAIMS_DIR
+    out: list[tuple[Path, int]] = []
+    try:
+        entries = sorted(os.scandir(top), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    locks = {e.name[:64] for e in entries if e.name.endswith(".lock") and len(e.name) == 69}
+    for entry in entries:
+        name = entry.name
+        key = name.lstrip(".")[:64]
+        if not is_sha256_hex(key) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if name.startswith(f"{key}.lock"):          # the lock, or a claim file beside it
+            stale = st.st_mtime < cutoff
+        elif name == f"{key}.who" or name.startswith(f".{key}.who."):
+            stale = key not in locks and st.st_mtime < cutoff
+        else:
+            continue
+        if stale:
+            out.append((Path(entry.path), st.st_size))
+    return out
+
+
 DEFAULT_WORK_GRACE_SECONDS = 7 * 24 * 3600
 
 
@@ -245,6 +279,7 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     stale = _stale_tmp(store_root / "tmp", cutoff)
     stale += _stale_atomic_temporaries(
         [store_root / "actions", *(results_dir / sub for sub in REF_DIRS)], cutoff)
+    stale += _stale_claim_files(store_root, cutoff)
     report.tmp_entries = len(stale)
     report.tmp_bytes = sum(size for _, size in stale)
 
@@ -286,10 +321,19 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     for path, _ in stale:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
+        elif path.parent.name == "claims" and _renewed_since(path, cutoff):
+            continue   # a lock taken again since the scan: a live holder's now
         else:
             with sharing.writing(path):
                 path.unlink(missing_ok=True)
     return report
+
+
+def _renewed_since(path: Path, cutoff: float) -> bool:
+    try:
+        return os.lstat(path).st_mtime >= cutoff
+    except FileNotFoundError:
+        return True
 
 
 def _unreadable_below(top: Path) -> str | None:
