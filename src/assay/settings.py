@@ -24,9 +24,7 @@ A plugin declares, in a few lines::
 from __future__ import annotations
 
 import copy
-import difflib
 import math
-import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -180,6 +178,8 @@ class Setting:
 
 def did_you_mean(name: str, known: Any) -> str:
     """" (did you mean 'cutoff'?)" for a near miss among ``known``, else ""."""
+    import difflib   # only when something is wrong: not at every job's start
+
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -200,6 +200,8 @@ def unknown_keys_message(unknown: list[str], known: Any, *, what: str = "key",
 
 def _fields(template: str) -> list[tuple[str, str | None]]:
     """(top-level name, first [index] or None) of each replacement field of a template."""
+    import string
+
     out = []
     for _, name, spec, _ in string.Formatter().parse(template):
         if name is None:
