@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sys
 import tempfile
 import warnings
 from pathlib import Path, PurePosixPath
@@ -829,7 +830,12 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("destination", nargs="?", default="data/md")
     args = parser.parse_args(argv)
     if args.command == "fetch-example":
-        for path in fetch_example(args.destination):
+        try:
+            written = fetch_example(args.destination)
+        except ConfigError as exc:   # a missing extra: one line, not a traceback
+            print(f"fetch-example: {exc}", file=sys.stderr)
+            return 1
+        for path in written:
             print(path)
     return 0
 
