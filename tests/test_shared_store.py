@@ -392,7 +392,7 @@ def test_single_user_store_is_refused_clearly_then_shared_by_the_command(
     logs = job_logs(bob_dir)
     alice = lab.alice.name
     expected = (f"[assay run] error: cannot write to the store at {store}: {lab.bob.name} may "
-                f"not write {store}/work (owner {alice}:{alice}, mode drwxr-xr-x). To share the "
+                f"not write {store}/claims (owner {alice}:{alice}, mode drwxr-xr-x). To share the "
                 f"store with a group, {alice} (or root) runs: assay --store {store} "
                 "share-store --group GROUP")
     failing = [name for name, log in logs.items() if expected in log.splitlines()]

@@ -69,26 +69,42 @@ class ActionCache:
     def read(self, key: str, *, trusted_only: bool = False) -> dict[str, Any] | None:
         """The record, or None; with ``trusted_only`` also None when an untrusted writer
         wrote it (the job recomputes; `assay verify` reports it)."""
+        import stat
+
         path = self.path_for(key)
         try:
-            with open(path, "rb") as handle:
-                if trusted_only and not self.sharing.is_trusted(os.fstat(handle.fileno()).st_uid):
+            # Never followed: a record replaced by a link to another key's record would
+            # serve that key's artifact under this one.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with open(fd, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                if not stat.S_ISREG(st.st_mode):
                     return None
-                record = json.loads(handle.read())
+                if trusted_only and not self.sharing.is_trusted(st.st_uid):
+                    return None
+                record = json.loads(handle.read(1 << 20))
         except FileNotFoundError:
             return None
-        except PermissionError:
-            raise self.sharing.reading_error(path, f"action record {key}") from None
+        except OSError as exc:
+            import errno
+
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+                return None   # a link, a socket or a directory: not a record
+            if isinstance(exc, PermissionError):
+                raise self.sharing.reading_error(path, f"action record {key}") from None
+            raise
         except (ValueError, RecursionError):
             return None  # a damaged record is a cache miss, never an error
         if not isinstance(record, dict) or not is_digest(record.get("digest")):
             return None
+        if record.get("key") != key:
+            return None   # a record copied or linked from another key proves nothing
         return record
 
     def untrusted_writer(self, key: str) -> int | None:
         """The uid that wrote this key's record if it is not trusted, else None."""
         try:
-            uid = os.stat(self.path_for(key)).st_uid
+            uid = os.lstat(self.path_for(key)).st_uid   # a link's own writer, not its target's
         except FileNotFoundError:
             return None
         return None if self.sharing.is_trusted(uid) else uid

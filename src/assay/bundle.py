@@ -467,6 +467,8 @@ def _check_refs(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
         if sha not in manifests and not objects_store.exists(sha):
             raise BundleError(f"bundle ref {name!r} points to {digest}, which is neither a "
                               "manifest in the bundle nor in the store")
+        _check_ref_identity(name, body, digest, manifests.get(sha) or _stored_manifest(
+            objects_store, sha))
         if results_dir is None:
             continue
         target = Path(results_dir) / name
@@ -483,6 +485,34 @@ def _check_refs(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
                     "pass --overwrite-refs to replace it or --no-refs to import objects only")
         writes.append((target, ref_data, name))
     return writes
+
+
+def _stored_manifest(objects_store: Any, sha: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(objects_store.read_bytes(sha, None, what=f"manifest sha256:{sha}"))
+    except (AssayError, ValueError, RecursionError):
+        return None
+
+
+def _check_ref_identity(name: str, identity: dict[str, Any], digest: str,
+                        manifest: dict[str, Any] | None) -> None:
+    """A bundle carries data, not authority: its ref ``runs/free/1.json`` must name run
+    free/1, and say so, or the bundle is refused (it would serve one condition's run as
+    another's with every digest verifying)."""
+    from .proofs import describe, manifest_identity, mismatch, ref_path_identity
+
+    if manifest is None:
+        raise BundleError(f"bundle ref {name!r} points to {digest}, which is not a manifest")
+    actual = manifest_identity(manifest)
+    expected = ref_path_identity(name)
+    if expected is None:
+        raise BundleError(f"bundle ref {name!r} is not a place where assay keeps refs")
+    for claimed, by in ((expected, "its path"), (identity, "its content")):
+        problem = mismatch(claimed, actual)
+        if problem:
+            raise BundleError(f"bundle ref {name!r} names {describe(actual)} ({digest}) but "
+                              f"{by} says {describe(claimed)}: {problem}. Nothing was "
+                              "imported; the bundle is forged or was assembled wrongly")
 
 
 def _inputs_first(manifests: dict[str, dict[str, Any]]) -> list[str]:

@@ -171,6 +171,14 @@ class Claim:
 
     # --- acquire / release -----------------------------------------------------------
     def acquire(self) -> None:
+        try:
+            self._acquire()
+        except PermissionError as exc:
+            if self.sharing is None:
+                raise
+            raise self.sharing.permission_error(exc.filename or self.dir) from None
+
+    def _acquire(self) -> None:
         from datetime import timedelta
 
         from flufl.lock import AlreadyLockedError, Lock, TimeOutError

@@ -172,7 +172,7 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     keys = {Path(o): figure_action_key(spec, comparison_digest, Path(o)) for o in outputs}
     missing = []
     for output, key in keys.items():
-        record = store.actions.read(key)
+        record = store.actions.read(key, trusted_only=True)   # the trust rule, as for artifacts
         try:
             if record is None:
                 raise ArtifactIntegrityError("not cached")

@@ -141,15 +141,16 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
     claim = Claim(store.root, key, what=_job_name(spec), wait_seconds=options.claim_wait,
                   log=log, sharing=store.sharing,
                   on_lost=options.supervisor.request_stop if stage == "run" else None)
+    _check_inputs(store, spec, input_digests)
     if use_cache:
-        cached = _cache_hit(store, key, log)
+        cached = _cache_hit(store, key, log, spec, input_digests)
         if cached is not None:
             if stage == "run" and not claim.lock_path.exists():
                 store.work.for_key(key).remove_if_ours()   # leftovers of a finished attempt
             return cached
     with claim:   # at most one live attempt per key, across processes, hosts and users
         if use_cache:   # an attempt that held the claim before us may have published it
-            cached = _cache_hit(store, key, log)
+            cached = _cache_hit(store, key, log, spec, input_digests)
             if cached is not None:
                 return cached
         work = store.work.for_key(key) if stage == "run" else None
@@ -177,9 +178,28 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
     return digest
 
 
-def _cache_hit(store: ArtifactStore, key: str, log: Callable[[str], None]) -> str | None:
+def _check_inputs(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]) -> None:
+    """Each input is the artifact this job reads (a ref may name another: proofs)."""
+    import json
+
+    from .proofs import check_inputs
+
+    check_inputs(spec, [(d, json.loads(store.manifest_bytes(d)[1])) for d in input_digests])
+
+
+def _cache_hit(store: ArtifactStore, key: str, log: Callable[[str], None],
+               spec: dict[str, Any], input_digests: list[str]) -> str | None:
     cached = store.lookup_action(key)
     if cached is not None:
+        import json
+
+        from .proofs import check_provenance
+
+        problem = check_provenance(spec, input_digests, json.loads(store.manifest_bytes(cached)[1]))
+        if problem is not None:
+            log(f"ignoring the action record {key[:12]}: it names {cached}, which this key "
+                f"did not make ({problem}); recomputing. `assay verify` reports the record")
+            return None
         log(f"{joblog.CACHE_HIT} {key[:12]}: {cached}")
         return cached
     untrusted = store.actions.untrusted_writer(key)

@@ -144,8 +144,18 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
         if entry.digest is None:
             report.bad_refs[entry.name] = entry.problem or "unreadable"
     for action in actions:
+        if os.path.islink(action.path):
+            report.bad_actions[action.key] = ("is a symbolic link, not a record: jobs never "
+                                              "follow it (it would serve another key's "
+                                              "artifact)")
+            continue
         if action.record is None:
             report.bad_actions[action.key] = "is not a readable action record"
+            continue
+        if action.record.get("key") != action.key:
+            report.bad_actions[action.key] = (
+                f"says it is the record of key {action.record.get('key')!r}, not of its own: "
+                "copied from another key; jobs ignore it")
             continue
         try:
             uid = os.stat(action.path).st_uid
@@ -169,6 +179,11 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
             report.bad_manifests[format_digest(sha)] = str(exc)
             continue
         manifests[sha] = manifest
+    for entry in refs:
+        manifest = manifests.get(entry.sha256 or "")
+        problem = _ref_identity_problem(entry, manifest) if manifest is not None else None
+        if problem:
+            report.bad_refs[entry.name] = problem
     report.artifacts_checked = len(graph.manifests)
     report.objects_hashed = len(graph.manifests) + len(graph.damaged)
     report.bytes_hashed = sum(graph.raw_sizes.values())
@@ -231,6 +246,21 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
 
     _attach_dependents(report, problems, manifests, refs, actions)
     return report
+
+
+def _ref_identity_problem(entry: RefEntry, manifest: dict[str, Any]) -> str | None:
+    """A ref must name the artifact its place says (runs/free/1.json: run free/1), and the
+    identity it records must be that artifact's."""
+    from .proofs import describe, manifest_identity, mismatch, ref_path_identity
+
+    actual = manifest_identity(manifest)
+    expected = ref_path_identity(entry.name.replace(os.sep, "/"))
+    for claimed, by in ((expected, "its place under results/"), (entry.identity, "its content")):
+        if claimed and mismatch(claimed, actual):
+            return (f"names {entry.digest}, which is {describe(actual)}, but {by} says "
+                    f"{describe(claimed)}: a forged or mismatched ref; jobs refuse it, and "
+                    "--repair removes it so the workflow recomputes it")
+    return None
 
 
 def _inconsistencies(manifests: dict[str, dict[str, Any]],

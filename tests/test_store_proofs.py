@@ -1,0 +1,134 @@
+"""A record, a ref or a bundle that names another condition's artifact is refused, never
+used: every digest verifies in these attacks, only the identity is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from assay import ArtifactStore, read_ref
+from assay.refs import ref_bytes
+from workflow_helpers import SMALL_CONFIG, digests, jobs_run, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("proofs")
+    write_config(workdir, SMALL_CONFIG)
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture
+def study(finished, tmp_path) -> Path:
+    workdir = tmp_path / "study"
+    shutil.copytree(finished, workdir, symlinks=True)
+    return workdir
+
+
+def _assay(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "assay.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _run_record(study: Path, condition: str, replicate: int) -> Path:
+    store = ArtifactStore(study / "store")
+    digest = read_ref(study / "results" / "runs" / condition / f"{replicate}.json").digest
+    for path in store.actions.paths():
+        record = json.loads(Path(path).read_text())
+        if record["digest"] == digest and record["stage"] == "run":
+            return Path(path)
+    raise AssertionError("no record")
+
+
+@pytest.mark.parametrize("how", ["symlink", "copy", "forged key"])
+def test_an_action_record_for_another_run_is_never_a_cache_hit(study, finished, how):
+    victim, other = _run_record(study, "free", 1), _run_record(study, "strong", 1)
+    victim.unlink()
+    if how == "symlink":
+        victim.symlink_to(other)
+    elif how == "copy":
+        shutil.copyfile(other, victim)
+    else:   # the record even claims the right key: its artifact's provenance gives it away
+        record = json.loads(other.read_text())
+        record["key"] = victim.stem
+        victim.write_text(json.dumps(record))
+    verify = _assay(study, "verify")
+    if how != "forged key":
+        assert verify.returncode == 1 and f"BAD ACTION RECORD {victim.stem}" in verify.stdout
+    proc = snakemake(study, "--forcerun", "run")
+    assert ("run", "results/runs/free/1.json") in jobs_run(proc)
+    run = ArtifactStore(study / "store").read_run_result(study / "results/runs/free/1.json")
+    assert (run.condition_label, run.replicate) == ("free", 1)
+    assert digests(study) == digests(finished)
+    log = (study / "results/logs/run/free/1.log").read_text()
+    assert "computed run" in log, log
+    if how == "forged key":
+        assert "which this key did not make" in log, log
+
+
+def test_a_ref_that_names_another_run_stops_the_jobs_that_read_it(study, finished):
+    strong = (study / "results/runs/strong/2.json").read_text()
+    digest = json.loads(strong)["digest"]
+    forged = ref_bytes(digest, {"artifact_type": "run", "condition": "free", "replicate": 1})
+    (study / "results/runs/free/1.json").write_bytes(forged)   # `--overwrite-refs`, an edit
+    verify = _assay(study, "verify")
+    assert verify.returncode == 1
+    assert ("BAD REF runs/free/1.json: names " + digest + ", which is run strong/2, but its "
+            "place under results/ says run free/1") in verify.stdout, verify.stdout
+    proc = snakemake(study, "--forcerun", "collect", check=False)
+    assert proc.returncode != 0
+    log = (study / "results/logs/collect/contacts/free/1.log").read_text()
+    assert (f"was given {digest}, which is run strong/2: condition 'strong' (expected "
+            "'free'), replicate 2 (expected 1)") in log, log
+    repaired = _assay(study, "verify", "--repair")
+    assert "runs/free/1.json" in repaired.stdout, repaired.stdout
+    snakemake(study)
+    assert digests(study) == digests(finished)
+
+
+def _forge_bundle(source: Path, target: Path, name: str, digest: str, identity: dict) -> None:
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as forged:
+        index = json.loads(original.read("index.json"))
+        data = ref_bytes(digest, identity)
+        for item in index["refs"]:
+            if item["path"] == name:
+                item["digest"], item["sha256"] = digest, hashlib.sha256(data).hexdigest()
+        for info in original.infolist():
+            if info.filename == "index.json":
+                forged.writestr(info, json.dumps(index))
+            elif info.filename == f"refs/{name}":
+                forged.writestr(info, data)
+            else:
+                forged.writestr(info, original.read(info.filename))
+
+
+@pytest.mark.parametrize("claims", ["its place", "its content too"])
+def test_a_bundle_whose_ref_names_another_run_is_refused(study, tmp_path, claims):
+    bundle = tmp_path / "study.zip"
+    exported = _assay(study, "export", "results/runs", "-o", str(bundle))
+    assert exported.returncode == 0, exported.stderr
+    digest = read_ref(study / "results/runs/strong/2.json").digest
+    identity = ({"artifact_type": "run", "condition": "free", "replicate": 1}
+                if claims == "its place" else
+                {"artifact_type": "run", "condition": "strong", "replicate": 2})
+    forged = tmp_path / "forged.zip"
+    _forge_bundle(bundle, forged, "runs/free/1.json", digest, identity)
+    other = tmp_path / "other"
+    other.mkdir()
+    proc = _assay(other, "--store", "store", "--results", "results", "import", str(forged))
+    assert proc.returncode != 0
+    assert (f"bundle ref 'runs/free/1.json' names run strong/2 ({digest}) but its path says run "
+            "free/1") in proc.stderr, proc.stderr
+    assert not (other / "results").exists() or not any((other / "results").rglob("*.json"))
+    objects = other / "store" / "objects"
+    assert not objects.exists() or not any(p.is_file() for p in objects.rglob("*"))
