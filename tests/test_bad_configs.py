@@ -268,6 +268,10 @@ BAD = [
      change(runner={"plugin": "python", "settings": {"callable": "simulate"}}),
      "config key runner.settings.callable: 'simulate' is not 'module:function'; expected a "
      "string; required"),
+    ("python callable in no module there is", "demo",
+     change(runner={"plugin": "python", "settings": {"callable": "simulat:run"}}),
+     "config key runner.settings: cannot locate the source of module 'simulat' (looked on "
+     "sys.path and in <TMP>)"),
     ("import without files", "import", change(**{"runner.settings": {}}),
      "config key conditions[0]: runner import needs setting 'files' (in runner.settings or "
      "this condition's params): a mapping of strings; required (kind -> path template "
@@ -384,6 +388,7 @@ def test_the_table_is_big_and_its_bases_are_good(plugins_module):
 
 @pytest.mark.parametrize("name, kind, mutate, message", BAD, ids=[row[0] for row in BAD])
 def test_bad_config_is_refused_with_its_message(plugins_module, name, kind, mutate, message):
+    message = message.replace("<TMP>", str(plugins_module))
     path = write_config(plugins_module, mutate(base(kind)))
     code, out, err = validate(path)
     assert (code, out, err) == (1, "", f"assay config: error: {message}\n")

@@ -45,6 +45,22 @@ def _unchecked(where: str, plugin: str, keys: list[str], to: str) -> str:
             "ignored); its author can declare them (assay.Settings)")
 
 
+def check_runner_code(study: Any) -> None:
+    """The modules a runner's settings name (the python runner's callable and
+    code_dependencies) can be found from the study directory, the working directory of
+    `assay config validate` and of snakemake: every run's key needs their source. Not part
+    of Study.from_config, which tools run from elsewhere (`assay status DIR`)."""
+    from .errors import PluginError
+    from .plugins import code_digest, resolve_runner
+
+    runner = resolve_runner(study.runner.plugin, where="runner.plugin")
+    if hasattr(runner, "settings_code_modules"):
+        try:
+            code_digest(runner, study.runner.settings)
+        except PluginError as exc:
+            raise ConfigError(f"config key runner.settings: {exc}") from None
+
+
 def _check_analysis(name: str, plugin: str, settings: dict[str, Any], cls: Any) -> list[str]:
     where = f"analyses.{name}.settings"
     declared = declared_settings(cls, where=f"config key analyses.{name}.plugin")

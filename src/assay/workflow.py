@@ -213,9 +213,11 @@ def plan_or_exit(config: dict[str, Any], *, cores: int | None, environ: Any) -> 
     param its runner does not take) or a refused store stops snakemake before any job with
     the message alone: a few lines, not a traceback or snakemake's dump of the schema."""
     from .errors import AssayError, ConfigError
+    from .study_settings import check_runner_code
 
     try:
         plan = WorkflowPlan(config)  # paths in the config are relative to the working dir
+        check_runner_code(plan.study)   # the python runner's module, found from here
         # A stage asking for more threads than this run may use stops here too (when the
         # run has a core count at all: `snakemake --unlock` or a listing has none).
         plan.check_cores(cores)

@@ -66,6 +66,9 @@ def run_config(args: Any) -> int:
     if not path.is_file():
         raise ConfigError(f"no config file at {path}")
     study = load_config(path)
+    from ..study_settings import check_runner_code
+
+    check_runner_code(study)   # from here, the study directory, as snakemake would
     summary = {"path": str(path), "ok": True,
                "conditions": sorted(getattr(study, "conditions", {}) or {}),
                "replicates": len(getattr(study, "replicates", []) or []),
