@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import yaml
 from assay import AssayError
 from assay.config import Study
 from assay.scaffold import RECORD, TEMPLATES, init_study
+from watch_helpers import run_watched
 from workflow_helpers import jobs_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,14 +83,15 @@ def test_demo_study_runs_end_to_end_from_its_own_directory(tmp_path):
     config["runner"]["settings"].update(n_frames=40, steps_per_frame=5)
     (study / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-4000:]
+    # No deadline: run_watched waits as long as the run progresses (output, files changing
+    # in the study) and fails on a hang.
+    run_watched([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study, watch=[study],
+                env=env)
     assert (study / "results" / "catalog.duckdb").is_file()
     assert (study / "results" / "plots" / "contacts" / "summary.png").is_file()
     assert not (study / "workflow").exists()            # nothing of assay copied in
-    again = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
-                           capture_output=True, text=True, env=env, timeout=600)
+    again = run_watched([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
+                        watch=[study], env=env, check=False)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -102,10 +106,8 @@ def test_own_code_templates_run_and_rerun_when_their_script_changes(tmp_path, te
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
     def snakemake() -> subprocess.CompletedProcess:
-        run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
-                             capture_output=True, text=True, env=env, timeout=600)
-        assert run.returncode == 0, run.stderr[-4000:]
-        return run
+        return run_watched([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
+                           watch=[study], env=env)
 
     snakemake()
     runs = {p.relative_to(study).as_posix() for p in (study / "results" / "runs").rglob("*.json")}
@@ -118,20 +120,47 @@ def test_own_code_templates_run_and_rerun_when_their_script_changes(tmp_path, te
     assert {out for rule, out in jobs_run(again) if rule == "run"} == runs, again.stderr[-4000:]
 
 
+def _venv_seeing_this_environment(venv: Path) -> Path:
+    """A new venv of its own that also sees every package the running interpreter sees;
+    returns its python.
+
+    Not `python -m venv --system-site-packages`: when the tests run inside a venv, the new
+    venv's "system" is the base interpreter's site-packages, not the running venv's, so
+    the dependencies are missing there. Instead the new venv is isolated, and a .pth file
+    in its site-packages adds the running interpreter's site directories (as site
+    directories: their own .pth files are read, as for system site-packages) after its
+    own: what is installed into the new venv (assay's wheel) comes first, the dependencies
+    come from the running environment. Without pip of its own: the running environment's
+    pip, seen through the .pth file, installs into the venv (its sys.prefix)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c",
+                              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    paths = sysconfig.get_paths()
+    ours = [*site.getsitepackages(), paths["purelib"], paths["platlib"]]
+    if site.ENABLE_USER_SITE:
+        ours.append(site.getusersitepackages())
+    seen = [d for d in dict.fromkeys(ours) if os.path.isdir(d)]
+    assert seen, "the running interpreter has no site-packages directory"
+    Path(purelib, "_assay_test_running_environment.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in seen) + "\n")
+    return python
+
+
 @pytest.mark.slow
 def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
     """A wheel, not the checkout: the workflow and templates must be inside the package."""
     wheel_dir, venv = tmp_path / "wheel", tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                     str(wheel_dir), str(REPO)], check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True)
-    python = venv / "bin" / "python"
+    python = _venv_seeing_this_environment(venv)
     [wheel] = wheel_dir.glob("assay-*.whl")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
-    # --ignore-installed: the venv sees the system's (editable) assay and must not settle
-    # for it; the dependencies come from the system site-packages.
+    # A plain (not editable) install of the wheel into the venv, and nothing else: the
+    # dependencies are the running environment's. --ignore-installed: the venv also sees
+    # the running environment's (editable) assay and must not settle for it.
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps",
                     "--ignore-installed", str(wheel)], check=True, capture_output=True, env=env)
     study = tmp_path / "study"
@@ -144,8 +173,7 @@ def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
     where = subprocess.run([str(python), "-c", "import assay; print(assay.__file__)"],
                            cwd=study, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(venv)), where.stdout   # not this checkout
-    run = subprocess.run([str(python), "-m", "snakemake", "--cores", "2"], cwd=study,
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-4000:]
+    run_watched([str(python), "-m", "snakemake", "--cores", "2"], cwd=study, watch=[study],
+                env=env)
     assert (study / "results" / "plots" / "gyration" / "summary.png").is_file()
     shutil.rmtree(venv)

@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,8 @@ pytest.importorskip("openmm")
 pytest.importorskip("MDAnalysis")
 
 from assay import read_ref  # noqa: E402
-from workflow_helpers import REPO, jobs_run, snakemake, write_config  # noqa: E402
+from watch_helpers import Watched, snakemake_command, snakemake_watched  # noqa: E402
+from workflow_helpers import jobs_run, write_config  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.openmm]
 
@@ -46,46 +44,56 @@ LOG = "results/logs/run/T300/1.log"
 def uninterrupted(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("openmm-uninterrupted")
     write_config(root, CONFIG)
-    snakemake(root)
+    snakemake_watched(root)
     return root
 
 
-def wait_for_step(root: Path, at_least: int, timeout: float = 120) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for progress in (root / "store" / "work").glob("*/progress.json"):
-            try:
-                if json.loads(progress.read_text())["done"] >= at_least:
-                    return progress.parent
-            except (FileNotFoundError, ValueError):
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"the run never reached step {at_least}")
+def reached_step(root: Path, at_least: int) -> Path | None:
+    """The run's work directory once its progress.json says ``at_least`` steps are done."""
+    for progress in (root / "store" / "work").glob("*/progress.json"):
+        try:
+            if json.loads(progress.read_text())["done"] >= at_least:
+                return progress.parent
+        except (FileNotFoundError, ValueError, KeyError):
+            pass
+    return None
+
+
+def run_state(root: Path) -> str:
+    """What the run's work directory shows, for failure messages."""
+    works = sorted((root / "store" / "work").glob("*/"))
+    if not works:
+        return "no work directory yet (the run job has not started)"
+    return "; ".join(
+        f"{work.name[:12]}: state {_text(work / 'state.json')}, "
+        f"progress {_text(work / 'progress.json')}" for work in works)
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return "(none yet)"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_killed_openmm_job_resumes_to_the_uninterrupted_digest(uninterrupted, tmp_path, signum):
     root = tmp_path / "study"
     write_config(root, CONFIG)
-    command = [sys.executable, "-m", "snakemake", "--snakefile",
-               str(REPO / "workflow" / "Snakefile"), "--directory", str(root), "--cores", "2",
-               "--workflow-profile", "none"]
-    proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        work = wait_for_step(root, 1000)
+    # No deadline: waits as long as the run progresses (output, files changing under the
+    # study), so a loaded machine only makes it slower; a hang or an early end fails.
+    with Watched(snakemake_command(root), cwd=root, watch=[root],
+                 describe=lambda: run_state(root)) as watched:
+        work = watched.wait_until(lambda: reached_step(root, 1000), "the run to reach step 1000")
         os.kill(json.loads((work / "state.json").read_text())["pid"], signum)
-        proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode != 0
+        first_run = watched.wait()
+    assert first_run.returncode != 0, first_run.stdout[-4000:] + first_run.stderr[-4000:]
     first = (root / LOG).read_text()
     if signum == signal.SIGTERM:
         assert "stopped on request at step" in first
     assert not (root / RUN_REF).exists()
 
-    rerun = snakemake(root)
+    rerun = snakemake_watched(root)
     assert ("run", RUN_REF) in jobs_run(rerun)
     log = (root / LOG).read_text()
     resumed = [line for line in log.splitlines() if "resuming from step" in line]
