@@ -48,7 +48,7 @@ def test_bad_sidecar_paths_are_refused_everywhere(tmp_path, path):
         store.register_sidecar(path)
     with pytest.raises(SidecarPathError):
         ArtifactSidecarRef.from_dict({"path": path, "sha256": HEX, "size_bytes": 1})
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".assay-store"]
 
 
 def test_sidecar_path_errors_are_store_and_value_errors():

@@ -205,6 +205,8 @@ def test_failed_command_quotes_its_log_and_keeps_its_workdir(tmp_path):
 
     config = yaml.safe_load(config_path.read_text())
     config["runner"]["settings"]["command"] = "echo about to fail; echo details >&2; exit 3"
+    for unused in ("sim", "steps"):   # a setting no template uses is refused
+        del config["runner"]["settings"][unused]
     config_path.write_text(yaml.safe_dump(config))
     proc = snakemake(root, "--keep-going", check=False, env=env_for(root))
     assert proc.returncode != 0
@@ -245,21 +247,18 @@ def test_changing_resources_reruns_nothing(uninterrupted, tmp_path):
     assert jobs_run(proc) == set()
 
 
-BAD_RESOURCES = [
-    ({"run": {"thread": 1}}, "config key resources.run: unknown key 'thread'; known keys: gpu, "
-                             "mem_mb, runtime, slurm_extra, slurm_partition, threads",
-     ["Additional properties are not allowed ('thread' was unexpected)",
-      "On instance['resources']['run']"]),
+BAD_RESOURCES = [   # (resources, the message; snakemake prints the same, not a schema dump)
+    ({"run": {"thread": 1}}, "config key resources.run: unknown key 'thread' (did you mean "
+                             "'threads'?); known keys: gpu, mem_mb, runtime, slurm_extra, "
+                             "slurm_partition, threads"),
     ({"collect": {"mem_mb": 0}}, "config key resources.collect.mem_mb: 0 is less than the "
-                                 "minimum of 1",
-     ["0 is less than the minimum of 1", "On instance['resources']['collect']['mem_mb']"]),
+                                 "minimum of 1"),
     ({"plot": {"runtime": -5}}, "config key resources.plot.runtime: -5 is less than the "
-                                "minimum of 1",
-     ["-5 is less than the minimum of 1", "On instance['resources']['plot']['runtime']"]),
+                                "minimum of 1"),
     ({"gpus": {}}, "config key resources: unknown key 'gpus'; known keys: aggregate, collect, "
-                   "compare, plot, run",
-     ["Additional properties are not allowed ('gpus' was unexpected)"]),
+                   "compare, plot, run"),
 ]
+BAD_RESOURCES = [(r, m, [m]) for r, m in BAD_RESOURCES]
 
 
 @pytest.mark.parametrize("resources, message, _", BAD_RESOURCES)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -132,3 +133,72 @@ def test_a_bundle_whose_ref_names_another_run_is_refused(study, tmp_path, claims
     assert not (other / "results").exists() or not any((other / "results").rglob("*.json"))
     objects = other / "store" / "objects"
     assert not objects.exists() or not any(p.is_file() for p in objects.rglob("*"))
+
+
+# --- a store is a store ----------------------------------------------------------------
+def _home(tmp_path: Path) -> Path:
+    """Somebody's files, with names that gc would sweep in a store's tmp/."""
+    home = tmp_path / "home"
+    (home / "tmp" / "staging-thesis").mkdir(parents=True)
+    (home / "tmp" / "big-download.part").write_text("half a download")
+    (home / "tmp" / "staging-thesis" / "chapter1.tex").write_text("\\chapter{One}")
+    (home / "notes.txt").write_text("mine")
+    return home
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("command", [["gc", "--delete", "--grace", "0"], ["verify"], ["stats"]])
+def test_a_directory_of_other_files_is_not_taken_for_a_store(tmp_path, command):
+    from assay import ArtifactStoreError
+
+    home = _home(tmp_path)
+    before = _files(home)
+    old = 0
+    for path in home.rglob("*"):
+        os.utime(path, (old, old))
+    with pytest.raises(ArtifactStoreError) as err:
+        ArtifactStore(home)
+    assert str(err.value).startswith(f"{home} is not an assay store: it has no .assay-store "
+                                     "marker and holds 1 other entry ('notes.txt')")
+    assert "set `store:` to a new or empty directory" in str(err.value)
+    assert not (home / "objects").exists()
+    (home / "objects").mkdir()   # what an earlier assay made there
+    (tmp_path / "results").mkdir()
+    proc = _assay(tmp_path, "--store", str(home), "--results", "results", *command)
+    assert proc.returncode != 0 and "is not an assay store" in proc.stderr, proc.stderr
+    assert _files(home) == before
+
+
+def test_a_store_folder_replaced_by_a_link_is_refused_and_nothing_outside_is_deleted(tmp_path):
+    from assay import ArtifactStoreError
+
+    home = _home(tmp_path)
+    before = _files(home)
+    store_root = tmp_path / "store"
+    ArtifactStore(store_root).close()
+    assert (store_root / ".assay-store").is_file()
+    shutil.rmtree(store_root / "tmp")
+    (store_root / "tmp").symlink_to(home / "tmp")   # a member's trick
+    old = 0
+    for path in home.rglob("*"):
+        os.utime(path, (old, old), follow_symlinks=False)
+    (tmp_path / "results").mkdir()
+    proc = _assay(tmp_path, "--store", str(store_root), "--results", "results", "gc",
+                  "--delete", "--grace", "0")
+    assert proc.returncode != 0
+    assert (f"store folder {store_root / 'tmp'} is a symbolic link to {home / 'tmp'}: assay "
+            "never follows links in a store") in proc.stderr, proc.stderr
+    with pytest.raises(ArtifactStoreError, match="is a symbolic link"):
+        ArtifactStore(store_root)
+    assert _files(home) == before
+
+
+def test_an_unmarked_store_of_assay_folders_is_adopted(tmp_path):
+    store_root = tmp_path / "store"
+    ArtifactStore(store_root).close()
+    (store_root / ".assay-store").unlink()   # a store made before the marker existed
+    ArtifactStore(store_root).close()
+    assert (store_root / ".assay-store").is_file()

@@ -214,6 +214,9 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     Refuses to delete anything while a reachable manifest exists but cannot be read: its
     sidecars would look unreferenced. Run ``assay verify --repair`` first.
     """
+    from .store_root import check_store_root
+
+    check_store_root(store_root, adopt=False)   # never sweep a directory that is not a store
     store_root, results_dir = Path(store_root), Path(results_dir)
     if grace_seconds < 0:
         raise ArtifactStoreError(f"grace period must be >= 0 seconds, got {grace_seconds}")

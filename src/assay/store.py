@@ -23,6 +23,7 @@ from .artifacts import (
 from .lru import MISSING, CacheInfo, LRUCache
 from .errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreError
 from .hashing import hex_of, is_digest, parse_digest
+from .store_root import check_store_root
 from .objects import ObjectStore
 from .refs import Ref, read_ref, write_ref
 from .sharing import SharingPolicy, SharingSettings, UntrustedWriterError
@@ -66,6 +67,8 @@ class ArtifactStore:
         if st is not None and not stat.S_ISDIR(st.st_mode):
             raise ArtifactStoreError(f"store root {self.root} exists and is not a directory")
         self.sharing = SharingPolicy.for_store(self.root, settings, st=st)
+        check_store_root(self.root, adopt=st is None or os.access(self.root, os.W_OK),
+                         sharing=self.sharing)
         root = os.fspath(self.root)
         for sub in ("objects", "actions", "tmp"):
             self.sharing.make_dirs(f"{root}/{sub}")

@@ -134,7 +134,10 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
                  sharing: SharingSettings | None = None) -> VerifyReport:
     """``sharing`` (default: from the environment) decides whose action records are
     trusted; records by anyone else are reported (jobs ignore them and recompute)."""
+    from .store_root import check_store_root
+
     store_root, results_dir = Path(store_root), Path(results_dir)
+    check_store_root(store_root, adopt=False)
     report = VerifyReport(full=full)
     policy = SharingPolicy.for_store(store_root, sharing, check_world_writable=False)
     refs = load_refs(results_dir)

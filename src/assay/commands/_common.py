@@ -29,6 +29,9 @@ def store_root(args: Any) -> Path:
         raise ArtifactStoreError(
             f"no store at {root} (no objects/ directory); run from the workflow directory "
             "or pass --store DIR")
+    from ..store_root import check_store_root
+
+    check_store_root(root, adopt=False)   # never read or sweep what is not a store
     return root
 
 
