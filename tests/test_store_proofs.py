@@ -202,3 +202,65 @@ def test_an_unmarked_store_of_assay_folders_is_adopted(tmp_path):
     (store_root / ".assay-store").unlink()   # a store made before the marker existed
     ArtifactStore(store_root).close()
     assert (store_root / ".assay-store").is_file()
+
+
+# --- nothing in the store is followed, nothing hangs -----------------------------------
+def test_objects_replaced_by_a_fifo_or_a_link_to_dev_zero_are_damage_not_a_hang(study):
+    store = ArtifactStore(study / "store")
+    run = store.read_run_result(study / "results/runs/free/1.json")
+    sidecar = store.objects.path_for(run.sidecars[0].sha256)
+    sidecar.unlink()
+    os.mkfifo(sidecar)
+    manifest = store.objects.path_for(
+        read_ref(study / "results/runs/strong/1.json").digest.split(":")[1])
+    manifest.unlink()
+    manifest.symlink_to("/dev/zero")
+    for command in (["verify"], ["verify", "--full"], ["gc"], ["show", "results/runs/strong/1.json"],
+                    ["catalog", "build"]):
+        proc = subprocess.run([sys.executable, "-m", "assay.cli", *command], cwd=study,
+                              capture_output=True, text=True, timeout=120)   # a hang fails
+        text = proc.stdout + proc.stderr
+        assert "Traceback" not in text, text
+        if command[0] in ("verify", "show"):
+            assert proc.returncode != 0, text
+    verify = _assay(study, "verify")
+    assert "a FIFO, not a regular file" in verify.stdout, verify.stdout
+    assert "a symbolic link, not a file (never followed)" in verify.stdout, verify.stdout
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+conditions: [{label: x, params: {surface_epsilon: 1.0, lol: *i}}]
+control: x
+replicates: 2
+runner: {plugin: polymer_langevin}
+analyses: {g: {plugin: radius_of_gyration}}
+"""
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    import resource
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(BILLION_LAUGHS)
+
+    def cap_memory() -> None:   # an expansion would die here instead of eating the machine
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    expected = ("config expands to more than 100,000 values through YAML aliases (anchors "
+                "`&name` reused as `*name`): refused before it is expanded")
+    validate = subprocess.run([sys.executable, "-m", "assay.cli", "config", "validate"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              preexec_fn=cap_memory)
+    assert validate.returncode != 0 and expected in validate.stderr, validate.stderr
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0 and expected in proc.stderr, proc.stderr[-2000:]
+    assert len((proc.stdout + proc.stderr).splitlines()) <= 3

@@ -145,6 +145,41 @@ def _format_path(path: Any) -> str:
     return text or "(top level)"
 
 
+MAX_CONFIG_VALUES = 100_000   # a large real study has a few thousand
+MAX_CONFIG_DEPTH = 64
+
+
+def check_config_size(config: Any) -> None:
+    """Refuse a config that YAML aliases expand beyond any real study ("billion laughs":
+    870 bytes of nested anchors became 3.2 GB in the workflow). Counted without expanding:
+    a node shared through an alias counts once per use, computed once per node."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any, depth: int) -> int:
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"config nests deeper than {MAX_CONFIG_DEPTH} levels; a study "
+                              "config is a few levels deep (YAML anchors referring to "
+                              "themselves?)")
+        if not isinstance(value, (dict, list)):
+            return 1
+        known = sizes.get(id(value))
+        if known is not None:
+            return known
+        children = value.values() if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"config expands to more than {MAX_CONFIG_VALUES:,} values through YAML "
+                    "aliases (anchors `&name` reused as `*name`): refused before it is "
+                    "expanded. Write the values out, or reuse fewer nested anchors")
+        sizes[id(value)] = total
+        return total
+
+    size(config, 0)
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """jsonschema validation that also fills the schema's defaults, on a copy."""
     import jsonschema
@@ -152,6 +187,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 
     if not isinstance(config, dict):
         raise ConfigError(f"config must be a mapping, got {type(config).__name__}")
+    check_config_size(config)
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     base = jsonschema.validators.validator_for(schema)
 

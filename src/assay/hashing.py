@@ -72,11 +72,37 @@ def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A read descriptor of a regular file, never through a link, never blocking.
+
+    A store entry replaced by a FIFO hung every reader; by a link to /dev/zero, it read
+    until memory ran out. Raises OSError naming what the path is instead.
+    """
+    import errno
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symbolic link, not a file (never followed)",
+                          os.fspath(path)) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise OSError(errno.EINVAL, f"{kind}, not a regular file", os.fspath(path))
+    return fd
+
+
 def hash_file(path: Path) -> tuple[str, int]:
     """Hex digest and size of a file, read in large chunks into one reused buffer."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb", buffering=0) as handle:
+    with open(open_regular(path), "rb", buffering=0) as handle:
         if os.fstat(handle.fileno()).st_size <= SMALL_FILE:  # manifests: one read, no buffer
             data = handle.read()
             return hashlib.sha256(data).hexdigest(), len(data)

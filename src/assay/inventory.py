@@ -20,7 +20,7 @@ from .errors import ArtifactStoreError
 from .layout import REF_DIRS
 from .actions import ActionCache
 from .objects import ObjectInfo, ObjectStore
-from .hashing import hash_file, hex_of, is_digest
+from .hashing import hash_file, hex_of, is_digest, open_regular
 from .refs import MAX_REF_BYTES, Ref, read_ref
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -86,7 +86,7 @@ def _read_rest(fd: int, head: bytes, limit: int) -> bytes:
 
 def read_capped(path: str, limit: int) -> bytes:
     """A whole file of at most ``limit`` bytes (``limit + 1`` bytes back means: too big)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = open_regular(path)
     try:
         return _read_rest(fd, os.read(fd, 65536), limit)
     finally:
@@ -142,7 +142,7 @@ def parse_manifest_bytes(data: bytes) -> dict[str, Any] | None:
 def read_small(path: str, limit: int = MAX_MANIFEST_BYTES) -> bytes | None:
     """The bytes of a file if it is at most ``limit`` bytes and starts like JSON."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import uuid
 from dataclasses import dataclass
@@ -11,10 +12,18 @@ from typing import Callable
 
 from .atomic import fsync_and_close, publish, write_all
 from .errors import ArtifactIntegrityError
-from .hashing import BackgroundHasher, format_digest, hash_file, is_sha256_hex, sha256_hex
+from .hashing import (
+    BackgroundHasher,
+    format_digest,
+    hash_file,
+    is_sha256_hex,
+    open_regular,
+    sha256_hex,
+)
 from .sharing import SharingPolicy, StorePermissionError, is_fresh
 
 OBJECT_MODE = 0o444
+MAX_SMALL_OBJECT = 256 * 1024 * 1024   # read_bytes without a declared size (manifests, figures)
 TMP_SUFFIX = ".part"
 
 
@@ -308,11 +317,15 @@ class ObjectStore:
             raise ArtifactIntegrityError(f"{what}: {sha256!r} is not a sha256 hex digest")
         path = self.path_for(sha256)
         try:
-            st = path.stat()
+            st = os.lstat(path)
         except FileNotFoundError:
             raise self._damaged(sha256, what, "is missing") from None
         except PermissionError:
             raise self.unreadable(sha256, what) from None
+        if not stat.S_ISREG(st.st_mode):
+            self.forget(sha256)
+            raise self._damaged(sha256, what, "is not a regular file (a link, FIFO or "
+                                              "device put in its place)")
         if size is not None and st.st_size != size:
             self.forget(sha256)
             raise self._damaged(sha256, what, f"has {st.st_size} bytes, expected {size}")
@@ -323,6 +336,10 @@ class ObjectStore:
             actual, _ = hash_file(path)
         except PermissionError:
             raise self.unreadable(sha256, what) from None
+        except FileNotFoundError:
+            raise self._damaged(sha256, what, "is missing") from None
+        except OSError as exc:
+            raise self._damaged(sha256, what, f"is {exc.strerror}") from None
         if actual != sha256:
             self.forget(sha256)
             raise self._damaged(sha256, what, f"has different bytes (sha256:{actual})")
@@ -418,11 +435,18 @@ class ObjectStore:
         """Whole small object, always hashed (manifests are small; hashing them is cheap)."""
         path = self.path_for(sha256)
         try:
-            data = path.read_bytes()
+            fd = open_regular(path)
         except FileNotFoundError:
             raise self._damaged(sha256, what, "is missing") from None
         except PermissionError:
             raise self.unreadable(sha256, what) from None
+        except OSError as exc:
+            raise self._damaged(sha256, what, f"is {exc.strerror}") from None
+        limit = size if size is not None else MAX_SMALL_OBJECT
+        with open(fd, "rb") as handle:   # never more than declared: no unbounded read
+            data = handle.read(limit + 1)
+        if len(data) > limit and size is None:
+            raise self._damaged(sha256, what, f"is larger than {limit} bytes")
         if size is not None and len(data) != size:
             raise self._damaged(sha256, what, f"has {len(data)} bytes, expected {size}")
         actual = sha256_hex(data)
