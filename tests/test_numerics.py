@@ -244,6 +244,6 @@ def test_diff_names_the_core_type_and_portable_numerics_agree(tmp_path):
         or "x86-64-v3" in manifest.stdout
 
     # reproduce in a process of its own honours the setting and gets the same digest
-    proc = _assay(a, "reproduce", RUN_REF)
+    proc = _assay(a, "reproduce", RUN_REF, "--run-recorded-code")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "identical" in proc.stdout

@@ -264,3 +264,28 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0 and expected in proc.stderr, proc.stderr[-2000:]
     assert len((proc.stdout + proc.stderr).splitlines()) <= 3
+
+
+def test_reproduce_runs_a_recorded_command_only_when_asked(tmp_path):
+    """A bundle's provenance may name any command: reproduce shows it and stops."""
+    import copy
+
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["conditions"] = [{"label": "free", "params": {}}, {"label": "strong", "params": {}}]
+    config["runner"] = {"plugin": "shell", "settings": {
+        "command": "echo 42 > out.txt", "outputs": ["out.txt"]}}
+    config["analyses"] = {"n": {"plugin": "bytes_analysis:Size"}}
+    (tmp_path / "bytes_analysis.py").write_text(
+        "from assay import METRICS\n\nclass Size:\n    def collect(self, ctx):\n"
+        "        p = ctx.artifact_store.validate_sidecar(ctx.run_sidecar('out'))\n"
+        "        return ctx.result(payload={METRICS: {'n': float(len(p.read_bytes()))}})\n")
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "results/runs/free/1.json",
+              env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    refused = _assay(tmp_path, "reproduce", "results/runs/free/1.json")
+    assert refused.returncode != 0
+    assert ("reproducing results/runs/free/1.json runs the shell command 'echo 42 > out.txt', "
+            "as its provenance records it") in refused.stderr, refused.stderr
+    assert "--run-recorded-code" in refused.stderr
+    allowed = _assay(tmp_path, "reproduce", "results/runs/free/1.json", "--run-recorded-code")
+    assert allowed.returncode == 0 and "identical" in allowed.stdout, allowed.stdout + allowed.stderr

@@ -20,6 +20,15 @@ def run_reproduce(args: Any) -> int:
     digest, entry = resolve(args.target, root, results)
     store = open_store(args)
     original = store.read_artifact(digest)   # fails early, naming it, if it is not there
+    code = recorded_code(original.provenance)
+    if code is not None and not args.run_recorded_code:
+        from ..errors import AssayError
+
+        raise AssayError(
+            f"reproducing {args.target} runs {code}, as its provenance records it (which a "
+            "bundle or another store may have written). assay runs code named by a "
+            "provenance only when you ask: read it, then `assay reproduce "
+            f"{args.target} --run-recorded-code`")
     numerics = original.provenance.get("numerics")
     if isinstance(numerics, dict) and numerics.get("portable"):
         from ..numerics import apply_portable
@@ -56,6 +65,19 @@ def run_reproduce(args: Any) -> int:
         if args.keep:
             print(f"scratch store kept at {scratch_dir}", file=sys.stderr)
     return 0 if report.equal else 1
+
+
+def recorded_code(provenance: dict[str, Any]) -> str | None:
+    """What code, beyond assay's own plugins, recomputing an artifact would run."""
+    plugin = provenance.get("plugin")
+    settings = provenance.get("settings") if isinstance(provenance.get("settings"), dict) else {}
+    if plugin == "shell":
+        return f"the shell command {settings.get('command')!r}"
+    if plugin == "python":
+        return f"the Python function {settings.get('callable')!r}"
+    if isinstance(plugin, str) and ":" in plugin:
+        return f"the plugin {plugin!r} (code imported from the study)"
+    return None
 
 
 def run_config(args: Any) -> int:
@@ -97,6 +119,9 @@ def register(sub: Any) -> None:
     p.add_argument("target", metavar="REF|DIGEST")
     p.add_argument("--scratch", metavar="DIR", help="where to make the scratch store")
     p.add_argument("--keep", action="store_true", help="keep the scratch store")
+    p.add_argument("--run-recorded-code", action="store_true",
+                   help="allow running the shell command, Python function or study plugin "
+                        "that the artifact's provenance names (refused otherwise)")
     add_tolerance(p)
     add_json(p)
 
