@@ -525,3 +525,25 @@ def test_gc_sweeps_what_dead_claimants_left_and_keeps_a_live_claim(tmp_path):
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()
+
+
+def test_a_link_another_user_planted_in_a_kept_work_directory_is_removed(tmp_path):
+    from assay.workdirs import WorkDirs
+
+    if os.getuid() != 0:
+        pytest.skip("making a link owned by another uid needs root")
+    victim = tmp_path / "home" / ".bashrc"
+    victim.parent.mkdir()
+    victim.write_text("alias ll='ls -l'\n")
+    work = WorkDirs(tmp_path / "store" / "work").for_key(KEY)
+    work.begin_attempt({"stage": "run", "condition": "a", "replicate": 1})
+    planted = work.files / "out.txt"
+    planted.symlink_to(victim)
+    os.lchown(planted, 4242, 4242)   # a member of the lab's group, not the job's user
+    own = work.files / "input.pdb"
+    own.symlink_to(tmp_path / "home")   # the runner's own link stays
+    removed = work.remove_foreign_links()
+    assert removed == [f"out.txt -> {victim} (made by uid 4242)"]
+    assert not planted.is_symlink() and own.is_symlink()
+    (work.files / "out.txt").write_text("the retry's output\n")
+    assert victim.read_text() == "alias ll='ls -l'\n"

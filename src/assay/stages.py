@@ -245,6 +245,8 @@ def compute_run(store: ArtifactStore, spec: dict[str, Any], inputs: list[str], *
              "plugin": spec["plugin"]},
             log_path=str(options.log_path) if options.log_path else None)
         ctx.workdir = work.files
+        for link in work.remove_foreign_links():
+            log(f"removed a link another user planted in the work directory: {link}")
         ctx.progress_sink = _throttled(work.write_progress)
         log(f"{joblog.ATTEMPT}{ctx.attempt} in {work.files}"
             + (" (resuming: an earlier attempt left files)" if ctx.resuming else ""))

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,26 @@ class WorkDir:
                  "log": log_path, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
         self._write(STATE, canonical_json(state) + b"\n")
         return attempt
+
+    def remove_foreign_links(self) -> list[str]:
+        """Remove symbolic links in ``files/`` that another user made: a member of a shared
+        store could plant ``files/out.txt -> ~/.bashrc``, and the next attempt would write
+        through it. (The runner's own links, made by this user, stay.)"""
+        removed = []
+        me = os.getuid()
+        for base, dirs, names in os.walk(self.files):
+            for name in (*dirs, *names):
+                path = os.path.join(base, name)
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISLNK(st.st_mode) and st.st_uid != me:
+                    target = os.readlink(path)
+                    os.unlink(path)
+                    removed.append(f"{os.path.relpath(path, self.files)} -> {target} "
+                                   f"(made by uid {st.st_uid})")
+        return removed
 
     def write_progress(self, done: float, total: float | None, message: str = "") -> None:
         body = {"done": done, "total": total, "message": str(message), "time": time.time()}
