@@ -200,12 +200,16 @@ def test_numbers_are_pinned(finished):
 
     (Manifest digests also cover each plugin's code digest, so they move whenever a plugin
     module is edited; the data they describe must not.) Regenerate the pins only for a
-    change that is meant to change results, and say so in the commit.
+    change that is meant to change results, and say so in the commit. Serialization code
+    is in no action key: a change that writes other bytes must also bump
+    assay.keys.STORAGE_FORMAT, or finished studies keep their old bytes under the new code.
     """
     import json
 
     pinned = json.loads((Path(__file__).parent / "data" / "small_study_pins.json").read_text())
-    assert data_pins(finished) == pinned
+    assert data_pins(finished) == pinned, (
+        "payload or sidecar bytes moved: if meant, regenerate the pins and bump "
+        "assay.keys.STORAGE_FORMAT (serialization code is in no action key)")
 
 
 def test_numbers_do_not_depend_on_the_cpu(tmp_path):

@@ -1,7 +1,9 @@
 """Finding analyses and runners by name, and fingerprinting their code.
 
 Snakemake cannot see imported Python code, so each plugin's code digest goes into the
-rule's params and the action key: editing a plugin reruns exactly its jobs.
+rule's params and the action key: editing a plugin reruns exactly its jobs. A plugin's
+digest covers its own definition and the module-level code it reaches (assay.codescope),
+not the other plugins sharing its module, and no module names: moving code reruns nothing.
 """
 
 from __future__ import annotations
@@ -39,10 +41,6 @@ BUILTIN_RUNNERS = {
     "import": "assay.runners:ImportRunner",
     "openmm": "assay.openmm_runner:OpenMMRunner",
 }
-# Framework modules whose code shapes every stage's result.
-FRAMEWORK_MODULES = ("assay.stages", "assay.aggregation", "assay.comparison",
-                     "assay.statistics", "assay.plotting", "assay.artifacts", "assay.npz",
-                     "assay.tables")
 
 
 def _entry_points(group: str) -> dict[str, str]:
@@ -120,10 +118,18 @@ def _module_file(module_name: str) -> Path:
 
 @lru_cache(maxsize=None)
 def modules_digest(module_names: tuple[str, ...]) -> str:
-    """sha256 over the source of the named modules, in name order."""
-    parts = [[name, sha256_hex(_module_file(name).read_bytes())]
-             for name in sorted(set(module_names))]
+    """sha256 over the sources of the named modules; their names are left out (so moving
+    or renaming a module reruns nothing), the sources' digests sorted."""
+    parts = sorted({sha256_hex(_module_file(name).read_bytes()) for name in module_names})
     return format_digest(sha256_hex(canonical_json(parts)))
+
+
+@lru_cache(maxsize=None)
+def _own_code_digest(module_name: str, qualname: str) -> str:
+    from .codescope import own_source
+
+    return sha256_hex(own_source(_module_file(module_name).read_text(encoding="utf-8"),
+                                 qualname.split(".")[0]).encode())
 
 
 @lru_cache(maxsize=None)
@@ -140,23 +146,23 @@ def distribution_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]
 
 
 def code_digest(plugin: Any, settings: dict[str, Any] | None = None) -> str:
-    """Digest of a plugin's module, the modules in ``code_dependencies``, those its
-    ``settings_code_modules(settings)`` names (the ``python`` runner: the user's callable)
-    and the installed versions of the distributions in ``version_dependencies`` (e.g.
-    MDAnalysis): upgrading a library that computes the numbers reruns the plugin's jobs."""
+    """Digest of a plugin's own code (its class or function and the module-level code it
+    uses, not the other plugins of its module), the modules in ``code_dependencies``, those
+    its ``settings_code_modules(settings)`` names (the ``python`` runner: the user's
+    callable) and the installed versions of the distributions in ``version_dependencies``
+    (e.g. MDAnalysis): upgrading a library that computes the numbers reruns its jobs."""
     module = getattr(plugin, "__module__", None)
-    if module is None:
+    qualname = getattr(plugin, "__qualname__", None)
+    if module is None or qualname is None:
         raise PluginError(f"cannot tell which module defines {plugin!r}")
     deps = tuple(getattr(plugin, "code_dependencies", ()))
     from_settings = getattr(plugin, "settings_code_modules", None)
     if from_settings is not None and settings is not None:
         deps += tuple(from_settings(settings))
-    source = modules_digest((module, *deps))
+    parts: list[Any] = [_own_code_digest(module, qualname)]
+    if deps:
+        parts.append(modules_digest(deps))
     versions = distribution_versions(tuple(getattr(plugin, "version_dependencies", ())))
-    if not versions:
-        return source
-    return format_digest(sha256_hex(canonical_json([source, [list(v) for v in versions]])))
-
-
-def framework_digest() -> str:
-    return modules_digest(FRAMEWORK_MODULES)
+    if versions:
+        parts.append([list(v) for v in versions])
+    return format_digest(sha256_hex(canonical_json(parts)))

@@ -22,7 +22,8 @@ from .errors import AssayError, PluginError
 from .hashing import canonical_json, format_digest, sha256_hex
 from .numerics import numeric_environment
 from .layout import ARTIFACT_STAGES, STAGE_LAYOUTS
-from .plugins import code_digest, framework_digest, resolve_analysis, resolve_runner
+from .keys import key_parts
+from .plugins import code_digest, resolve_analysis, resolve_runner
 from .store import ArtifactStore
 from .supervise import Supervisor
 from .workdirs import WorkDir
@@ -40,8 +41,9 @@ SPEC_KEYS = {
                 "control", "confidence", "comparison", "code_digest"),
 }
 
-# In a spec (so in the key and provenance) only when the study sets them.
-OPTIONAL_SPEC_KEYS = ("numerics",)
+# In a spec (so in the key and provenance) only when the study sets them, or (format,
+# stage_code: assay.keys) absent from artifacts made before they existed.
+OPTIONAL_SPEC_KEYS = ("numerics", "format", "stage_code")
 
 
 def settings_fingerprint(plugin: str, settings: dict[str, Any]) -> str:
@@ -54,7 +56,7 @@ def run_spec(study: Any, condition: str, replicate: int) -> dict[str, Any]:
     return {"stage": "run", "plugin": study.runner.plugin, "settings": study.runner.settings,
             "condition": condition, "replicate": replicate,
             "params": study.conditions[condition], "seed": study.seed_for(condition, replicate),
-            "code_digest": code_digest(runner, study.runner.settings)}
+            "code_digest": code_digest(runner, study.runner.settings), **key_parts("run")}
 
 
 def _analysis_spec(study: Any, analysis: str, stage: str) -> dict[str, Any]:
@@ -63,7 +65,7 @@ def _analysis_spec(study: Any, analysis: str, stage: str) -> dict[str, Any]:
     return {"stage": stage, "analysis": analysis, "plugin": spec.plugin,
             "settings": spec.settings,
             "settings_fingerprint": settings_fingerprint(spec.plugin, spec.settings),
-            "code_digest": code_digest(cls)}
+            "code_digest": code_digest(cls), **key_parts(stage)}
 
 
 def collect_spec(study: Any, analysis: str, condition: str, replicate: int) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def stage_action_key(spec: dict[str, Any], input_digests: list[str]) -> str:
 
     return action_key(stage=spec["stage"], plugin=spec["plugin"],
                       code_digest=spec["code_digest"], settings=spec,
-                      inputs=sorted(input_digests), framework=framework_digest())
+                      inputs=sorted(input_digests))
 
 
 @dataclasses.dataclass

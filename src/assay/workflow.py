@@ -59,12 +59,6 @@ class WorkflowPlan:
         return f"{self.results}/{CATALOG_FILE}"
 
     @cached_property
-    def framework_digest(self) -> str:
-        from .plugins import framework_digest
-
-        return framework_digest()
-
-    @cached_property
     def plot_format(self) -> str:
         return self.study.plots["format"]
 

@@ -9,7 +9,6 @@ rule aggregate:
         **PLAN.resources("aggregate"),
     params:
         store=STORE,
-        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("aggregate", wildcards),
     log:
         PLAN.log_output("aggregate"),

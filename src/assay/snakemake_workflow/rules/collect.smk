@@ -9,7 +9,6 @@ rule collect:
         **PLAN.resources("collect"),
     params:
         store=STORE,
-        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("collect", wildcards),
     log:
         PLAN.log_output("collect"),

@@ -12,9 +12,9 @@ shell.prefix(f'export PYTHONPATH="{LIBRARY_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}
 # PLAN (assay.workflow.WorkflowPlan) is made, and the config validated, in the Snakefile.
 STORE = PLAN.store
 RESULTS = PLAN.results
-# Digest of assay's own stage code: a param of every stage rule, so upgrading or editing
-# the framework reruns the jobs whose action keys it changes.
-FRAMEWORK = PLAN.framework_digest
+# Each stage rule's params hold its job spec: settings, inputs' identity and the digest of
+# exactly the code that computes its bytes (assay.keys), so Snakemake reruns what a code
+# change affects and nothing else.
 
 
 wildcard_constraints:

@@ -9,7 +9,6 @@ rule compare:
         **PLAN.resources("compare"),
     params:
         store=STORE,
-        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("compare", wildcards),
     log:
         PLAN.log_output("compare"),

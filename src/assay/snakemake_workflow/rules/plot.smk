@@ -16,7 +16,6 @@ rule plot_summary:
         **PLAN.resources("plot"),
     params:
         store=STORE,
-        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("plot", wildcards),
     log:
         plot_log_path(RESULTS, figure="summary"),
@@ -43,7 +42,6 @@ rule plot_detail:
         **PLAN.resources("plot"),
     params:
         store=STORE,
-        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("plot", wildcards),
     log:
         plot_log_path(RESULTS, figure="detail"),

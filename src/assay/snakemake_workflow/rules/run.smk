@@ -12,7 +12,6 @@ rule run:
         claim_wait_s=PLAN.claim_wait_seconds,
     params:
         store=STORE,
-        framework=FRAMEWORK,
         spec=lambda wildcards: PLAN.spec("run", wildcards),
     log:
         PLAN.log_output("run"),

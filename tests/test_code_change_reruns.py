@@ -1,0 +1,141 @@
+"""A code change reruns exactly the jobs whose bytes that code computes (issue 23).
+
+Real Snakemake on a copy of the assay package (PYTHONPATH and the copy's own Snakefile),
+so the repository's files are never edited. Which jobs ran comes from Snakemake's log;
+which of them recomputed comes from the jobs' own logs (`computed ...` lines).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from assay import ArtifactStore
+from workflow_helpers import REPO, SMALL_CONFIG, jobs_run, write_config
+
+pytestmark = pytest.mark.slow
+
+PLOTS = {"plot_summary": 2, "plot_detail": 2}   # two analyses; both have a detail plot
+STATISTICS = {"aggregate": 4, "compare": 2, **PLOTS, "catalog": 1}
+
+
+def _snakemake(lib: Path, study: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile",
+               str(lib / "assay" / "snakemake_workflow" / "Snakefile"), "--directory",
+               str(study), "--cores", "2", "--workflow-profile", "none", *args]
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    proc = subprocess.run(command, cwd=study, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _edit(lib: Path, module: str, old: str, new: str) -> None:
+    path = lib / "assay" / module
+    text = path.read_text()
+    assert text.count(old) == 1, (module, old)
+    path.write_text(text.replace(old, new))
+
+
+def _ran(proc: subprocess.CompletedProcess) -> Counter:
+    return Counter(rule for rule, _ in jobs_run(proc))
+
+
+def _recomputed(study: Path) -> Counter:
+    """Stages whose job logs say they computed (not a cache hit), since the last clear."""
+    found: Counter = Counter()
+    for log in (study / "results" / "logs").rglob("*.log"):
+        match = re.search(r"^\[assay (\w+)\] computed ", log.read_text(), re.M)
+        if match:
+            found[match.group(1)] += 1
+    return found
+
+
+def _clear_logs(study: Path) -> None:
+    for log in (study / "results" / "logs").rglob("*.log"):
+        log.unlink()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    """A copy of the package (its source is ours to edit) and a study it finished."""
+    lib = tmp_path_factory.mktemp("lib")
+    shutil.copytree(REPO / "src" / "assay", lib / "assay",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    study = tmp_path_factory.mktemp("study")
+    write_config(study, SMALL_CONFIG)
+    # marked before two jobs race to mark it (store_root's temporary marker name,
+    # '..assay-store.*.tmp', is taken for a foreign entry by the other job)
+    ArtifactStore(study / "store").close()
+    _snakemake(lib, study)
+    return lib, study
+
+
+@pytest.fixture
+def copies(finished, tmp_path) -> tuple[Path, Path]:
+    lib, study = finished
+    shutil.copytree(lib, tmp_path / "lib")
+    shutil.copytree(study, tmp_path / "study", symlinks=True)
+    _clear_logs(tmp_path / "study")
+    return tmp_path / "lib", tmp_path / "study"
+
+
+def test_a_comment_in_plotting_code_reruns_only_the_plots(copies):
+    lib, study = copies
+    _edit(lib, "plotting.py", "def save_figure(", "# a comment\ndef save_figure(")
+    assert _ran(_snakemake(lib, study)) == Counter(PLOTS)
+    assert _recomputed(study) == Counter()   # figures are not artifacts: no `computed` line
+
+
+def test_statistics_code_reruns_aggregate_compare_and_plots(copies):
+    lib, study = copies
+    _edit(lib, "statistics.py", "def welch(", "# a comment\ndef welch(")
+    assert _ran(_snakemake(lib, study)) == Counter(STATISTICS)
+    assert _recomputed(study) == Counter({"aggregate": 4, "compare": 2})
+
+
+def test_another_runner_in_the_same_module_reruns_nothing(copies):
+    lib, study = copies
+    _edit(lib, "runners.py", "class ShellRunner:\n", "class ShellRunner:\n    # edited\n")
+    _edit(lib, "runners.py", "def _template_fields(", "# edited\ndef _template_fields(")
+    _edit(lib, "stages.py", "def _replay(", "# stage glue: the format version covers it\n"
+          "def _replay(")
+    assert _ran(_snakemake(lib, study, "-n")) == Counter()
+    assert "Nothing to be done" in _snakemake(lib, study).stdout + _snakemake(lib, study).stderr
+
+
+def test_the_runners_own_code_reruns_its_runs_and_what_they_feed(copies):
+    lib, study = copies
+    _edit(lib, "runners.py", "    def run(self, ctx: RunContext) -> RunArtifact:\n"
+          "        from .demo.physics",
+          "    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
+          "        from .demo.physics")
+    ran = _ran(_snakemake(lib, study))
+    assert ran["run"] == 4 and ran["collect"] == 8
+    assert _recomputed(study)["run"] == 4
+
+
+def test_moving_a_module_reruns_nothing(copies):
+    lib, study = copies
+    # the polymer analyses move to another module; the registry follows them
+    analyses = lib / "assay" / "analyses"
+    (analyses / "polymer.py").rename(analyses / "chain.py")
+    registry = lib / "assay" / "plugins.py"
+    registry.write_text(registry.read_text().replace("assay.analyses.polymer:",
+                                                     "assay.analyses.chain:"))
+    assert _ran(_snakemake(lib, study, "-n")) == Counter()
+
+
+def test_a_storage_format_bump_reruns_everything(copies):
+    lib, study = copies
+    _edit(lib, "keys.py", "STORAGE_FORMAT = 1\n", "STORAGE_FORMAT = 2\n")
+    ran = _ran(_snakemake(lib, study))
+    assert ran == Counter({"run": 4, "collect": 8, **STATISTICS}), ran
+    assert _recomputed(study) == Counter({"run": 4, "collect": 8, "aggregate": 4, "compare": 2})
