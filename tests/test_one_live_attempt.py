@@ -387,8 +387,9 @@ def test_kill_9_of_snakemakes_session_leaves_no_process_and_resumes(tmp_path):
     root = _study(tmp_path / "study", steps=120, trace=False)
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(root), "--cores", "2", "--workflow-profile", "none"]
-    proc = subprocess.Popen(command, cwd=root, env=_env(root), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    output = open(tmp_path / "snakemake.out", "w")
+    proc = subprocess.Popen(command, cwd=root, env=_env(root), stdout=output,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     work = root / "store" / "work"
     deadline = time.monotonic() + 240   # only a hang fails this: the runs make progress
     while time.monotonic() < deadline and proc.poll() is None:
@@ -396,7 +397,8 @@ def test_kill_9_of_snakemakes_session_leaves_no_process_and_resumes(tmp_path):
         if len(checkpoints) == 2:
             break
         time.sleep(0.1)
-    assert proc.poll() is None, "the study ended before both runs were under way"
+    assert proc.poll() is None, ("the study ended before both runs were under way:\n"
+                                 + (tmp_path / "snakemake.out").read_text()[-3000:])
     os.killpg(proc.pid, signal.SIGKILL)   # the whole session: snakemake and its jobs
     proc.wait()
     killed = time.monotonic()

@@ -289,3 +289,17 @@ def test_reproduce_runs_a_recorded_command_only_when_asked(tmp_path):
     assert "--run-recorded-code" in refused.stderr
     allowed = _assay(tmp_path, "reproduce", "results/runs/free/1.json", "--run-recorded-code")
     assert allowed.returncode == 0 and "identical" in allowed.stdout, allowed.stdout + allowed.stderr
+
+
+def test_many_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    """The first jobs of a study create the store together: none may take another's
+    half-written marker for a foreign file."""
+    code = ("import sys; from assay import ArtifactStore; "
+            "ArtifactStore(sys.argv[1]).close()")
+    for round_ in range(5):
+        root = tmp_path / f"store{round_}"
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(root)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        errors = [p.communicate()[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errors
+        assert (root / ".assay-store").is_file()

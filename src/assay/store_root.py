@@ -58,8 +58,9 @@ def check_store_root(root: str | os.PathLike[str], *, adopt: bool = True,
         entries = sorted(os.listdir(root))
     except FileNotFoundError:
         return
-    # (".assay-store.XXXX.tmp": another process writing the marker this very moment)
-    foreign = [e for e in entries if e not in STORE_FOLDERS and not e.startswith(MARKER)]
+    # ("..assay-store.XXXX.tmp": another process writing the marker this very moment)
+    foreign = [e for e in entries
+               if e not in STORE_FOLDERS and not e.lstrip(".").startswith(MARKER.lstrip("."))]
     if foreign:
         shown = ", ".join(repr(e) for e in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise ArtifactStoreError(
