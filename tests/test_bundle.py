@@ -270,3 +270,27 @@ def test_export_by_digest_prefix_and_directory(study, tmp_path, capsys):
     assert code == 0 and summary["artifacts"] == 2 and summary["refs"] == []
     index = index_of(out)
     assert index["roots"] == [study.replicates["treat", 2]]
+
+
+def test_a_pickle_imported_from_a_bundle_is_data_not_authority(tmp_path):
+    """Imported objects keep their origin; unpickling (which runs code) refuses them until
+    the user says they trust the bundle, or saves the object again themselves."""
+    from assay.sharing import UntrustedWriterError
+
+    source = ArtifactStore(tmp_path / "source")
+    from assay.artifacts import RunArtifact
+
+    digest = source.save_object({"weights": [1, 2, 3]}, "Model", "model")
+    run = RunArtifact(analysis_name="trainer", condition_label="x", replicate=1,
+                      sidecars=[source.sidecar_ref_for(digest, "sidecars/model.joblib")])
+    bundle = tmp_path / "model.zip"
+    export_bundle(source.root, bundle, digests=[source.write_artifact(run)])
+    target = ArtifactStore(tmp_path / "target")
+    import_bundle(target, bundle, None)
+    with pytest.raises(UntrustedWriterError) as err:
+        target.load_object(digest)
+    assert "it came from model.zip (sha256:" in str(err.value)
+    assert "trust_imported=True" in str(err.value)
+    assert target.load_object(digest, trust_imported=True) == {"weights": [1, 2, 3]}
+    assert target.save_object({"weights": [1, 2, 3]}, "Model", "model") == digest
+    assert target.load_object(digest) == {"weights": [1, 2, 3]}   # now our own bytes

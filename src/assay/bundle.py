@@ -33,7 +33,14 @@ from typing import Any
 from .artifacts import SCHEMA_VERSION, artifact_from_manifest
 from .atomic import atomic_path, atomic_write_bytes, write_all
 from .errors import ArtifactIntegrityError, ArtifactStoreError, AssayError, BundleError
-from .hashing import canonical_json, format_digest, is_digest, is_sha256_hex, parse_digest
+from .hashing import (
+    canonical_json,
+    format_digest,
+    hash_file,
+    is_digest,
+    is_sha256_hex,
+    parse_digest,
+)
 from .layout import REF_DIRS
 from .objects import ObjectStore
 from .inventory import (
@@ -359,9 +366,11 @@ def import_bundle(store: Any, bundle: str | os.PathLike[str],
         # Every check passed: publish sidecars, then manifests inputs-first, then refs.
         summary = BundleSummary(bundle, objects=len(expected), bytes=total,
                                 artifacts=len(manifests))
-        for sha in sorted(s for s in expected if s not in manifests):
-            summary.new_objects += _publish(objects_store, staging / sha, sha, expected[sha][0])
-        for sha in _inputs_first(manifests):
+        origin = {"bundle": bundle.name, "bundle_sha256": hash_file(bundle)[0]}
+        for sha in [*sorted(s for s in expected if s not in manifests),
+                    *_inputs_first(manifests)]:
+            if not objects_store.exists(sha):   # bytes this store did not have: their
+                objects_store.record_origin(sha, origin)   # origin, before they are visible
             summary.new_objects += _publish(objects_store, staging / sha, sha, expected[sha][0])
         for path, data, name in ref_writes:
             if not path.is_file() or path.read_bytes() != data:   # same bytes: keep mtime

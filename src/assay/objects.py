@@ -28,6 +28,7 @@ TMP_SUFFIX = ".part"
 
 
 OBJECTS_DIR, TMP_DIR = "objects", "tmp"
+ORIGINS_DIR = "origins"   # objects/<sha> that came from a bundle: their origin
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,44 @@ class ObjectStore:
             os.unlink(tmp)
             raise
         return self.publish(tmp, sha, size)
+
+    # origins -----------------------------------------------------------
+    def origin_path(self, sha256: str) -> Path:
+        return self.root / ORIGINS_DIR / sha256[:2] / f"{sha256}.json"
+
+    def record_origin(self, sha256: str, origin: dict) -> None:
+        """Note that these bytes came from elsewhere (a bundle), not from this store's
+        own computations: data, never authority (no unpickling, no trust)."""
+        import json
+
+        from .atomic import atomic_write_bytes
+
+        path = self.origin_path(sha256)
+        self.sharing.make_dirs(path.parent)
+        atomic_write_bytes(path, json.dumps(origin, sort_keys=True).encode() + b"\n",
+                           sharing=self.sharing)
+
+    def origin(self, sha256: str) -> dict | None:
+        import json
+
+        try:
+            fd = open_regular(self.origin_path(sha256))
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return {"origin": "unreadable origin record"}   # fail closed
+        with open(fd, "rb") as handle:
+            try:
+                value = json.loads(handle.read(1 << 16))
+            except ValueError:
+                value = None
+        return value if isinstance(value, dict) else {"origin": "unreadable origin record"}
+
+    def forget_origin(self, sha256: str) -> None:
+        try:
+            os.unlink(self.origin_path(sha256))
+        except FileNotFoundError:
+            pass
 
     # reads -------------------------------------------------------------
     def _damaged(self, sha256: str, what: str, problem: str) -> ArtifactIntegrityError:

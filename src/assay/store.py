@@ -368,14 +368,25 @@ class ArtifactStore:
         import joblib
 
         stored = self.objects.put_stream(lambda handle: joblib.dump(obj, handle))
+        self.objects.forget_origin(stored.sha256)   # we made these bytes ourselves now
         if stored.fresh:
             self.objects.mark_verified(stored.sha256, self.objects.path_for(stored.sha256))
         return stored.digest
 
-    def load_object(self, artifact_id: str, *, verify: Verify = "stat") -> Any:
+    def load_object(self, artifact_id: str, *, verify: Verify = "stat",
+                    trust_imported: bool = False) -> Any:
         """Unpickle only after the digest verifies, and only what a trusted writer stored
-        (unpickling runs code); results are cached in-process."""
+        (unpickling runs code), never bytes imported from a bundle unless
+        ``trust_imported``; results are cached in-process."""
         sha = parse_digest(artifact_id)
+        origin = self.objects.origin(sha)
+        if origin is not None and not trust_imported:
+            raise UntrustedWriterError(
+                f"refusing to unpickle binary {artifact_id}: it came from "
+                f"{origin.get('bundle', 'a bundle')} (sha256:{origin.get('bundle_sha256')}) "
+                "through `assay import`. A bundle carries data, not authority, and unpickling "
+                "runs code: recompute and save_object it yourself, or pass "
+                "trust_imported=True if you trust whoever made that bundle")
         cached = self._cache.get(("binary", sha))
         # Like manifests and arrays: served from memory only while the object on disk is
         # unchanged since it was verified (a deleted or rewritten object is re-checked).

@@ -23,7 +23,7 @@ from .errors import ArtifactStoreError
 
 MARKER = ".assay-store"
 MARKER_TEXT = b"assay store, format 1: do not put other files in this directory\n"
-STORE_FOLDERS = ("objects", "actions", "tmp", "work", "claims", "roots")
+STORE_FOLDERS = ("objects", "actions", "tmp", "work", "claims", "roots", "origins")
 
 
 def _is_marker(path: Path) -> bool:
