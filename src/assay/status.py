@@ -5,9 +5,11 @@
 writing anything. It never builds the DAG: the workflow plan names every job's output and
 log, and each job's state follows from what is on disk.
 
-* **done**: its output exists (a ref that parses; a figure or the catalog that exists).
-  Whether Snakemake would rerun it for changed code or params is not checked (that needs
-  the DAG: ``snakemake -n``).
+* **done**: its output exists (a ref that parses; a figure or the catalog that exists)
+  and Snakemake would not run it again.
+* **stale**: its output exists but Snakemake would run it again (assay.staleness): the
+  spec its artifact records differs from the current plan's (config, a plugin's or the
+  statistics' code, the storage format), an input changed, or something upstream runs.
 * **running**: it is alive, judged in this order: a run's work directory, written by
   this attempt, names a process on this host that still runs ``assay``; its SLURM job
   (the id in Snakemake's marker, else in the work directory) is not finished, by one
@@ -47,7 +49,7 @@ from .layout import STAGE_LAYOUTS, catalog_log_path, plot_log_path
 from .refs import read_ref
 from .workdirs import STATE, WORK_DIR, WorkDir, WorkDirs
 
-STATES = ("done", "running", "failed", "pending")
+STATES = ("done", "stale", "running", "failed", "pending")
 STAGES = ("run", "collect", "aggregate", "compare", "plot", "catalog")
 DEFAULT_CONFIGFILE = "config/config.yaml"   # the Snakefile's `configfile:`
 SNAKEMAKE_DIR = ".snakemake"
@@ -91,10 +93,11 @@ class Job:
     slurm_state: str | None = None
     work: dict[str, Any] | None = None    # a run's state.json (+ progress) while it matters
     marker: Marker | None = None
+    why: str | None = None                # a stale job: what differs from the plan
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, **self.names, "state": self.state, "cached": self.cached,
-                "output": self.output, "log": self.log, "error": self.error,
+                "output": self.output, "log": self.log, "error": self.error, "why": self.why,
                 "slurm_job_id": self.slurm_job_id, "slurm_state": self.slurm_state}
 
 
@@ -122,9 +125,9 @@ class StudyStatus:
 
     @property
     def finished(self) -> bool:
-        """Nothing running or pending: the study is done or stopped at failures."""
+        """Nothing running, pending or stale: the study is done or stopped at failures."""
         c = self.counts()
-        return c["running"] == 0 and c["pending"] == 0
+        return c["running"] == 0 and c["pending"] == 0 and c["stale"] == 0
 
     def runs(self) -> list[dict[str, Any]]:
         return [run_row(job, self.time) for job in self.jobs if job.stage == "run"]
@@ -134,6 +137,7 @@ class StudyStatus:
                 "stages": {s: self.counts(s) for s in STAGES}, "runs": self.runs(),
                 "running": [j.to_dict() for j in self.jobs if j.state == "running"],
                 "failed": [j.to_dict() for j in self.jobs if j.state == "failed"],
+                "stale": [j.to_dict() for j in self.jobs if j.state == "stale"],
                 "rerun": self.rerun, "snakemake": self.snakemake, "slurm": self.slurm,
                 "notes": self.notes}
 
@@ -408,6 +412,9 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
         slurm_states, slurm_problem = squeue_states()
     for job in undone:
         _judge(job, root, slurm_states, host, alive)
+    from .staleness import mark_stale
+
+    mark_stale(plan, jobs, root)
 
     stale_lock = locked and processes == []
     status = StudyStatus(

@@ -88,10 +88,14 @@ def print_status(status: Any, show_all: bool = False) -> None:
     print(f"{progress_bar(counts['done'] / total)}  {counts['done']} done "
           f"({counts['cached']} from cache), {counts['running']} running"
           + (f" ({counts['queued']} queued)" if counts["queued"] else "")
-          + f", {counts['failed']} failed, {counts['pending']} pending\n")
+          + f", {counts['failed']} failed"
+          + (f", {counts['stale']} stale" if counts["stale"] else "")
+          + f", {counts['pending']} pending\n")
     rows = [{"stage": stage, **status.counts(stage)} for stage in ("run", "collect",
             "aggregate", "compare", "plot", "catalog")]
-    print_table(rows, ["stage", "total", "done", "cached", "running", "failed", "pending"])
+    print_table(rows, ["stage", "total", "done", "cached", "stale", "running", "failed",
+                       "pending"])
+    print_stale(status)
 
     runs = status.runs()
     shown = [r for r in runs if show_all or len(runs) <= ALL_RUNS_UP_TO
@@ -118,6 +122,18 @@ def print_status(status: Any, show_all: bool = False) -> None:
               end="")
     for note in status.notes:
         print(f"\nnote: {note}")
+
+
+def print_stale(status: Any) -> None:
+    """Stale jobs grouped by stage and reason: what `snakemake -n` would run again, and why."""
+    from collections import Counter
+
+    groups = Counter((j.stage, j.why) for j in status.jobs if j.state == "stale")
+    if not groups:
+        return
+    print(f"\nSTALE ({sum(groups.values())}): done, but snakemake would run them again")
+    for (stage, why), n in sorted(groups.items()):
+        print(f"  {n:>5} {stage}: {why}")
 
 
 def _run_cells(row: dict[str, Any], now: float) -> dict[str, Any]:

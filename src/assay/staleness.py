@@ -1,0 +1,163 @@
+"""Which finished jobs Snakemake would run again, and why, from files alone.
+
+A done artifact job is *stale* when the spec its artifact records (its provenance) differs
+from the spec the current plan gives it, Snakemake's params trigger, or when its inputs
+are not the artifacts its upstream refs now name; a figure, when the spec Snakemake
+recorded for it differs. A job downstream of anything that will run is stale too
+(Snakemake reruns it after its input). So `assay status` counts what `snakemake -n`
+schedules without building the DAG: one small manifest read per finished job.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from .refs import read_ref
+
+# A spec key that differs, said as what the user changed.
+_CONFIG_KEYS = {"settings", "params", "seed", "aggregation", "control", "confidence",
+                "comparison", "conditions", "plots", "settings_fingerprint", "numerics",
+                "plugin"}
+_NAME_MAX = 255
+
+
+def _reason(key: str, spec: dict[str, Any]) -> str:
+    if key == "code_digest":
+        return f"code of {spec.get('plugin')}"
+    if key == "stage_code":
+        from .keys import STAGE_CODE
+
+        return f"code of {' + '.join(STAGE_CODE[spec['stage']])}"
+    if key == "format":
+        return "storage format"
+    return f"config: {key}" if key in _CONFIG_KEYS else f"spec: {key}"
+
+
+def spec_differences(current: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """Reasons a recorded spec (provenance, or Snakemake's params) is not the current one."""
+    from .stages import OPTIONAL_SPEC_KEYS
+
+    keys = (set(current) | {k for k in OPTIONAL_SPEC_KEYS if k in recorded}) - {"sources"}
+    return sorted({_reason(k, current) for k in keys if current.get(k) != recorded.get(k)})
+
+
+def _manifest(objects: Any, digest: str) -> dict[str, Any] | None:
+    """A manifest read without following links; None when unreadable (verify's job)."""
+    try:
+        fd = os.open(objects.path_str(digest.partition(":")[2]),
+                     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            value = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _metadata_params(root: Path, output: str) -> list[str] | None:
+    """The params Snakemake recorded for ``output`` (.snakemake/metadata), if any."""
+    encoded = base64.urlsafe_b64encode(os.path.normpath(output).encode()).decode()
+    size = _NAME_MAX - 1
+    chunks = [encoded[i:i + size] for i in range(0, len(encoded), size)] or [""]
+    path = root.joinpath(".snakemake", "metadata",
+                         *["@" + c for c in chunks[:-1]], chunks[-1])
+    try:
+        params = json.loads(path.read_text()).get("params")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return params if isinstance(params, list) else None
+
+
+def _plot_why(current: dict[str, Any], recorded: list[str]) -> str:
+    """Why a figure's recorded spec (Snakemake stores each param's repr) is not current."""
+    import ast
+
+    from .workflow import spec_json
+
+    for param in recorded:
+        try:
+            spec = spec_json(ast.literal_eval(param))
+        except (ValueError, SyntaxError, TypeError):
+            continue
+        if isinstance(spec, dict) and spec.get("stage") == "plot":
+            return ", ".join(spec_differences(current, spec)) or "params changed"
+    return "params changed"
+
+
+def _upstream(job: Any, by_output: dict[str, Any], plan: Any) -> list[Any]:
+    n = job.names
+    if job.stage == "collect":
+        refs = [plan.run_ref(n["condition"], n["replicate"])]
+    elif job.stage == "aggregate":
+        refs = [plan.replicate_ref(n["analysis"], n["condition"], r)
+                for r in plan.study.replicates]
+    elif job.stage == "compare":
+        refs = [plan.condition_ref(n["analysis"], c) for c in plan.study.conditions]
+    elif job.stage == "plot":
+        refs = [plan.comparison_ref(n["analysis"])]
+    elif job.stage == "catalog":
+        refs = plan.all_refs()
+    else:
+        refs = []
+    return [by_output[r] for r in refs if r in by_output]
+
+
+def mark_stale(plan: Any, jobs: list[Any], root: str | Path) -> None:
+    """Set ``state = "stale"`` and ``why`` on done jobs Snakemake would run again.
+
+    ``jobs`` are in stage order (assay.status.plan_jobs), so upstream is judged first.
+    """
+    from .objects import ObjectStore
+    from .workflow import spec_json
+
+    root = Path(root)
+    objects = ObjectStore(root / plan.store)
+    by_output = {job.output: job for job in jobs}
+    digests: dict[str, str] = {}
+    for job in jobs:
+        if job.state != "done":
+            continue
+        upstream = _upstream(job, by_output, plan)
+        waiting = [u for u in upstream if u.state != "done"]
+        if waiting:
+            first = waiting[0]
+            job.state, job.why = "stale", f"upstream {first.stage} {first.state}"
+            continue
+        if job.stage == "catalog":
+            continue   # its inputs are refs: rewritten only by jobs judged above
+        wildcards = SimpleNamespace(**job.names)
+        if job.stage == "plot":
+            current = plan.spec("plot", wildcards)
+            recorded = _metadata_params(root, job.output)
+            if recorded is not None and repr(current) not in recorded:
+                job.state, job.why = "stale", _plot_why(spec_json(current), recorded)
+            continue
+        why = _artifact_why(job, spec_json(plan.spec(job.stage, wildcards)), upstream,
+                            objects, digests, root)
+        if why:
+            job.state, job.why = "stale", why
+
+
+def _artifact_why(job: Any, current: dict[str, Any], upstream: list[Any], objects: Any,
+                  digests: dict[str, str], root: Path) -> str | None:
+    try:
+        digest = read_ref(os.path.join(root, job.output)).digest
+    except Exception:   # judged done a moment ago: a ref replaced meanwhile
+        return "its ref is unreadable"
+    digests[job.output] = digest
+    manifest = _manifest(objects, digest)
+    if manifest is None:
+        return None   # a missing or damaged object is `assay verify`'s to report
+    reasons = spec_differences(current, manifest.get("provenance") or {})
+    recorded = sorted(i.get("digest") for i in manifest.get("inputs") or []
+                      if isinstance(i, dict))
+    if upstream and recorded != sorted(digests.get(u.output, "") for u in upstream):
+        reasons.append("an input changed")
+    return ", ".join(reasons) or None

@@ -1,0 +1,142 @@
+"""`assay status` never calls a stale result done (issue 23, item 3): after a config or
+code change its stale counts per stage equal what `snakemake -n` schedules, with a reason.
+
+Code changes are made in a copy of the package (PYTHONPATH and the copy's Snakefile)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from assay import ArtifactStore
+from workflow_helpers import REPO, SMALL_CONFIG, jobs_run, write_config
+
+pytestmark = pytest.mark.slow
+
+STAGE_OF = {"plot_summary": "plot", "plot_detail": "plot"}
+
+
+def _env(lib: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(lib)}
+
+
+def _snakemake(lib: Path, study: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile",
+               str(lib / "assay" / "snakemake_workflow" / "Snakefile"), "--directory",
+               str(study), "--cores", "2", "--workflow-profile", "none", *args]
+    proc = subprocess.run(command, cwd=study, capture_output=True, text=True, env=_env(lib),
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _scheduled(lib: Path, study: Path) -> Counter:
+    """Jobs per stage that `snakemake -n` would run."""
+    return Counter(STAGE_OF.get(rule, rule) for rule, _ in jobs_run(_snakemake(lib, study, "-n")))
+
+
+def _status(lib: Path, study: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "assay.cli", "status", "--json", "--no-slurm"],
+                          cwd=study, capture_output=True, text=True, env=_env(lib), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _not_done(status: dict) -> Counter:
+    return Counter({stage: c["stale"] + c["pending"] for stage, c in status["stages"].items()
+                    if c["stale"] + c["pending"]})
+
+
+def _reasons(status: dict) -> Counter:
+    return Counter((job["stage"], job["why"]) for job in status["stale"])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    lib = tmp_path_factory.mktemp("lib")
+    shutil.copytree(REPO / "src" / "assay", lib / "assay",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    study = tmp_path_factory.mktemp("study")
+    write_config(study, SMALL_CONFIG)
+    ArtifactStore(study / "store").close()   # marked before two jobs race to mark it
+    _snakemake(lib, study)
+    return lib, study
+
+
+@pytest.fixture
+def copies(finished, tmp_path) -> tuple[Path, Path]:
+    lib, study = finished
+    shutil.copytree(lib, tmp_path / "lib")
+    shutil.copytree(study, tmp_path / "study", symlinks=True)
+    return tmp_path / "lib", tmp_path / "study"
+
+
+def test_a_finished_study_is_done(copies):
+    lib, study = copies
+    status = _status(lib, study)
+    assert status["counts"]["done"] == status["total"] and not status["stale"]
+    assert _scheduled(lib, study) == Counter()
+
+
+def test_one_conditions_params(copies):
+    lib, study = copies
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["conditions"][1]["params"]["surface_epsilon"] = 2.0
+    write_config(study, config)
+    status = _status(lib, study)
+    assert _not_done(status) == _scheduled(lib, study) == Counter(
+        {"run": 2, "collect": 4, "aggregate": 2, "compare": 2, "plot": 4, "catalog": 1})
+    assert _reasons(status)[("run", "config: params")] == 2
+    assert _reasons(status)[("collect", "upstream run stale")] == 4
+
+
+def test_one_analysis_settings(copies):
+    lib, study = copies
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["analyses"]["gyration"]["settings"]["equilibration_frames"] = 6
+    write_config(study, config)
+    status = _status(lib, study)
+    assert _not_done(status) == _scheduled(lib, study)
+    assert _reasons(status)[("collect", "config: settings, config: settings_fingerprint")] == 4
+    assert status["stages"]["run"]["stale"] == 0
+
+
+@pytest.mark.parametrize("module, old, stale_why", [
+    ("plotting.py", "def save_figure(", ("plot", "code of assay.plotting")),
+    ("statistics.py", "def welch(",
+     ("aggregate", "code of assay.aggregation + assay.statistics")),
+])
+def test_framework_code(copies, module, old, stale_why):
+    lib, study = copies
+    path = lib / "assay" / module
+    path.write_text(path.read_text().replace(old, "# edited\n" + old, 1))
+    status = _status(lib, study)
+    assert _not_done(status) == _scheduled(lib, study)
+    assert stale_why in _reasons(status)
+    assert status["stages"]["run"]["stale"] == status["stages"]["collect"]["stale"] == 0
+
+
+def test_the_runners_code_and_the_storage_format(copies):
+    lib, study = copies
+    path = lib / "assay" / "runners.py"
+    path.write_text(path.read_text().replace(
+        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from .demo.physics",
+        "    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
+        "        from .demo.physics", 1))
+    status = _status(lib, study)
+    assert _not_done(status) == _scheduled(lib, study)
+    assert _reasons(status)[("run", "code of polymer_langevin")] == 4
+
+    keys = lib / "assay" / "keys.py"
+    keys.write_text(keys.read_text().replace("STORAGE_FORMAT = 1\n", "STORAGE_FORMAT = 2\n"))
+    status = _status(lib, study)
+    assert _not_done(status) == _scheduled(lib, study)
+    assert _reasons(status)[("run", "code of polymer_langevin, storage format")] == 4
