@@ -91,6 +91,15 @@ def _plot_why(current: dict[str, Any], recorded: list[str]) -> str:
     return "params changed"
 
 
+def _spec_dict(quoted: str) -> dict[str, Any]:
+    """``WorkflowPlan.spec``'s shell quoting undone without shlex (10x faster at 4,000 jobs)."""
+    if quoted.startswith("'") and quoted.endswith("'"):
+        return json.loads(quoted[1:-1].replace("'\"'\"'", "'"))
+    from .workflow import spec_json
+
+    return spec_json(quoted)
+
+
 def _upstream(job: Any, by_output: dict[str, Any], plan: Any) -> list[Any]:
     n = job.names
     if job.stage == "collect":
@@ -109,20 +118,24 @@ def _upstream(job: Any, by_output: dict[str, Any], plan: Any) -> list[Any]:
     return [by_output[r] for r in refs if r in by_output]
 
 
-def mark_stale(plan: Any, jobs: list[Any], root: str | Path) -> None:
+def mark_stale(plan: Any, jobs: list[Any], root: str | Path) -> list[str]:
     """Set ``state = "stale"`` and ``why`` on done jobs Snakemake would run again.
 
     ``jobs`` are in stage order (assay.status.plan_jobs), so upstream is judged first.
+    Returns notes: a stage whose current spec cannot be made here (a runner's module not
+    found from this directory) is not checked, and says so.
     """
+    from .errors import AssayError
+
     from .objects import ObjectStore
-    from .workflow import spec_json
 
     root = Path(root)
     objects = ObjectStore(root / plan.store)
     by_output = {job.output: job for job in jobs}
     digests: dict[str, str] = {}
+    unchecked: dict[str, str] = {}
     for job in jobs:
-        if job.state != "done":
+        if job.state != "done" or job.stage in unchecked:
             continue
         upstream = _upstream(job, by_output, plan)
         waiting = [u for u in upstream if u.state != "done"]
@@ -133,16 +146,23 @@ def mark_stale(plan: Any, jobs: list[Any], root: str | Path) -> None:
         if job.stage == "catalog":
             continue   # its inputs are refs: rewritten only by jobs judged above
         wildcards = SimpleNamespace(**job.names)
+        try:
+            plan.spec(job.stage, wildcards)
+        except AssayError as exc:
+            unchecked[job.stage] = str(exc)
+            continue
         if job.stage == "plot":
             current = plan.spec("plot", wildcards)
             recorded = _metadata_params(root, job.output)
             if recorded is not None and repr(current) not in recorded:
-                job.state, job.why = "stale", _plot_why(spec_json(current), recorded)
+                job.state, job.why = "stale", _plot_why(_spec_dict(current), recorded)
             continue
-        why = _artifact_why(job, spec_json(plan.spec(job.stage, wildcards)), upstream,
+        why = _artifact_why(job, _spec_dict(plan.spec(job.stage, wildcards)), upstream,
                             objects, digests, root)
         if why:
             job.state, job.why = "stale", why
+    return [f"{stage} jobs were not checked for staleness: {problem} (run status in the "
+            "study directory)" for stage, problem in unchecked.items()]
 
 
 def _artifact_why(job: Any, current: dict[str, Any], upstream: list[Any], objects: Any,

@@ -414,7 +414,7 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
         _judge(job, root, slurm_states, host, alive)
     from .staleness import mark_stale
 
-    mark_stale(plan, jobs, root)
+    unchecked = mark_stale(plan, jobs, root)
 
     stale_lock = locked and processes == []
     status = StudyStatus(
@@ -426,6 +426,7 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
                              configfiles=configfiles, replace_config=replace_config,
                              on_slurm=on_slurm, unlock=stale_lock,
                              rerun_incomplete=bool(stale_done)))
+    status.notes.extend(unchecked)
     if stale_lock:
         status.notes.append("Snakemake's lock is held but no snakemake process on this host "
                             "works here: if none runs elsewhere, it was killed; "
