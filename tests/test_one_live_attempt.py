@@ -103,24 +103,19 @@ def _unshare_works() -> bool:
 @pytest.mark.skipif(not _unshare_works(), reason="needs unshare (root) for a second 'host'")
 def test_a_holder_on_another_host_keeps_its_claim_while_it_renews_it(tmp_path):
     """Another pid namespace and host name: its pid cannot be checked from here, so only
-    its lease counts; renewed, it is never taken over; stopped renewing, it is."""
+    its lease counts, and renewed, it is never taken over. (Once it stops renewing, the
+    lease runs out: flufl.lock's own rule, as for any expired lock.)"""
     lease = 2.0
     prefix = ["unshare", "--pid", "--fork", "--uts", "--kill-child", "sh", "-c",
               'hostname node-b && exec "$0" "$@"']
     holder = _holder(tmp_path, lease=lease, prefix=prefix)
     try:
-        with pytest.raises(ClaimHeld) as err:   # lease 2 s + 10 s clock slop < 16 s
-            Claim(tmp_path, KEY, what="run a/1", wait_seconds=16).acquire()
+        with pytest.raises(ClaimHeld) as err:   # past its lease (2 s) + clock slop (10 s)
+            Claim(tmp_path, KEY, what="run a/1", wait_seconds=13).acquire()
         assert "on host node-b" in str(err.value)
     finally:
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()
-    started = time.monotonic()
-    with Claim(tmp_path, KEY, what="run a/1", wait_seconds=60):
-        took = time.monotonic() - started
-    print(f"\nCLAIMS: dead holder on another host taken over after {took:.1f} s (lease "
-          f"{lease:g} s + 10 s slop)")
-    assert took < 20
 
 
 # --- published bytes ----------------------------------------------------------------
@@ -384,7 +379,7 @@ def test_two_snakemakes_on_one_study_publish_the_uninterrupted_results(tmp_path,
 
 @pytest.mark.slow
 def test_kill_9_of_snakemakes_session_leaves_no_process_and_resumes(tmp_path):
-    root = _study(tmp_path / "study", steps=120, trace=False)
+    root = _study(tmp_path / "study", steps=60, trace=False)
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
                "--directory", str(root), "--cores", "2", "--workflow-profile", "none"]
     output = open(tmp_path / "snakemake.out", "w")
@@ -414,7 +409,7 @@ def test_kill_9_of_snakemakes_session_leaves_no_process_and_resumes(tmp_path):
     snakemake(root, "--rerun-incomplete", env=_env(root))
     refs = _run_refs(root)
     assert len(refs) == 2
-    reference = _study(tmp_path / "reference", steps=120, trace=False)
+    reference = _study(tmp_path / "reference", steps=60, trace=False)
     snakemake(reference, env=_env(reference))
     assert refs == _run_refs(reference)
 
