@@ -305,3 +305,19 @@ def test_many_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
         errors = [p.communicate()[1] for p in procs]
         assert all(p.returncode == 0 for p in procs), errors
         assert (root / ".assay-store").is_file()
+
+
+def test_a_label_ending_in_a_newline_is_refused():
+    """'$' in a Python pattern also matches before a final newline: labels use '\\Z'."""
+    import copy
+
+    from assay import ArtifactSchemaError, ConfigError
+    from assay.artifacts import RunArtifact
+    from assay.config import Study
+
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["conditions"][0]["label"] = config["control"] = "free\n"
+    with pytest.raises(ConfigError, match="is not a valid label"):
+        Study.from_config(config)
+    with pytest.raises(ArtifactSchemaError):
+        RunArtifact(analysis_name="r", condition_label="free\n", replicate=1).to_manifest()

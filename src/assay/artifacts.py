@@ -12,7 +12,7 @@ from .payload import strict_json_payload
 from .sidecar_paths import check_sidecar_path
 
 SCHEMA_VERSION = 1
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\Z")   # not "$": it allows "x\n"
 _ENVELOPE = ("schema_version", "artifact_type", "analysis_name", "condition_label",
              "replicate", "replicates", "payload", "sidecars", "inputs", "provenance",
              "metadata", "warnings")

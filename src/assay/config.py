@@ -208,7 +208,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-_LABEL_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$"
+_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\Z"   # \Z: "$" also matches before a final newline
 
 
 def _explain(error: Any) -> Any:
