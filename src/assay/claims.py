@@ -53,8 +53,10 @@ class ClaimLost(AssayError):
 
 
 def _read_text(path: Path, limit: int = 1 << 16) -> str | None:
+    from .hashing import open_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = open_regular(path)
     except OSError:
         return None
     try:
@@ -103,7 +105,6 @@ class Claim:
     _lock: Any = field(default=None, init=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _lost: bool = field(default=False, init=False, repr=False)
-    waited: bool = field(default=False, init=False)
 
     @property
     def dir(self) -> Path:
@@ -216,12 +217,9 @@ class Claim:
                 self.log(f"waiting for {self.describe_holder(who)}, which holds "
                          f"{self.what or self.key[:12]} (up to {self.wait_seconds:g} s)")
                 next_note = now + LOG_EVERY_SECONDS
-                self.waited = True
-        self.waited = self.waited or before is not None
-        previous = before
-        if previous is not None and previous.get("pid") is not None:
+        if before is not None and before.get("pid") is not None:
             self.log(f"claimed {self.what or self.key[:12]} after its holder "
-                     f"({self.describe_holder(previous)}) released it or was found dead")
+                     f"({self.describe_holder(before)}) released it or was found dead")
         self._write_who()
         threading.Thread(target=self._heartbeat, name="assay-claim", daemon=True).start()
 

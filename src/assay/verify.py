@@ -288,8 +288,7 @@ def _inconsistencies(manifests: dict[str, dict[str, Any]],
             except Exception:   # not importable here: nothing to check with
                 checks[kind, plugin] = None
         check = checks[kind, plugin]
-        refs = [(s, size) for s, size in sidecar_shas(manifest)]
-        if check is None or any(s in problems for s, _ in refs):
+        if check is None or any(s in problems for s, _ in sidecar_shas(manifest)):
             continue
         paths = {Path(str(entry.get("path", ""))).stem: objects.path_for(entry["sha256"])
                  for entry in manifest.get("sidecars", []) if isinstance(entry, dict)
