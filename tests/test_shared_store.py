@@ -506,6 +506,27 @@ def test_gc_never_deletes_what_a_members_unreadable_results_keep(lab: Lab):
     assert object_of(digest, store).exists()
 
 
+def _untrusted_roots(store: str, results: str) -> dict[str, str]:
+    from assay.gc import collect_garbage
+
+    return collect_garbage(store, results, grace_seconds=0, delete=True).untrusted_roots
+
+
+def test_a_roots_record_planted_by_an_outsider_neither_blocks_nor_steers_gc(lab: Lab):
+    """An outsider (still holding the group) registers an unreadable results directory:
+    the members' gc ignores her record, says so, and deletes the garbage as usual."""
+    store = lab.shared_store("store-gc-outsider")
+    mallory = User(lab.mallory.name, lab.mallory.uid, lab.mallory.gid,
+                   (*lab.mallory.groups, lab.gid), lab.mallory.home)
+    hidden = lab.own_dir(mallory, "mallory-gc") / "results"
+    kept_by_her = lab.call(mallory, _results_with_a_ref, str(store), str(hidden))
+    lab.call(mallory, _chmod, str(hidden.parent), 0o700)
+    bob_results = lab.own_dir(lab.bob, "bob-gc-outsider") / "results"
+    assert lab.call(lab.bob, _untrusted_roots, str(store), str(bob_results)) == {
+        str(hidden): f"{mallory.name} (uid {mallory.uid})"}
+    assert not object_of(kept_by_her, store).exists()   # her refs keep nothing alive
+
+
 def test_world_writable_store_is_refused_unless_allowed(tmp_path):
     from assay import ArtifactStore
     from assay.sharing import SharingSettings, StorePermissionError, user_name, group_name

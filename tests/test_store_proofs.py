@@ -321,3 +321,35 @@ def test_a_label_ending_in_a_newline_is_refused():
         Study.from_config(config)
     with pytest.raises(ArtifactSchemaError):
         RunArtifact(analysis_name="r", condition_label="free\n", replicate=1).to_manifest()
+
+
+def test_damage_that_keeps_the_size_is_healed_by_the_next_write_of_those_bytes(tmp_path):
+    """Deduplication used to compare sizes only: a flipped byte survived every rerun, since
+    the rerun's good copy was dropped in favour of the damaged object."""
+    from assay.objects import ObjectStore
+
+    store = ArtifactStore(tmp_path / "store")
+    data = os.urandom(4096)
+    stored = store.objects.put_bytes(data)
+    path = store.objects.path_for(stored.sha256)
+    os.chmod(path, 0o644)
+    damaged = bytearray(data)
+    damaged[100] ^= 1
+    path.write_bytes(bytes(damaged))
+    os.chmod(path, 0o444)
+    fresh = ObjectStore(tmp_path / "store")   # nothing verified in this process
+    again = fresh.put_bytes(data)
+    assert again.fresh and path.read_bytes() == data
+
+
+def test_a_rerun_heals_a_same_size_flip_in_a_trajectory(study, finished):
+    from reliability_helpers import flip_byte
+
+    store = ArtifactStore(study / "store")
+    run = store.read_artifact(read_ref(study / "results" / "runs" / "free" / "1.json").digest)
+    sha = max(run.sidecars, key=lambda s: s.size_bytes).sha256
+    flip_byte(store.objects.path_for(sha), 1000)
+    snakemake(study, "--forceall")
+    assert hashlib.sha256(store.objects.path_for(sha).read_bytes()).hexdigest() == sha
+    assert digests(study) == digests(finished)
+    assert _assay(study, "verify", "--full").returncode == 0

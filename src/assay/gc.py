@@ -70,6 +70,9 @@ class GcReport:
     member_results: list[str] = field(default_factory=list)
     gone_results: list[str] = field(default_factory=list)
     unreadable_results: dict[str, str] = field(default_factory=dict)
+    # Roots records written by users the store does not trust: ignored, so an outsider
+    # cannot block every member's gc (or keep garbage alive) with a record.
+    untrusted_roots: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "swept"}
@@ -367,9 +370,13 @@ def _member_roots(store_root: Path, results_dir: Path, report: GcReport,
     members) to ``entries``; return the registry files of directories that are gone."""
     own = os.path.realpath(results_dir)
     gone: list[Path] = []
+    policy = SharingPolicy.for_store(store_root, check_world_writable=False)
     for record_path, record in registered_results(store_root):
         where = record["results"]
         if where == own:
+            continue
+        if not policy.is_trusted(record["owner_uid"]):
+            report.untrusted_roots[where] = policy.writer(record["owner_uid"])
             continue
         try:
             os.lstat(where)

@@ -199,14 +199,31 @@ class ObjectStore:
 
     # writes ------------------------------------------------------------
     def _reusable(self, sha256: str, size: int) -> bool:
-        """An object of this size exists, a trusted writer stored it, and its mtime was
-        refreshed: a writer of the same bytes may drop its own copy."""
+        """An intact object with these bytes exists, a trusted writer stored it, and its
+        mtime was refreshed: a writer of the same bytes may drop its own copy.
+
+        Intact means hashed, not only sized: damage that keeps the size (a flipped byte)
+        would otherwise survive every rerun, since the rerun's good copy was dropped. A
+        stat-cache hit (hashed earlier by this process, unchanged since) skips the read.
+        """
+        path = self.path_for(sha256)
         try:
-            st = os.stat(self.path_str(sha256))
+            st = os.lstat(path)
         except FileNotFoundError:
             return False
-        return (st.st_size == size and self.sharing.is_trusted(st.st_uid)
-                and self.touch(sha256, st))
+        if not (stat.S_ISREG(st.st_mode) and st.st_size == size
+                and self.sharing.is_trusted(st.st_uid)):
+            return False
+        if self._verified.get(sha256) != _signature(st):
+            try:
+                actual, _ = hash_file(path)
+            except OSError:
+                return False
+            if actual != sha256:
+                self.forget(sha256)
+                return False
+            self.mark_verified(sha256, path)
+        return self.touch(sha256, st)
 
     def publish(self, tmp_path: Path, sha256: str, size: int) -> StoredObject:
         """Move a finished, fsynced tmp file into place unless an intact twin already exists.

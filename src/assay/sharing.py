@@ -414,8 +414,17 @@ def _groups_of(uid: int) -> set[int]:
     return set(os.getgrouplist(entry.pw_name, entry.pw_gid))
 
 
+MAX_ROOTS_RECORD_BYTES = 64 * 1024
+
+
 def registered_results(store_root: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]]]:
-    """(registry file, record) of every results directory registered in the store."""
+    """(registry file, record) of every results directory registered in the store.
+
+    Each record carries ``owner_uid``, the uid that owns the file (not what it claims), so
+    gc can ignore records planted by writers the store does not trust. Links, FIFOs and
+    oversized files are skipped: a record is never followed or read without bound."""
+    from .hashing import open_regular
+
     folder = Path(store_root) / ROOTS_DIR
     out = []
     try:
@@ -426,11 +435,13 @@ def registered_results(store_root: str | os.PathLike[str]) -> list[tuple[Path, d
         if not name.endswith(".json") or name.startswith("."):
             continue
         try:
-            record = json.loads((folder / name).read_bytes())
+            with open(open_regular(folder / name), "rb") as handle:
+                owner = os.fstat(handle.fileno()).st_uid
+                record = json.loads(handle.read(MAX_ROOTS_RECORD_BYTES + 1))
         except (OSError, ValueError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("results"), str):
-            out.append((folder / name, record))
+            out.append((folder / name, {**record, "owner_uid": owner}))
     return out
 
 

@@ -116,6 +116,9 @@ def run_gc(args: Any) -> int:
     for where, problem in sorted(report.unreadable_results.items()):
         print(f"cannot read the refs of another member's results {where} ({problem}); "
               "gc --delete refuses until its owner makes them readable")
+    for where, writer in sorted(report.untrusted_roots.items()):
+        print(f"ignored a results directory registered by {writer}, whom the store does not "
+              f"trust: {where}")
     if report.broken_refs:
         print(f"broken refs: {len(report.broken_refs)} (see `assay verify`)")
     kept = (f"; kept {report.young_objects} unreferenced objects younger than "
