@@ -353,3 +353,37 @@ def test_a_rerun_heals_a_same_size_flip_in_a_trajectory(study, finished):
     assert hashlib.sha256(store.objects.path_for(sha).read_bytes()).hexdigest() == sha
     assert digests(study) == digests(finished)
     assert _assay(study, "verify", "--full").returncode == 0
+
+
+def test_settings_longer_than_an_argument_reach_the_job_through_a_digest_named_file(tmp_path):
+    """Linux caps one argument at 128 KiB; a spec on the command line used to fail every job
+    with 'Argument list too long' and no assay message."""
+    import copy
+
+    from assay import AssayError
+    from assay.spec_files import spec_text
+
+    table = [f"{i:04d}" + "ACGT" * 250 for i in range(200)]   # 200 sequences, ~200 KB
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["analyses"] = {"lookup": {"plugin": "table_analysis:Lookup",
+                                     "settings": {"table": table}}}
+    (tmp_path / "table_analysis.py").write_text(
+        "from assay import METRICS\n\nclass Lookup:\n    def collect(self, ctx):\n"
+        "        total = sum(len(s) for s in ctx.settings['table'])\n"
+        "        return ctx.result(payload={METRICS: {'total': float(total)}})\n")
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "results/replicates/lookup/free/1.json",
+              env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    store = ArtifactStore(tmp_path / "store")
+    collected = store.read_artifact(read_ref(tmp_path / "results" / "replicates" / "lookup" /
+                                             "free" / "1.json").digest)
+    assert collected.payload["metrics"]["total"] == float(sum(len(s) for s in table))
+    [spec_file] = (tmp_path / "results" / ".specs").iterdir()
+    assert json.loads(spec_file.read_bytes())["settings"]["table"] == table
+    spec_file.chmod(0o644)
+    spec_file.write_bytes(spec_file.read_bytes().replace(b"0000ACGT", b"0000ACGA"))
+    with pytest.raises(AssayError) as refused:
+        spec_text(f"@{spec_file}")
+    assert str(refused.value) == (
+        f"the job spec file {spec_file} does not hash to its name: it was changed after "
+        "snakemake wrote it. Delete it and rerun snakemake")

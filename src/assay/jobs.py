@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay job", description=__doc__)
     parser.add_argument("stage", choices=["run", "collect", "aggregate", "compare", "plot"])
     parser.add_argument("--store", required=True, help="store directory")
-    parser.add_argument("--spec", required=True, help="job spec as JSON")
+    parser.add_argument("--spec", required=True, help="job spec as JSON, or @FILE named by its sha256 (long specs)")
     parser.add_argument("--inputs", nargs="*", default=[], help="input ref files")
     parser.add_argument("--output", help="ref file to write (artifact stages)")
     parser.add_argument("--plots", nargs="*", default=[], help="figure files (plot stage)")
@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{joblog.prefix(args.stage)}{message}", file=sys.stderr, flush=True)
 
     try:
+        from .spec_files import spec_text
+
+        args.spec = spec_text(args.spec)   # a long spec comes as @<file named by its digest>
         # Before anything loads numpy: its BLAS reads these variables once, at load.
         if _wants_portable(args.spec):
             from .numerics import apply_portable, check_portable

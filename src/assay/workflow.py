@@ -18,6 +18,7 @@ from .hashing import canonical_json
 from .layout import CATALOG_FILE, STAGE_LAYOUTS
 from .plotting import plot_outputs
 from .plugins import resolve_analysis
+from .spec_files import spec_argument, spec_text
 from . import stages
 
 
@@ -156,7 +157,7 @@ class WorkflowPlan:
             from .numerics import PORTABLE_PROFILE
 
             spec["numerics"] = {"portable": PORTABLE_PROFILE}
-        return shlex.quote(canonical_json(spec).decode())
+        return spec_argument(canonical_json(spec), self.results, self.workdir)
 
     def spec(self, stage: str, wildcards: Any) -> str:
         """Shell-quoted canonical JSON: also Snakemake's params, so any change reruns."""
@@ -225,4 +226,4 @@ def plan_or_exit(config: dict[str, Any], *, cores: int | None, environ: Any) -> 
 
 def spec_json(quoted: str) -> dict[str, Any]:
     """Inverse of the quoting in ``WorkflowPlan.spec`` (for tests and debugging)."""
-    return json.loads(shlex.split(quoted)[0])
+    return json.loads(spec_text(shlex.split(quoted)[0]))
