@@ -53,14 +53,21 @@ def run_catalog(args: Any) -> int:
                                 jobs=args.jobs, progress=progress)
     finally:
         progress.close()
+    # A catalog that silently lacks rows answers queries with wrong numbers: it is still
+    # written (to be inspected), but the build fails, so the workflow does not call it done.
+    incomplete = 1 if summary.skipped else 0
     if args.json:
         print_json(summary.to_dict())
-        return 0
+        return incomplete
     print(f"{CATALOG_BUILT}{summary.path} in {summary.seconds:.2f} s")
     print_table([{"table": k, "rows": v} for k, v in summary.rows.items()], ["table", "rows"])
     for digest, problem in sorted(summary.skipped.items()):
         print(f"not indexed: {digest} {problem} (run `assay verify`)", file=sys.stderr)
-    return 0
+    if summary.skipped:
+        print(f"assay catalog build: error: {len(summary.skipped)} artifact(s) reachable from "
+              "the refs could not be read, so the catalog lacks their rows; run `assay verify "
+              "--repair`, rerun snakemake, then build the catalog again", file=sys.stderr)
+    return incomplete
 
 
 # Order of this group in `assay --help`.
