@@ -294,3 +294,63 @@ def test_a_pickle_imported_from_a_bundle_is_data_not_authority(tmp_path):
     assert target.load_object(digest, trust_imported=True) == {"weights": [1, 2, 3]}
     assert target.save_object({"weights": [1, 2, 3]}, "Model", "model") == digest
     assert target.load_object(digest) == {"weights": [1, 2, 3]}   # now our own bytes
+
+
+def _rival_bundle(tmp_path: Path) -> tuple[Path, str]:
+    """A bundle whose comparisons/rg.json names another comparison than ``bundle``'s."""
+    from assay.artifacts import ComparisonArtifact
+
+    rival = make_study(tmp_path / "c")
+    digest = rival.store.write_artifact(ComparisonArtifact(
+        analysis_name="rg", payload={"control": "ctrl", "comparisons": {"treat": {"rg": {
+            "difference": 2.0, "ci_low": 0.5, "ci_high": 3.5, "t": 3.1, "p": 0.02,
+            "df": 4.0}}}},
+        inputs=[{"role": "condition", "digest": d} for d in rival.conditions.values()],
+        provenance={"stage": "compare", "plugin": "rg"}))
+    write_ref(rival.results / "comparisons" / "rg.json", digest, artifact_type="comparison",
+              analysis="rg")
+    out = tmp_path / "rival.zip"
+    assert main(["--store", str(rival.store_root), "--results", str(rival.results), "export",
+                 "comparisons/rg.json", "-o", str(out)]) == 0
+    return out, digest
+
+
+def _waiters_on(path: Path) -> int:
+    """Processes blocked on a POSIX lock of ``path`` (the '->' lines of /proc/locks)."""
+    inode = str(path.stat().st_ino)
+    return sum(1 for line in Path("/proc/locks").read_text().splitlines()
+               if "->" in line and line.split()[-3].split(":")[-1] == inode)
+
+
+def test_two_conflicting_imports_at_once_one_wins_the_other_fails(study, bundle, tmp_path):
+    """Both pass their first check (no ref yet) and then wait for the results directory's
+    lock (held here until both wait): the second must see the first's ref and fail."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+    import time
+
+    rival, rival_digest = _rival_bundle(tmp_path)
+    target = tmp_path / "fresh"
+    (target / "results").mkdir(parents=True)
+    lock = target / "results" / ".import.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    procs = [subprocess.Popen([sys.executable, "-m", "assay.cli", "--store",
+                               str(target / "store"), "--results", str(target / "results"),
+                               "import", str(b)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for b in (bundle, rival)]
+    deadline = time.monotonic() + 120
+    while _waiters_on(lock) < 2:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+            [p.communicate() for p in procs]
+        time.sleep(0.05)
+    os.close(fd)
+    results = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, err in results if code == 1)
+    assert "already points to" in loser and "written meanwhile, by another import?" in loser
+    won = ArtifactStore.read_ref(target / "results" / "comparisons" / "rg.json").digest
+    assert won == (study.comparison if results[0][0] == 0 else rival_digest)

@@ -27,8 +27,9 @@ import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .artifacts import SCHEMA_VERSION, artifact_from_manifest
 from .atomic import atomic_path, atomic_write_bytes, write_all
@@ -38,6 +39,7 @@ from .hashing import (
     format_digest,
     hash_file,
     is_digest,
+    open_regular,
     is_sha256_hex,
     parse_digest,
 )
@@ -57,7 +59,9 @@ BUNDLE_VERSION = 1
 INDEX = "index.json"
 MAX_INDEX_BYTES = 256 * 1024 * 1024
 MAX_MEMBERS = 10_000_000
-DEFAULT_MAX_BYTES = 64 * 1024 ** 3
+# A bundle is data from elsewhere: by default it may not fill more than this of the disk
+# (the free-space check comes on top). Larger ones are imported with an explicit --max-bytes.
+DEFAULT_MAX_BYTES = 4 * 1024 ** 3
 CHUNK = 1 << 20
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _OBJECT_MEMBER = re.compile(r"^objects/([0-9a-f]{64})$")
@@ -372,13 +376,59 @@ def import_bundle(store: Any, bundle: str | os.PathLike[str],
             if not objects_store.exists(sha):   # bytes this store did not have: their
                 objects_store.record_origin(sha, origin)   # origin, before they are visible
             summary.new_objects += _publish(objects_store, staging / sha, sha, expected[sha][0])
-        for path, data, name in ref_writes:
-            if not path.is_file() or path.read_bytes() != data:   # same bytes: keep mtime
-                atomic_write_bytes(path, data)
-            summary.refs.append(name)
+        if ref_writes:
+            with _results_lock(Path(results_dir)):
+                # Again, under the lock: another import may have written these refs since
+                # the first check. One of two conflicting imports wins; the other fails.
+                _recheck_conflicts(ref_writes, overwrite_refs)
+                for path, data, name in ref_writes:
+                    if not path.is_file() or path.read_bytes() != data:   # same bytes: keep mtime
+                        atomic_write_bytes(path, data)
+                    summary.refs.append(name)
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+IMPORT_LOCK = ".import.lock"
+
+
+@contextmanager
+def _results_lock(results_dir: Path) -> Iterator[None]:
+    """Serialize the ref writes of imports into one results directory (a POSIX lock,
+    which NFS also honours; released by the kernel if the importer dies)."""
+    import fcntl
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(results_dir / IMPORT_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _current_digest(target: Path) -> str | None:
+    try:
+        with open(open_regular(target), "rb") as handle:
+            return json.loads(handle.read(MAX_REF_BYTES + 1)).get("digest")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+
+
+def _recheck_conflicts(writes: list[tuple[Path, bytes, str]], overwrite: bool) -> None:
+    for target, data, _ in writes:
+        if target.is_symlink():
+            raise BundleError(f"refusing to write ref {target}: it is a symbolic link")
+        if overwrite or not target.exists():
+            continue
+        digest = json.loads(data)["digest"]
+        current = _current_digest(target)
+        if current != digest:
+            raise BundleError(
+                f"ref {target} already points to {current}, the bundle has {digest} (written "
+                "meanwhile, by another import?); pass --overwrite-refs to replace it or "
+                "--no-refs to import objects only")
 
 
 def _expected_refs(index: dict[str, Any], members: dict[str, zipfile.ZipInfo]) -> list[dict]:
@@ -484,10 +534,7 @@ def _check_refs(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo],
         if target.is_symlink():
             raise BundleError(f"refusing to write ref {target}: it is a symbolic link")
         if target.exists() and not overwrite:
-            try:
-                current = json.loads(target.read_bytes()).get("digest")
-            except (OSError, ValueError, AttributeError, RecursionError):
-                current = None
+            current = _current_digest(target)
             if current != digest:
                 raise BundleError(
                     f"ref {target} already points to {current}, the bundle has {digest}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._common import add_command, add_json, human_bytes, print_json, progress_for, resolve_many, results_dir, \
-    store_root
+    store_path, store_root
 
 
 def run_export(args: Any) -> int:
@@ -26,7 +26,7 @@ def run_import(args: Any) -> int:
     from ..bundle import import_bundle
     from ..store import ArtifactStore
 
-    store = ArtifactStore(args.store)   # importing into a new store creates it
+    store = ArtifactStore(store_path(args))   # importing into a new store creates it
     progress = progress_for(args)
     try:
         summary = import_bundle(store, args.bundle,
@@ -66,6 +66,25 @@ def register(sub: Any) -> None:
                         "a ref or --root keeps them)")
     p.add_argument("--overwrite-refs", action="store_true",
                    help="replace existing refs that point elsewhere")
-    p.add_argument("--max-bytes", type=int, default=64 * 1024 ** 3, metavar="N",
-                   help="refuse bundles that unpack to more (default 64 GiB)")
+    p.add_argument("--max-bytes", type=_size, default=4 * 1024 ** 3, metavar="SIZE",
+                   help="refuse bundles that unpack to more: bytes, or with a unit "
+                        "(500M, 20G, 1T; default 4G)")
     add_json(p)
+
+
+def _size(text: str) -> int:
+    """Bytes from '123', '500M', '20G', '1T' (powers of 1024), for --max-bytes."""
+    import argparse
+
+    units = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+    body = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = body[-1:] if body[-1:] in units and body[-1:] else ""
+    number = body[:-1] if unit else body
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give bytes or a number with K, M, G or T") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the limit must be more than 0 bytes")
+    return int(value)
