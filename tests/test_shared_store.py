@@ -241,18 +241,28 @@ def test_two_members_share_one_store_one_after_the_other(lab: Lab, baseline, cha
         if path.is_file():
             owners[path.stat().st_uid] += 1
 
-    # A day later: everything is old; alice left an unreferenced artifact behind. Cached
-    # figures are garbage by design too (no ref names them; the plot job redraws them).
+    # A day later: everything is old; alice left an unreferenced artifact behind. The
+    # figures both members' results show keep their cached bytes (no ref names them).
     age_everything(store)
     garbage = lab.call(lab.alice, _leave_garbage, str(store))
-    figures = len(figure_records(store))
+    import hashlib
+
+    records = [json.loads(p.read_bytes())["digest"] for p in figure_records(store)]
+    figures = len(records)
+    shown = {"sha256:" + hashlib.sha256(p.read_bytes()).hexdigest() for d in (alice_dir, bob_dir)
+             for p in (d / "results" / "plots").rglob("*.png")}
+    dead_objects = len(set(records) - shown)
+    dead_records = sum(1 for r in records if r not in shown)
     gc = lab.assay(lab.bob, "--store", str(store), "--results", str(bob_dir / "results"),
                    "gc", "--delete")
     assert gc.returncode == 0, gc.stderr
     assert f"kept what the refs of another member's results keep: {alice_dir / 'results'}" \
         in gc.stdout
-    assert f"deleted {2 + figures} objects" in gc.stdout, gc.stdout
-    assert f"1 stale tmp entries (4 B), {1 + figures} action records" in gc.stdout, gc.stdout
+    assert f"figures: {len(shown)} under plots/, their cached bytes kept" in gc.stdout
+    assert f"deleted {2 + dead_objects} objects" in gc.stdout, gc.stdout
+    assert f"1 stale tmp entries (4 B), {1 + dead_records} action records" \
+        in gc.stdout, gc.stdout
+    assert len(figure_records(store)) == figures - dead_records
     assert not any(os.path.exists(p) for p in garbage.values())
     for user, workdir in ((lab.alice, alice_dir), (lab.bob, bob_dir)):
         verify = lab.assay(user, "--store", str(store), "--results", str(workdir / "results"),
@@ -261,8 +271,9 @@ def test_two_members_share_one_store_one_after_the_other(lab: Lab, baseline, cha
     report("one after the other", alice_first_run_s=round(alice_s, 1),
            bob_all_hits_s=round(bob_hits_s, 1), bob_changed_s=round(bob_changed_s, 1),
            recomputed=len(recomputed), objects_by_alice=owners[lab.alice.uid],
-           objects_by_bob=owners[lab.bob.uid], gc_deleted_objects=2 + figures,
-           gc_deleted_records=1 + figures, gc_deleted_tmp=1, figures=figures,
+           objects_by_bob=owners[lab.bob.uid], gc_deleted_objects=2 + dead_objects,
+           gc_deleted_records=1 + dead_records, gc_deleted_tmp=1, figures=figures,
+           figures_kept=len(shown),
            mode_problems=0)
 
     # mallory, once in the lab (her processes still hold the group), is not a member now:

@@ -392,3 +392,17 @@ def test_settings_longer_than_an_argument_reach_the_job_through_a_digest_named_f
     assert str(refused.value) == (
         f"the job spec file {spec_file} does not hash to its name: it was changed after "
         "snakemake wrote it. Delete it and rerun snakemake")
+
+
+def test_gc_keeps_the_cached_bytes_of_the_figures_the_study_shows(study):
+    """No ref names a figure; gc used to count every cached figure as garbage."""
+    gc = _assay(study, "gc", "--delete", "--grace", "0")
+    assert gc.returncode == 0, gc.stderr
+    shown = sorted((study / "results" / "plots").rglob("*.png"))
+    assert f"figures: {len(shown)} under plots/, their cached bytes kept" in gc.stdout
+    before = {p: p.read_bytes() for p in shown}
+    snakemake(study, "--forcerun", "plot_summary", "plot_detail")
+    hits = [line for log in (study / "results" / "logs" / "plot").rglob("*.log")
+            for line in log.read_text().splitlines() if "figure cache hit" in line]
+    assert len(hits) == len(shown), hits
+    assert {p: p.read_bytes() for p in shown} == before

@@ -23,7 +23,7 @@ from typing import Any
 from .errors import ArtifactStoreError
 from .hashing import format_digest
 from .sharing import SharingPolicy, registered_results
-from .layout import REF_DIRS
+from .layout import PLOTS_DIR, REF_DIRS
 from .inventory import (
     Progress,
     RefEntry,
@@ -73,6 +73,7 @@ class GcReport:
     # Roots records written by users the store does not trust: ignored, so an outsider
     # cannot block every member's gc (or keep garbage alive) with a record.
     untrusted_roots: dict[str, str] = field(default_factory=dict)
+    live_figures: int = 0           # figures under results/plots whose cached bytes are kept
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "swept"}
@@ -233,6 +234,8 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     entries += expand_ref_args(roots or [], results_dir)
     gone_records = _member_roots(store_root, results_dir, report, entries, jobs)
     report.roots = len(entries)
+    figures = live_figure_shas([results_dir, *map(Path, report.member_results)])
+    report.live_figures = len(figures)
     for entry in entries:
         if entry.digest is None:
             report.broken_refs[entry.name] = entry.problem or "unreadable"
@@ -248,7 +251,7 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
         elif entry.sha256 in unreadable:
             report.broken_refs[entry.name] = f"points to {entry.digest}, which " \
                                              f"{unreadable[entry.sha256]}"
-    marked: set[str] = set(graph.manifests)
+    marked: set[str] = set(graph.manifests) | figures
     for manifest in graph.manifests.values():
         marked.update(s for s, _ in sidecar_shas(manifest))
         marked.update(input_shas(manifest))
@@ -333,6 +336,31 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
             with sharing.writing(path):
                 path.unlink(missing_ok=True)
     return report
+
+
+MAX_FIGURE_BYTES = 256 * 1024 * 1024
+
+
+def live_figure_shas(results_dirs: list[Path]) -> set[str]:
+    """The digests of the figures under each results directory's plots/.
+
+    No ref names a figure: its bytes are named by the figure cache's action records only.
+    Hashing the figures that are there (small files, never followed as links) keeps the
+    cache of what the study shows, while figures no longer drawn remain garbage."""
+    from .hashing import hash_file
+
+    found: set[str] = set()
+    for results in results_dirs:
+        for dirpath, _, filenames in os.walk(results / PLOTS_DIR):   # never into links
+            for name in filenames:
+                path = Path(dirpath) / name
+                try:
+                    st = os.lstat(path)
+                    if st.st_size <= MAX_FIGURE_BYTES:
+                        found.add(hash_file(path)[0])   # only regular files (open_regular)
+                except OSError:
+                    continue
+    return found
 
 
 def _renewed_since(path: Path, cutoff: float) -> bool:

@@ -159,7 +159,8 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     """Copy figures drawn before from the store; draw (and store) only the missing ones.
 
     Figure bytes live in objects/ like everything else, named in the action cache only:
-    no ref reaches them, so `assay gc` may sweep them, and the next plot job redraws.
+    no ref reaches them; `assay gc` keeps those of the figures under results/plots (it
+    hashes them) and may sweep the rest, which the next plot job redraws.
     """
     import time
 

@@ -108,6 +108,8 @@ def run_gc(args: Any) -> int:
         return 0
     print(f"roots: {report.roots} refs; reachable: {report.live_objects} objects "
           f"({human_bytes(report.live_bytes)})")
+    if report.live_figures:
+        print(f"figures: {report.live_figures} under plots/, their cached bytes kept")
     for where in report.member_results:
         print(f"kept what the refs of another member's results keep: {where}")
     for where in report.gone_results:
