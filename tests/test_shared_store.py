@@ -129,6 +129,16 @@ def _plant(store: str, key: str, digest: str) -> tuple[str, str]:
         return str(path), s.save_object({"model": "mallory's"}, "Model", "model")
 
 
+def _plant_figure(store: str, key: str) -> str:
+    """An outsider's record for a figure's key, naming bytes of her own."""
+    from assay import ArtifactStore
+
+    with ArtifactStore(store) as s:
+        stored = s.objects.put_bytes(b"\x89PNG mallory's figure")
+        return str(s.record_action(key, stored.digest, stage="plot",
+                                   plugin="radius_of_gyration", figure="summary.png"))
+
+
 def _lookup(store: str, key: str) -> str | None:
     from assay import ArtifactStore
 
@@ -317,6 +327,26 @@ def test_two_members_share_one_store_one_after_the_other(lab: Lab, baseline, cha
     assert Path(record).stat().st_uid == lab.bob.uid     # bob's record replaced hers
     report("untrusted record", planted=1, reported_by_verify=1, recomputed=1,
            digests_equal=len(baseline), pickle_refused=1)
+
+    # The figure cache applies the same rule: mallory's plain record for the key of bob's
+    # summary figure, naming her own bytes, is not served by a forced plot rerun.
+    import hashlib
+
+    summary = fresh / "results" / "plots" / "gyration" / "summary.png"
+    drawn = summary.read_bytes()
+    figure_digest = "sha256:" + hashlib.sha256(drawn).hexdigest()
+    [figure_key] = [json.loads(p.read_bytes())["key"] for p in figure_records(store)
+                    if json.loads(p.read_bytes())["digest"] == figure_digest
+                    and json.loads(p.read_bytes()).get("figure") == "summary.png"]
+    forged = lab.call(mallory, _plant_figure, str(store), figure_key)
+    lab.snakemake(lab.bob, fresh, "--forcerun", "plot_summary")
+    assert summary.read_bytes() == drawn
+    plot_log = (fresh / "results" / "logs" / "plot" / "gyration" / "summary.log").read_text()
+    assert "figure cache hit" not in plot_log, plot_log
+    verify = lab.assay(lab.bob, "--store", str(store), "--results", str(fresh / "results"),
+                       "verify")
+    assert f"UNTRUSTED ACTION RECORD {figure_key}" not in verify.stdout   # bob's own now
+    assert Path(forged).stat().st_uid == lab.bob.uid     # his redrawn figure replaced hers
 
     # bob's hits named alice's day-old objects, which he may not touch (read-only, hers):
     # his verified copies replaced them, so gc sees them as just used.
