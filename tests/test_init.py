@@ -155,7 +155,7 @@ def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                     str(wheel_dir), str(REPO)], check=True, capture_output=True)
     python = _venv_seeing_this_environment(venv)
-    [wheel] = wheel_dir.glob("assay-*.whl")
+    [wheel] = wheel_dir.glob("assay_workflow-*.whl")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     # A plain (not editable) install of the wheel into the venv, and nothing else: the

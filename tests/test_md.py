@@ -378,8 +378,9 @@ def test_fetch_example_command(tmp_path):
 def test_fetch_example_without_the_extra_says_so_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "MDAnalysisTests", None)   # as if not installed
     assert md.main(["fetch-example", str(tmp_path / "md")]) == 1
-    assert capsys.readouterr().err == ("fetch-example: the MD example needs MDAnalysisTests: "
-                                       "pip install -e '.[md]'\n")
+    assert capsys.readouterr().err == ("fetch-example: the MD example needs MDAnalysisTests, "
+                                       "not installed here: pip install "
+                                       "'assay-workflow[md]'\n")
 
 
 # --- the example study, end to end through Snakemake --------------------------------------

@@ -27,11 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "(a content-addressed store plus the refs under results/).",
         epilog="Exit codes: 0 ok, 1 problems found or command failed, 2 usage error. "
                "Run `assay COMMAND --help` for a command's options.")
-    parser.add_argument("--store", default=os.environ.get("ASSAY_STORE", "store"),
-                        help="store directory (default: $ASSAY_STORE or ./store)")
-    parser.add_argument("--results", default=os.environ.get("ASSAY_RESULTS", "results"),
-                        help="results directory holding the refs "
-                             "(default: $ASSAY_RESULTS or ./results)")
+    # None: resolved when a command needs it (commands._common: flag, environment, the
+    # study config in the working directory or a parent, then ./store and ./results).
+    parser.add_argument("--store", default=None,
+                        help="store directory (default: $ASSAY_STORE, else the `store:` of "
+                             "the study whose config/config.yaml is here or in a parent, "
+                             "else ./store)")
+    parser.add_argument("--results", default=None,
+                        help="results directory holding the refs (default: $ASSAY_RESULTS, "
+                             "else the study config's `results:`, else ./results)")
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="report progress on stderr (default: only when it is a terminal)")
@@ -67,7 +71,9 @@ def _version() -> str:
     try:
         from importlib.metadata import version
 
-        return version("assay")
+        from .deploy import DISTRIBUTION
+
+        return version(DISTRIBUTION)
     except Exception:  # not installed: running from a checkout
         return "unknown"
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The name pip installs assay by (`pip install assay-workflow`): `assay` on the public
+# index belongs to another project. The package (`import assay`) and the command keep
+# the short name.
+DISTRIBUTION = "assay-workflow"
 WORKFLOW_DIR = Path(__file__).resolve().parent / "snakemake_workflow"
 LIBRARY_DIR = WORKFLOW_DIR.parents[1]   # the directory that holds the `assay` package
 

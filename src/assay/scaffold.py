@@ -21,15 +21,44 @@ from .hashing import canonical_json, sha256_hex
 
 RECORD = ".assay-init.json"
 
-# template -> (files of its own beside config.yaml, a line for the README's table)
-TEMPLATES: dict[str, tuple[tuple[str, ...], str]] = {
-    "demo": ((), "the built-in polymer demo: runs as is"),
-    "python": (("simulate.py",), "| `simulate.py` | your simulation: `run(ctx)` returns the run's artifact |"),
-    "shell": (("simulate.py",), "| `simulate.py` | the command the shell runner runs (replace it with yours) |"),
-    "import": ((), "| `sims/<condition>/<replicate>/` | your existing simulation files (see `runner.settings.files`) |"),
-    "md": ((), "| `data/md/` | fetch the example trajectories: `python -m assay.analyses.md fetch-example data/md` |"),
-    "openmm": ((), "| (nothing else) | needs `pip install 'assay[openmm,md]'`; the structure ships with MDAnalysisTests |"),
+
+@dataclass(frozen=True)
+class Template:
+    """What a template adds to the study's README (written for that study, not for a
+    checkout of assay's repository)."""
+
+    files: tuple[str, ...] = ()       # its own files beside config.yaml (study_extras/)
+    rows: tuple[str, ...] = ()        # lines for the README's table of files
+    setup: tuple[str, ...] = ()       # commands to type before the first run
+    extras: str = ""                  # the extras of assay-workflow it needs ("md,openmm")
+    summary: str = ""
+
+
+TEMPLATES: dict[str, Template] = {
+    "demo": Template(summary="the built-in polymer demo (numpy only), runs as is"),
+    "python": Template(("simulate.py",), (
+        "| `simulate.py` | your simulation: `run(ctx)` returns the run's artifact |",),
+        summary="each run calls a Python function of yours (simulate.py's run)"),
+    "shell": Template(("simulate.py",), (
+        "| `simulate.py` | the command the shell runner runs (replace it with yours) |",),
+        summary="each run runs a command of yours (simulate.py as a script)"),
+    "import": Template(("fetch_sample.py",), (
+        "| `sims/<condition>/<replicate>/` | your existing simulation files "
+        "(`runner.settings.files` says where) |",
+        "| `fetch_sample.py` | writes a small sample into `sims/` to try the study with "
+        "(a demonstration, not a result) |"),
+        ("python fetch_sample.py       # a small sample into sims/ (or put your own files there)",),
+        "md", "simulations made elsewhere, imported into the store, analysed with MDAnalysis"),
+    "md": Template((), (
+        "| `data/md/` | the example trajectories (two AdK systems from MDAnalysisTests) |",),
+        ("python -m assay.analyses.md fetch-example data/md   # the example trajectories",),
+        "md", "MDAnalysis analyses of two example trajectories (block averaging, not "
+              "independent replicates: see the config's header)"),
+    "openmm": Template((), (), (), "openmm,md",
+                       "OpenMM simulations of a small peptide at three temperatures, "
+                       "analysed with MDAnalysis (about two minutes on 2 cores)"),
 }
+
 _PROFILES = ("profiles/default/config.yaml", "profiles/slurm/config.yaml",
              "profiles/slurm/README.md")
 
@@ -55,17 +84,34 @@ def study_files(template: str) -> dict[str, bytes]:
     if template not in TEMPLATES:
         raise AssayError(f"unknown template {template!r}; choose one of "
                          f"{', '.join(TEMPLATES)}")
-    extras, line = TEMPLATES[template]
-    readme = _template_bytes("study/README.md").decode().format(
-        template=template, extra=line + "\n" if line.startswith("|") else "")
+    spec = TEMPLATES[template]
+    config = _template_bytes(f"{template}/config.yaml")
     files = {"Snakefile": _template_bytes("study/Snakefile"),
-             "config/config.yaml": _template_bytes(f"{template}/config.yaml"),
-             "README.md": readme.encode()}
+             "config/config.yaml": config,
+             "README.md": readme(template, spec, config).encode()}
     for name in _PROFILES:
         files[name] = _template_bytes(name)
-    for name in extras:
+    for name in spec.files:
         files[name] = _template_bytes(f"study_extras/{name}")
     return files
+
+
+def readme(template: str, spec: Template, config: bytes) -> str:
+    """The study's README, with its own results and store paths and its own first steps."""
+    import yaml
+
+    from .deploy import DISTRIBUTION
+
+    data = yaml.safe_load(config)
+    setup = "".join(f"{line}\n" for line in spec.setup)
+    needs = (f"It needs the `{spec.extras}` extra{'s' if ',' in spec.extras else ''} of "
+             f"assay: `pip install '{DISTRIBUTION}[{spec.extras}]'` (`assay config validate` "
+             "names what is missing).\n\n" if spec.extras else "")
+    return _template_bytes("study/README.md").decode().format(
+        template=template, summary=spec.summary, needs=needs,
+        rows="".join(f"{row}\n" for row in spec.rows), setup=setup,
+        results=data.get("results", "results"), store=data.get("store", "store"),
+        distribution=DISTRIBUTION)
 
 
 def init_study(directory: str | os.PathLike[str], template: str = "demo", *,

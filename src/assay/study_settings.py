@@ -48,8 +48,9 @@ def _unchecked(where: str, plugin: str, keys: list[str], to: str) -> str:
 def check_runner_code(study: Any) -> None:
     """The modules a runner's settings name (the python runner's callable and
     code_dependencies) can be found from the study directory, the working directory of
-    `assay config validate` and of snakemake: every run's key needs their source. Not part
-    of Study.from_config, which tools run from elsewhere (`assay status DIR`)."""
+    `assay config validate` and of snakemake: every run's key needs their source. And the
+    optional packages the plugins import in their jobs are installed (assay.preflight).
+    Not part of Study.from_config, which tools run from elsewhere (`assay status DIR`)."""
     from .errors import PluginError
     from .plugins import code_digest, resolve_runner
 
@@ -59,6 +60,9 @@ def check_runner_code(study: Any) -> None:
             code_digest(runner, study.runner.settings)
         except PluginError as exc:
             raise ConfigError(f"config key runner.settings: {exc}") from None
+    from .preflight import check_extras
+
+    check_extras(study)   # a missing extra: one line naming the pip install to type
 
 
 def _check_analysis(name: str, plugin: str, settings: dict[str, Any], cls: Any) -> list[str]:

@@ -14,7 +14,7 @@ sidecars of kind ``topology`` and ``trajectory`` are the simulation files, store
   ``Results`` object (or anything else from MDAnalysis) is ever stored.
 
 MDAnalysis is imported inside the methods only, so building the workflow plan and starting
-a job stay fast, and ``pip install -e '.[md]'`` is needed only to run these analyses.
+a job stay fast, and ``pip install 'assay-workflow[md]'`` is needed only to run these analyses.
 
 ``python -m assay.analyses.md fetch-example data/md`` copies the trajectories of the
 example study (``config/examples/md.yaml``) out of the installed MDAnalysisTests package.
@@ -802,8 +802,10 @@ def fetch_example(destination: str | Path = "data/md") -> list[Path]:
     try:
         from MDAnalysisTests import datafiles
     except ImportError:
-        raise ConfigError("the MD example needs MDAnalysisTests: pip install -e '.[md]'") \
-            from None
+        from ..preflight import install_command
+
+        raise ConfigError("the MD example needs MDAnalysisTests, not installed here: "
+                          + install_command(["MDAnalysisTests"])) from None
     written = []
     for condition, names in EXAMPLE_SYSTEMS.items():
         folder = Path(destination) / condition

@@ -21,13 +21,103 @@ class UsageError(AssayError):
     """The command line itself is wrong (exit code 2)."""
 
 
-# --- store and results ----------------------------------------------------------------
+# --- which study: store and results ------------------------------------------------------
+# Where the store and results are, first found wins: --store/--results, $ASSAY_STORE/
+# $ASSAY_RESULTS, the study whose config/config.yaml is in the working directory or a
+# parent (its `store:` and `results:`, relative to that study directory, as snakemake
+# reads them), else ./store and ./results. So `assay ls` in an md study (results-md/)
+# needs no flag, and neither does it in a subdirectory of the study.
+STUDY_CONFIG = Path("config") / "config.yaml"
+_ENV = {"store": "ASSAY_STORE", "results": "ASSAY_RESULTS"}
+
+
+def find_study_config(start: Path | None = None) -> Path | None:
+    """The nearest ``config/config.yaml`` at or above ``start`` (default: the working
+    directory) that holds a study (a mapping with a ``runner``), or None."""
+    import os
+
+    here = Path(os.path.abspath(start or Path.cwd()))
+    for directory in (here, *here.parents):
+        candidate = directory / STUDY_CONFIG
+        if candidate.is_file():
+            return candidate if _study_paths_in(candidate) is not None else None
+    return None
+
+
+def _study_paths_in(config_file: Path) -> dict[str, str] | None:
+    """``{"store": ..., "results": ...}`` of a study config, or None if it is no study's
+    config. A study config that cannot be read stops the command: guessing the store of
+    the wrong study would show the wrong numbers."""
+    import yaml
+
+    from ..errors import ConfigError
+
+    try:
+        data = yaml.safe_load(config_file.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the study config {config_file} to find its store "
+                          f"and results ({type(exc).__name__}); fix it, or pass --store "
+                          "DIR --results DIR") from None
+    if not isinstance(data, dict) or "runner" not in data:
+        return None
+    paths = {}
+    for key in ("store", "results"):
+        value = data.get(key, key)   # the schema's defaults: store, results
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"the study config {config_file} has {key}: {value!r}, not a "
+                              f"path; fix it, or pass --{key} DIR")
+        paths[key] = value
+    return paths
+
+
+def _study_path(args: Any, key: str) -> Path:
+    """args.store or args.results, resolved once per command (see STUDY_CONFIG above)."""
+    import os
+
+    resolved = getattr(args, f"_resolved_{key}", None)
+    if resolved is not None:
+        return resolved
+    given = getattr(args, key, None)
+    if given is None:
+        given = os.environ.get(_ENV[key]) or None
+    if given is not None:
+        resolved = Path(given)
+    else:
+        resolved = Path(key)
+        config = find_study_config()
+        if config is not None:
+            paths = _study_paths_in(config)
+            assert paths is not None
+            study_dir = config.parent.parent
+            relative = Path(os.path.relpath(study_dir)) if study_dir != Path.cwd() else Path()
+            store, results = (relative / paths[k] if not Path(paths[k]).is_absolute()
+                              else Path(paths[k]) for k in ("store", "results"))
+            resolved = store if key == "store" else results
+            if (store, results) != (Path("store"), Path("results")):
+                _note_once(args, f"assay: the study of {os.path.relpath(config)}: store "
+                           f"{store}, results {results} (--store/--results to choose others)")
+    setattr(args, f"_resolved_{key}", resolved)
+    return resolved
+
+
+def _note_once(args: Any, line: str) -> None:
+    """Say once, on stderr, which study a command reads when it is not ./store, ./results."""
+    if not getattr(args, "_study_noted", False):
+        setattr(args, "_study_noted", True)
+        print(line, file=sys.stderr)
+
+
+def store_path(args: Any) -> Path:
+    """The store directory the command means (it may not exist yet: `assay import`)."""
+    return _study_path(args, "store")
+
+
 def store_root(args: Any) -> Path:
     """The store directory, which must exist: reading commands never create one."""
-    root = Path(args.store)
+    root = store_path(args)
     if not (root / "objects").is_dir():
         raise ArtifactStoreError(
-            f"no store at {root} (no objects/ directory); run from the workflow directory "
+            f"no store at {root} (no objects/ directory); run in the study directory "
             "or pass --store DIR")
     from ..store_root import check_store_root
 
@@ -42,9 +132,10 @@ def open_store(args: Any) -> Any:
 
 
 def results_dir(args: Any, *, must_exist: bool = False) -> Path:
-    path = Path(args.results)
+    path = _study_path(args, "results")
     if must_exist and not path.is_dir():
-        raise ArtifactStoreError(f"no results directory at {path}; pass --results DIR")
+        raise ArtifactStoreError(f"no results directory at {path}; run in the study "
+                                 "directory or pass --results DIR")
     return path
 
 
@@ -52,7 +143,7 @@ def catalog_path(args: Any) -> Path:
     from ..catalog import default_catalog_path
 
     return Path(args.catalog) if getattr(args, "catalog", None) else default_catalog_path(
-        args.results)
+        results_dir(args))
 
 
 # --- registering subcommands ----------------------------------------------------------

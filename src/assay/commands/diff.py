@@ -13,6 +13,7 @@ from ._common import (
     open_store,
     print_json,
     resolve,
+    results_dir,
     short,
     store_root,
 )
@@ -22,7 +23,7 @@ def run_diff(args: Any) -> int:
     from ..diffing import diff_artifacts
     from ..store import ArtifactStore
 
-    root, results = store_root(args), Path(args.results)
+    root, results = store_root(args), results_dir(args)
     digest_a, entry_a = resolve(args.a, root, results)
     second = args.store2 is not None or args.results2 is not None
     root_b = Path(args.store2) if args.store2 is not None else root

@@ -91,15 +91,19 @@ def run_config(args: Any) -> int:
     from ..study_settings import check_runner_code
 
     check_runner_code(study)   # from here, the study directory, as snakemake would
+    from ..preflight import missing_import_files
+
+    missing = missing_import_files(study)   # paths from here, as snakemake takes them
+    warnings = list(study.warnings) + ([missing] if missing else [])
     summary = {"path": str(path), "ok": True,
                "conditions": sorted(getattr(study, "conditions", {}) or {}),
                "replicates": len(getattr(study, "replicates", []) or []),
                "analyses": sorted(getattr(study, "analyses", {}) or {}),
-               "warnings": list(study.warnings)}
+               "warnings": warnings}
     if args.json:
         print_json(summary)
     else:
-        for warning in study.warnings:   # settings no declaration could check
+        for warning in warnings:   # unchecked settings, files not yet there to import
             print(f"warning: {warning}", file=sys.stderr)
         print(f"{path}: ok ({len(summary['conditions'])} conditions x "
               f"{summary['replicates']} replicates, analyses: "
