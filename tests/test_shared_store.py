@@ -568,6 +568,71 @@ def test_a_roots_record_planted_by_an_outsider_neither_blocks_nor_steers_gc(lab:
     assert not object_of(kept_by_her, store).exists()   # her refs keep nothing alive
 
 
+def _record(store: str, key: str, digest: str) -> str:
+    from assay import ArtifactStore
+
+    with ArtifactStore(store) as s:
+        return str(s.record_action(key, digest, stage="run", plugin="polymer_langevin"))
+
+
+def _replace_or_delete(store: str, key: str) -> list[str]:
+    """Everything an outsider tries against another's record: what refused it."""
+    from assay import ArtifactStore
+    from assay.actions import RecordKeptError
+
+    refused = []
+    with ArtifactStore(store) as s:
+        path = s.actions.path_for(key)
+        try:
+            s.record_action(key, "sha256:" + "e" * 64, stage="run", plugin="polymer_langevin")
+        except RecordKeptError as exc:
+            refused.append(str(exc))
+        for attempt in (lambda: os.unlink(path), lambda: os.rename(path, f"{path}.gone")):
+            try:
+                attempt()
+            except PermissionError as exc:
+                refused.append(exc.strerror)
+    return refused
+
+
+def test_sticky_records_keep_each_members_records_their_own(lab: Lab):
+    """share-store --sticky-records: nobody but a record's owner (or root) replaces or
+    deletes it; a member's gc leaves the others' dead records and says whose they are."""
+    store = lab.shared_store("store-sticky")
+    key, dead_key = "c" * 64, "d" * 64
+    alice_record = lab.call(lab.alice, _record, str(store), key, "sha256:" + "a" * 64)
+    shared = lab.assay(lab.alice, "--store", str(store), "share-store", "--group", lab.group,
+                       "--sticky-records")
+    assert shared.returncode == 0, shared.stdout + shared.stderr
+    assert "records folders (actions/, roots/) sticky" in shared.stdout
+    assert os.stat(store / "actions").st_mode & stat.S_ISVTX
+    assert os.stat(Path(alice_record).parent).st_mode & stat.S_ISVTX
+    lab.call(lab.alice, _record, str(store), dead_key, "sha256:" + "b" * 64)
+    assert os.stat(store / "actions" / "dd").st_mode & stat.S_ISVTX   # a new shard: sticky too
+
+    mallory = User(lab.mallory.name, lab.mallory.uid, lab.mallory.gid,
+                   (*lab.mallory.groups, lab.gid), lab.mallory.home)
+    assert lab.call(mallory, _replace_or_delete, str(store), key) == [
+        f"kept {lab.alice.name}'s action record {key[:12]}: the records folder is sticky "
+        "(share-store --sticky-records), so only its owner (or root) replaces it; this result "
+        "is not cached for the next run", "Operation not permitted", "Operation not permitted"]
+    assert Path(alice_record).stat().st_uid == lab.alice.uid
+    assert json.loads(Path(alice_record).read_bytes())["digest"] == "sha256:" + "a" * 64
+
+    bob_results = lab.own_dir(lab.bob, "bob-sticky") / "results"
+    gc = lab.assay(lab.bob, "--store", str(store), "--results", str(bob_results), "gc",
+                   "--delete", "--grace", "0")
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    assert (f"left 2 record(s) of {lab.alice.name}: the records folders are sticky, so only "
+            f"{lab.alice.name} (or root) can delete them; {lab.alice.name}'s own `assay gc "
+            "--delete` does") in gc.stdout
+    alice_results = lab.own_dir(lab.alice, "alice-sticky") / "results"
+    gc = lab.assay(lab.alice, "--store", str(store), "--results", str(alice_results), "gc",
+                   "--delete", "--grace", "0")
+    assert gc.returncode == 0 and "left" not in gc.stdout, gc.stdout + gc.stderr
+    assert not Path(alice_record).exists()
+
+
 def test_world_writable_store_is_refused_unless_allowed(tmp_path):
     from assay import ArtifactStore
     from assay.sharing import SharingSettings, StorePermissionError, user_name, group_name

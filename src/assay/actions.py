@@ -12,7 +12,7 @@ from .atomic import atomic_write_bytes
 from .errors import ArtifactSchemaError
 from .hashing import canonical_json, is_digest, is_sha256_hex, sha256_hex
 from .payload import strict_json_payload
-from .sharing import PRIVATE, SharingPolicy
+from .sharing import PRIVATE, SharingPolicy, StorePermissionError, user_name
 
 
 def action_key(*, stage: str, plugin: str, code_digest: str, settings: Any,
@@ -43,6 +43,11 @@ def run_facts(started: float) -> dict[str, Any]:
 
 ACTIONS_DIR = "actions"
 RECORD_SUFFIX = ".json"
+
+
+class RecordKeptError(StorePermissionError):
+    """Another member's record stands in a sticky records folder: the result is published,
+    but not cached under this key (the job logs this and goes on)."""
 
 
 class ActionCache:
@@ -115,7 +120,16 @@ class ActionCache:
         body = {"key": key, "digest": digest,
                 **strict_json_payload(record, analysis_name="action record")}
         path = self.path_for(key)
-        atomic_write_bytes(path, canonical_json(body) + b"\n", sharing=self.sharing)
+        try:
+            atomic_write_bytes(path, canonical_json(body) + b"\n", sharing=self.sharing)
+        except StorePermissionError:
+            owner = self.sharing.kept_by_sticky(path)
+            if owner is None:
+                raise
+            raise RecordKeptError(
+                f"kept {user_name(owner)}'s action record {key[:12]}: the records folder is "
+                "sticky (share-store --sticky-records), so only its owner (or root) replaces "
+                "it; this result is not cached for the next run") from None
         return path
 
     def paths(self) -> list[str]:

@@ -74,6 +74,8 @@ class GcReport:
     # cannot block every member's gc (or keep garbage alive) with a record.
     untrusted_roots: dict[str, str] = field(default_factory=dict)
     live_figures: int = 0           # figures under results/plots whose cached bytes are kept
+    # Sticky records folders: other members' records gc may not delete, by owner.
+    kept_sticky: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "swept"}
@@ -306,14 +308,12 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
         work.remove()
         report.deleted_work_dirs += 1
     for record in gone_records:
-        with sharing.writing(record):
-            record.unlink(missing_ok=True)
+        _unlink_unless_sticky(Path(record), sharing, report)
 
     # Action records first: a job that starts meanwhile then misses the cache instead of
     # hitting an artifact that is about to go.
     for action in doomed_actions:
-        with sharing.writing(action.path):
-            Path(action.path).unlink(missing_ok=True)
+        _unlink_unless_sticky(Path(action.path), sharing, report)
     for i, (sha, path, size) in enumerate(candidates, 1):
         try:
             st = os.lstat(path)
@@ -333,9 +333,24 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
         elif path.parent.name == "claims" and _renewed_since(path, cutoff):
             continue   # a lock taken again since the scan: a live holder's now
         else:
-            with sharing.writing(path):
-                path.unlink(missing_ok=True)
+            _unlink_unless_sticky(path, sharing, report)
     return report
+
+
+def _unlink_unless_sticky(path: Path, sharing: SharingPolicy, report: GcReport) -> None:
+    """Delete a record or temp file; in a sticky folder (share-store --sticky-records)
+    another member's stays, counted for the report: its owner's gc (or root's) removes it."""
+    try:
+        with sharing.writing(path):
+            path.unlink(missing_ok=True)
+    except PermissionError:
+        owner = sharing.kept_by_sticky(path)
+        if owner is None:
+            raise
+        from .sharing import user_name
+
+        name = user_name(owner)
+        report.kept_sticky[name] = report.kept_sticky.get(name, 0) + 1
 
 
 MAX_FIGURE_BYTES = 256 * 1024 * 1024

@@ -94,6 +94,7 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
     from .aggregation import replicate_values
 
     metrics = sorted({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
+    unconverged: set[str] = set()   # the thresholds of the conditions marked "!"
     ncols = min(3, len(metrics)) or 1
     nrows = math.ceil(len(metrics) / ncols) or 1
     axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
@@ -113,6 +114,9 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
             upper = stats["ci_high"] - stats["mean"] if stats["ci_high"] is not None else 0.0
             ax.errorbar([x], [stats["mean"]], yerr=[[lower], [upper]], fmt="o", color="C0",
                         markersize=7, capsize=6, linewidth=2, zorder=3)
+            if _unconverged(ctx.conditions[label], metric, unconverged):
+                ax.annotate("!", (x, stats["mean"]), xytext=(7, 0), textcoords="offset points",
+                            color="C3", fontsize=12, fontweight="bold", va="center", zorder=4)
             if label != ctx.control:
                 p = _starred_p(comparisons.get(label, {}).get(metric, {}))
                 ax.annotate(_stars(p), (x, 1.0), xycoords=("data", "axes fraction"),
@@ -127,6 +131,25 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
         ax.set_visible(False)
     figure.suptitle(f"{ctx.analysis_name}: conditions vs control {ctx.control!r}\n"
                     f"({stars_legend(ctx.comparison.payload)})", fontsize=10)
+    if unconverged:
+        figure.supxlabel(f"! not converged ({'; '.join(sorted(unconverged))}): "
+                         "`assay status` says which replicates", color="C3", fontsize=9)
+
+
+def _unconverged(condition: Any, metric: str, thresholds: set[str]) -> bool:
+    """True when the condition's diagnostics of ``metric`` fail (assay.diagnostics); adds
+    the thresholds it was judged by to ``thresholds``."""
+    from .diagnostics import CONVERGED, problem_text
+    from .payload import CONVERGENCE
+
+    entry = (condition.payload.get(CONVERGENCE) or {}).get(metric)
+    text = problem_text(entry)
+    if text is None or text == CONVERGED:
+        return False
+    limits = entry.get("thresholds") or {}
+    thresholds.add(f"N_eff < {limits.get('min_n_eff', 10):g} or "
+                   f"R-hat > {limits.get('max_rhat', 1.01):g}")
+    return True
 
 
 def save_figure(figure: Any, path: Path, *, dpi: int) -> None:
@@ -164,7 +187,7 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     """
     import time
 
-    from .actions import run_facts
+    from .actions import RecordKeptError, run_facts
     from .atomic import atomic_write_bytes
     from .numerics import numeric_environment
     from .errors import ArtifactIntegrityError
@@ -191,9 +214,12 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     run_plot(store, spec, comparison_digest, missing)
     for output in map(Path, missing):
         stored = store.objects.put_bytes(output.read_bytes())
-        store.record_action(keys[output], stored.digest, stage="plot",
-                            plugin=spec["plugin"], figure=output.name, **run_facts(started),
-                            numerics=numeric_environment())
+        try:
+            store.record_action(keys[output], stored.digest, stage="plot",
+                                plugin=spec["plugin"], figure=output.name,
+                                **run_facts(started), numerics=numeric_environment())
+        except RecordKeptError as exc:   # a sticky store: another member's record stays
+            log(str(exc))
 
 
 def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,

@@ -262,13 +262,16 @@ class SharingPolicy:
 
     def _fix_new_dir(self, directory: Path) -> None:
         """A directory we just created: the shared mode (mkdir's mode passes the umask) and
-        the store's group (inherited from a setgid parent; set here when it is not)."""
+        the store's group (inherited from a setgid parent; set here when it is not). The
+        kernel passes setgid on, not the sticky bit: a shard of a sticky records folder
+        (``share-store --sticky-records``) gets it here."""
         if self.gid is not None:
             try:
                 os.chown(directory, -1, self.gid)
             except PermissionError:
                 pass    # not a member of the store's group: it keeps ours
-        os.chmod(directory, self.dir_mode)
+        sticky = os.stat(directory.parent).st_mode & stat.S_ISVTX
+        os.chmod(directory, self.dir_mode | sticky)
 
     def job_umask(self) -> int | None:
         """The umask a job sets so files its runner creates stay group-writable."""
@@ -370,6 +373,18 @@ class SharingPolicy:
         except PermissionError as exc:
             raise self.permission_error(exc.filename or path) from None
 
+    @staticmethod
+    def kept_by_sticky(path: str | os.PathLike[str]) -> int | None:
+        """The uid of another user's file at ``path`` in a sticky directory (only its owner
+        or root may replace or delete it), or None."""
+        try:
+            st = os.lstat(path)
+            sticky = os.stat(os.path.dirname(os.fspath(path)) or ".").st_mode & stat.S_ISVTX
+        except OSError:
+            return None
+        euid = os.geteuid()
+        return st.st_uid if sticky and euid != 0 and st.st_uid != euid else None
+
     def reading_error(self, path: str | os.PathLike[str], what: str) -> StorePermissionError:
         return self.permission_error(path, write=False, what=what)
 
@@ -469,11 +484,19 @@ def _wanted(mode: int, is_dir: bool, others: int) -> int:
     return mode | stat.S_IRGRP | (stat.S_IXGRP if mode & stat.S_IXUSR else 0)
 
 
-def make_shared(root: str | os.PathLike[str], group: str, *, dry_run: bool = False
-                ) -> ShareReport:
+# Folders whose files are records a member could otherwise replace or delete for another
+# (action records, registered results): --sticky-records sets the sticky bit on them.
+STICKY_FOLDERS = ("actions", ROOTS_DIR)
+
+
+def make_shared(root: str | os.PathLike[str], group: str, *, dry_run: bool = False,
+                sticky_records: bool = False) -> ShareReport:
     """Give the store to ``group``: every directory group-writable and setgid, every file
     group-readable (objects stay read-only), all in that group. Only entries the current
-    user owns can be changed (root changes all); the rest are counted by owner."""
+    user owns can be changed (root changes all); the rest are counted by owner.
+
+    ``sticky_records``: the records folders and their shards also get the sticky bit, so
+    only a record's owner (or root) can rename or delete it."""
     import grp
 
     root = Path(root)
@@ -496,8 +519,13 @@ def make_shared(root: str | os.PathLike[str], group: str, *, dry_run: bool = Fal
     report.members = sorted(set(entry.gr_mem) | _primary_members(gid))
     others = stat.S_IMODE(st.st_mode) & 0o005      # keep what others may do; never o+w
 
+    sticky_tops = tuple(os.path.join(str(root), name) for name in STICKY_FOLDERS)
+
     def visit(path: str, st: os.stat_result, is_dir: bool) -> None:
-        want_mode = _wanted(st.st_mode, is_dir, others)
+        want_mode = _wanted(st.st_mode, is_dir, others) | (st.st_mode & stat.S_ISVTX)
+        if is_dir and sticky_records and any(path == top or path.startswith(top + os.sep)
+                                             for top in sticky_tops):
+            want_mode |= stat.S_ISVTX
         if stat.S_IMODE(st.st_mode) == stat.S_IMODE(want_mode) and st.st_gid == gid:
             report.unchanged += 1
             return

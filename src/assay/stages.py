@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__, joblog
-from .actions import run_facts
+from .actions import RecordKeptError, run_facts
 from .claims import Claim
 from .artifacts import Artifact, ComparisonArtifact, ConditionArtifact, RunArtifact
 from .context import AggregateContext, CollectorContext, CompareContext, RunContext
@@ -62,10 +62,15 @@ def run_spec(study: Any, condition: str, replicate: int) -> dict[str, Any]:
 def _analysis_spec(study: Any, analysis: str, stage: str) -> dict[str, Any]:
     spec = study.analyses[analysis]
     cls = resolve_analysis(spec.plugin, where=f"analyses.{analysis}.plugin")
+    parts = key_parts(stage)
+    if stage == "collect":   # a plugin with SERIES collects with assay.diagnostics too
+        from .diagnostics import series_stage_code
+
+        parts.update(series_stage_code(cls))
     return {"stage": stage, "analysis": analysis, "plugin": spec.plugin,
             "settings": spec.settings,
             "settings_fingerprint": settings_fingerprint(spec.plugin, spec.settings),
-            "code_digest": code_digest(cls), **key_parts(stage)}
+            "code_digest": code_digest(cls), **parts}
 
 
 def collect_spec(study: Any, analysis: str, condition: str, replicate: int) -> dict[str, Any]:
@@ -172,8 +177,11 @@ def execute(store: ArtifactStore, spec: dict[str, Any], input_digests: list[str]
             inputs=[{"role": role, "digest": d} for d in input_digests] if role else [])
         claim.check()   # an attempt that lost its claim publishes nothing
         digest = store.write_artifact(artifact)
-        store.record_action(key, digest, stage=stage, plugin=spec["plugin"],
-                            **run_facts(started), numerics=numeric_environment())
+        try:
+            store.record_action(key, digest, stage=stage, plugin=spec["plugin"],
+                                **run_facts(started), numerics=numeric_environment())
+        except RecordKeptError as exc:   # a sticky store: another member's record stays
+            log(str(exc))
         if work is not None:
             work.remove()   # ours: we hold the claim
     log(f"computed {stage} {digest} in {time.monotonic() - started:.3f}s")
@@ -314,6 +322,9 @@ def compute_collect(store: ArtifactStore, spec: dict[str, Any], inputs: list[str
     _check_identity(result, ReplicateArtifact, spec, f"analysis {spec['plugin']!r} collect")
     if result.analysis_name != spec["analysis"]:
         result = dataclasses.replace(result, analysis_name=spec["analysis"])
+    from .diagnostics import with_replicate_diagnostics
+
+    result = with_replicate_diagnostics(store, cls, result, f"analysis {spec['plugin']!r}")
     metadata = {**result.metadata, "settings_fingerprint": spec["settings_fingerprint"]}
     return dataclasses.replace(result, metadata=metadata)
 
@@ -327,7 +338,8 @@ def compute_aggregate(store: ArtifactStore, spec: dict[str, Any], inputs: list[s
         settings=spec["settings"], settings_fingerprint=spec["settings_fingerprint"],
         replicates=read_replicates(store, spec, inputs), confidence=options["confidence"],
         artifact_store=store)
-    result = default_aggregate(ctx, options["min_replicates"], options["allow_partial"])
+    result = default_aggregate(ctx, options["min_replicates"], options["allow_partial"],
+                               thresholds=options)
     plugin = resolve_analysis(spec["plugin"])()
     if hasattr(plugin, "aggregate"):
         result = plugin.aggregate(ctx, result)

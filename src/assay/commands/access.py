@@ -11,7 +11,8 @@ def run_share_store(args: Any) -> int:
     from ..sharing import SharingPolicy, SharingSettings, make_shared
 
     root = store_root(args)
-    report = make_shared(root, args.group, dry_run=args.dry_run)
+    report = make_shared(root, args.group, dry_run=args.dry_run,
+                         sticky_records=args.sticky_records)
     if args.json:
         print_json(report.to_dict())
         return 1 if report.not_ours else 0
@@ -24,6 +25,9 @@ def run_share_store(args: Any) -> int:
     print(f"  {verb} {report.files} files: group {args.group}, group-readable (objects stay "
           "read-only for everyone)")
     print(f"  already right: {report.unchanged}")
+    if args.sticky_records:
+        print("  records folders (actions/, roots/) sticky: only a record's owner (or root) "
+              "can replace or delete it; each member's gc leaves the others' records")
     for owner, count in sorted(report.not_ours.items()):
         print(f"  NOT CHANGED: {count} entries owned by {owner}; {owner} (or root) runs this "
               "command too")
@@ -46,5 +50,8 @@ def register(sub: Any) -> None:
                     run_share_store)
     p.add_argument("--group", required=True, metavar="GROUP",
                    help="the group whose members use the store (you must be a member)")
+    p.add_argument("--sticky-records", action="store_true",
+                   help="also set the sticky bit on actions/ and roots/: members cannot rename "
+                        "or delete each other's records (costs: see docs/reliability.md)")
     p.add_argument("--dry-run", action="store_true", help="only count what would change")
     add_json(p)

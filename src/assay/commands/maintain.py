@@ -118,6 +118,9 @@ def run_gc(args: Any) -> int:
     for where, problem in sorted(report.unreadable_results.items()):
         print(f"cannot read the refs of another member's results {where} ({problem}); "
               "gc --delete refuses until its owner makes them readable")
+    for owner, count in sorted(report.kept_sticky.items()):
+        print(f"left {count} record(s) of {owner}: the records folders are sticky, so only "
+              f"{owner} (or root) can delete them; {owner}'s own `assay gc --delete` does")
     for where, writer in sorted(report.untrusted_roots.items()):
         print(f"ignored a results directory registered by {writer}, whom the store does not "
               f"trust: {where}")
