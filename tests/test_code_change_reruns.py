@@ -139,3 +139,55 @@ def test_a_storage_format_bump_reruns_everything(copies):
     ran = _ran(_snakemake(lib, study))
     assert ran == Counter({"run": 4, "collect": 8, **STATISTICS}), ran
     assert _recomputed(study) == Counter({"run": 4, "collect": 8, "aggregate": 4, "compare": 2})
+
+
+KEEP = ("--rerun-triggers", "mtime", "params", "input")
+RUNNER_RUN = "    def run(self, ctx: RunContext) -> RunArtifact:\n        from .demo.physics"
+RUNNER_EDITED = ("    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
+                 "        from .demo.physics")
+
+
+def _status(lib: Path, study: Path, *args: str) -> dict:
+    import json
+
+    proc = subprocess.run([sys.executable, "-m", "assay.cli", "status", "--json",
+                           "--no-slurm", *args], cwd=study, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(lib)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _made_with(study: Path) -> set[str]:
+    """The runner code digests the runs' provenance records."""
+    from assay import read_ref
+
+    store = ArtifactStore(study / "store")
+    try:
+        return {store.read_artifact(read_ref(ref).digest).provenance["code_digest"]
+                for ref in (study / "results" / "runs").rglob("*.json")}
+    finally:
+        store.close()
+
+
+def test_rerun_triggers_without_code_keep_the_runs_and_status_says_kept(copies):
+    lib, study = copies
+    made_with = _made_with(study)
+    _edit(lib, "runners.py", RUNNER_RUN, RUNNER_EDITED)
+
+    # The user keeps the campaign: nothing is scheduled, nothing recomputes.
+    assert _ran(_snakemake(lib, study, *KEEP)) == Counter()
+    assert _recomputed(study) == Counter()
+    assert _made_with(study) == made_with   # the kept runs name the code they were made with
+    kept = _status(lib, study, *KEEP)
+    assert kept["stages"]["run"]["kept"] == 4 and kept["counts"]["stale"] == 0
+    assert {job["why"] for job in kept["kept"]} == {
+        "made with older code of polymer_langevin; rerun with default triggers to refresh"}
+    # Under the default triggers the same runs are stale, for their code only.
+    stale = _status(lib, study)
+    assert Counter(job["why"] for job in stale["stale"] if job["stage"] == "run") == Counter(
+        {"code of polymer_langevin": 4})
+
+    # Default triggers refresh them: the four runs recompute with the new code.
+    assert _ran(_snakemake(lib, study))["run"] == 4
+    assert _recomputed(study)["run"] == 4
+    assert len(_made_with(study)) == 1 and _made_with(study) != made_with

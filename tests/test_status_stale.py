@@ -140,3 +140,69 @@ def test_the_runners_code_and_the_storage_format(copies):
     status = _status(lib, study)
     assert _not_done(status) == _scheduled(lib, study)
     assert _reasons(status)[("run", "code of polymer_langevin, storage format")] == 4
+
+
+def _why(lib: Path, study: Path, target: str, *args: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "assay.cli", "status", "--no-slurm", "--why",
+                           target, *args], cwd=study, capture_output=True, text=True,
+                          env=_env(lib), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_why_names_what_differs_key_by_key(copies):
+    lib, study = copies
+    assert _why(lib, study, "runs/strong/1") == [
+        "results/runs/strong/1.json (run strong/1): done", "  up to date"]
+
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["conditions"][1]["params"]["surface_epsilon"] = 2.0
+    config["analyses"]["gyration"]["settings"]["equilibration_frames"] = 6
+    write_config(study, config)
+    assert _why(lib, study, "results/runs/strong/1.json") == [
+        "results/runs/strong/1.json (run strong/1): stale",
+        "  params.surface_epsilon: 3.0 → 2.0"]
+    assert _why(lib, study, "replicates/gyration/strong/2") == [
+        "results/replicates/gyration/strong/2.json (collect gyration/strong/2): stale",
+        "  params.surface_epsilon: 3.0 → 2.0",
+        "  settings.equilibration_frames: 5 → 6",
+        "  upstream results/runs/strong/2.json is stale: it runs first, then this job"]
+    assert _why(lib, study, "replicates/gyration/free/1") == [
+        "results/replicates/gyration/free/1.json (collect gyration/free/1): stale",
+        "  settings.equilibration_frames: 5 → 6"]
+
+    write_config(study, SMALL_CONFIG)
+    path = lib / "assay" / "runners.py"
+    path.write_text(path.read_text().replace(
+        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from .demo.physics",
+        "    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
+        "        from .demo.physics", 1))
+    from assay import read_ref
+
+    store = ArtifactStore(study / "store")   # the digest the run was made with
+    made = store.read_artifact(read_ref(study / "results/runs/free/1.json").digest)
+    store.close()
+    old_digest = made.provenance["code_digest"]
+    new = subprocess.run(   # the edited runner's digest, from the edited package
+        [sys.executable, "-c", "from assay.plugins import code_digest, resolve_runner; "
+         "print(code_digest(resolve_runner('polymer_langevin'), {}))"],
+        capture_output=True, text=True, env=_env(lib), check=True).stdout.strip()
+    assert new.startswith("sha256:") and new != old_digest
+    assert _why(lib, study, "runs/free/1") == [
+        "results/runs/free/1.json (run free/1): stale",
+        f"  code of polymer_langevin: {old_digest[:19]}… → {new[:19]}…"]
+    assert _why(lib, study, "runs/free/1", "--rerun-triggers", "mtime", "params", "input") == [
+        "results/runs/free/1.json (run free/1): kept (made with older code of "
+        "polymer_langevin; rerun with default triggers to refresh)",
+        f"  code of polymer_langevin: {old_digest[:19]}… → {new[:19]}…"]
+
+
+def test_why_of_an_unknown_target_is_one_line(copies):
+    lib, study = copies
+    proc = subprocess.run([sys.executable, "-m", "assay.cli", "status", "--no-slurm", "--why",
+                           "runs/nowhere/1"], cwd=study, capture_output=True, text=True,
+                          env=_env(lib), timeout=120)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.strip().startswith(
+        "assay status: error: --why runs/nowhere/1: no job of this study writes that")
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", required=True, help="store directory")
     parser.add_argument("--spec", required=True, help="job spec as JSON, or @FILE named by its sha256 (long specs)")
     parser.add_argument("--inputs", nargs="*", default=[], help="input ref files")
+    # The run rule gives these in its shell text, not in its spec param (assay.keys).
+    parser.add_argument("--code-digest", help="the runner's code digest (run stage)")
+    parser.add_argument("--storage-format", type=int, help="the storage format (run stage)")
     parser.add_argument("--output", help="ref file to write (artifact stages)")
     parser.add_argument("--plots", nargs="*", default=[], help="figure files (plot stage)")
     parser.add_argument("--no-cache", action="store_true", help="ignore the action cache")
@@ -93,7 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     store = None
     try:
-        spec = json.loads(args.spec)
+        from .keys import with_rule_code
+
+        spec = with_rule_code(json.loads(args.spec), {"code_digest": args.code_digest,
+                                                      "format": args.storage_format})
         if spec.get("stage") != args.stage:
             raise AssayError(f"spec is for stage {spec.get('stage')!r}, not {args.stage!r}")
         store = ArtifactStore(args.store)

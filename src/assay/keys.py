@@ -27,6 +27,43 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 }
 
 
+# Key parts a rule hands its job through its shell command, not through its params:
+# Snakemake's `code` trigger (the rule's command text) sees a change of them, its `params`
+# trigger does not. So `--rerun-triggers mtime params input` keeps runs made by older runner
+# code (or an older storage format), and the default triggers rerun them. Only the run rule:
+# one runner per study, so the command's digest is exactly its runs'. The other stages keep
+# their code in their params: one rule serves every analysis, and a rule-wide digest would
+# rerun every analysis for one plugin's change.
+RULE_CODE_KEYS: dict[str, tuple[str, ...]] = {"run": ("code_digest", "format")}
+# The job options that carry them (assay.jobs), in RULE_CODE_KEYS order.
+RULE_CODE_OPTIONS = {"code_digest": "--code-digest", "format": "--storage-format"}
+
+
+def rule_code_args(stage: str, spec: dict[str, Any]) -> str:
+    """The rule-code part of a job's command line, e.g. ``--code-digest sha256:… --storage-
+    format 1``: no braces or quotes, so it sits in a rule's shell text as it is."""
+    return " ".join(f"{RULE_CODE_OPTIONS[k]} {spec[k]}" for k in RULE_CODE_KEYS.get(stage, ()))
+
+
+def with_rule_code(spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The job's whole spec: its ``spec`` param plus what the rule's command gave
+    (``given``: RULE_CODE_KEYS -> value or None). A value that contradicts the spec stops the
+    job: its key would be wrong."""
+    from .errors import AssayError
+
+    if not isinstance(spec, dict):
+        return spec   # the job reports a malformed spec
+    merged = dict(spec)
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key in spec and spec[key] != value:
+            raise AssayError(f"{RULE_CODE_OPTIONS[key]} {value} contradicts the spec's "
+                             f"{key} {spec[key]!r}; give one of them")
+        merged[key] = value
+    return merged
+
+
 def stage_code_digest(stage: str) -> str | None:
     """Digest of the framework modules a stage computes with; None for run and collect."""
     from .plugins import modules_digest

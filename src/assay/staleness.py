@@ -1,11 +1,17 @@
 """Which finished jobs Snakemake would run again, and why, from files alone.
 
 A done artifact job is *stale* when the spec its artifact records (its provenance) differs
-from the spec the current plan gives it, Snakemake's params trigger, or when its inputs
-are not the artifacts its upstream refs now name; a figure, when the spec Snakemake
-recorded for it differs. A job downstream of anything that will run is stale too
-(Snakemake reruns it after its input). So `assay status` counts what `snakemake -n`
-schedules without building the DAG: one small manifest read per finished job.
+from the spec the current plan gives it (Snakemake's params trigger, and for a run its
+`code` trigger: the run rule's command carries the runner's code digest and the storage
+format, assay.keys.RULE_CODE_KEYS), or when its inputs are not the artifacts its upstream
+refs now name; a figure, when the spec Snakemake recorded for it differs. A job downstream
+of anything that will run is stale too (Snakemake reruns it after its input). So
+`assay status` counts what `snakemake -n` schedules without building the DAG: one small
+manifest read per finished job.
+
+Given Snakemake's ``--rerun-triggers`` without ``code`` (or ``params``), a job whose only
+differences are what that trigger sees is *kept*: Snakemake keeps it, and status says
+what it was made with instead of calling it done.
 """
 
 from __future__ import annotations
@@ -24,26 +30,57 @@ _CONFIG_KEYS = {"settings", "params", "seed", "aggregation", "control", "confide
                 "comparison", "conditions", "plots", "settings_fingerprint", "numerics",
                 "plugin"}
 _NAME_MAX = 255
+# Snakemake's --rerun-triggers; status models `code` and `params` (an input that changed is
+# always stale: its ref was rewritten, so its mtime is newer).
+TRIGGERS = ("mtime", "params", "input", "software-env", "code")
+KEPT_HINT = "rerun with default triggers to refresh"
+QUOTE_ESCAPE = "'\"'\"'"   # shlex.quote's spelling of ' inside '...'
 
 
 def _reason(key: str, spec: dict[str, Any]) -> str:
     if key == "code_digest":
         return f"code of {spec.get('plugin')}"
     if key == "stage_code":
-        from .keys import STAGE_CODE
-
-        return f"code of {' + '.join(STAGE_CODE[spec['stage']])}"
+        return f"code of {stage_modules(spec.get('stage'))}"
     if key == "format":
         return "storage format"
     return f"config: {key}" if key in _CONFIG_KEYS else f"spec: {key}"
 
 
-def spec_differences(current: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
-    """Reasons a recorded spec (provenance, or Snakemake's params) is not the current one."""
+def stage_modules(stage: Any) -> str:
+    """The framework modules a stage's ``stage_code`` covers, as a reason names them."""
+    from .keys import STAGE_CODE
+
+    return " + ".join(STAGE_CODE.get(stage, ())) or f"the {stage} stage's modules"
+
+
+def differing_keys(current: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """Spec keys whose recorded value (provenance, or Snakemake's params) is not current."""
     from .stages import OPTIONAL_SPEC_KEYS
 
     keys = (set(current) | {k for k in OPTIONAL_SPEC_KEYS if k in recorded}) - {"sources"}
-    return sorted({_reason(k, current) for k in keys if current.get(k) != recorded.get(k)})
+    return sorted(k for k in keys if current.get(k) != recorded.get(k))
+
+
+def spec_differences(current: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """Reasons a recorded spec (provenance, or Snakemake's params) is not the current one."""
+    return sorted({_reason(k, current) for k in differing_keys(current, recorded)})
+
+
+def trigger_of(stage: str, key: str) -> str:
+    """The Snakemake rerun trigger that sees a change of this spec key."""
+    from .keys import RULE_CODE_KEYS
+
+    return "code" if key in RULE_CODE_KEYS.get(stage, ()) else "params"
+
+
+def judge(stage: str, keys: list[str], current: dict[str, Any],
+          triggers: tuple[str, ...] = TRIGGERS) -> tuple[str | None, str | None]:
+    """(stale why, kept why) for differing spec keys under the given rerun triggers."""
+    stale = sorted({_reason(k, current) for k in keys if trigger_of(stage, k) in triggers})
+    kept = sorted({_reason(k, current) for k in keys if trigger_of(stage, k) not in triggers})
+    return (", ".join(stale) or None,
+            f"made with older {', '.join(kept)}; {KEPT_HINT}" if kept else None)
 
 
 def _manifest(objects: Any, digest: str) -> dict[str, Any] | None:
@@ -75,29 +112,37 @@ def _metadata_params(root: Path, output: str) -> list[str] | None:
     return params if isinstance(params, list) else None
 
 
-def _plot_why(current: dict[str, Any], recorded: list[str]) -> str:
-    """Why a figure's recorded spec (Snakemake stores each param's repr) is not current."""
+def recorded_plot_spec(recorded: list[str]) -> dict[str, Any] | None:
+    """The plot spec among a figure's recorded params (Snakemake stores each one's repr)."""
     import ast
 
+    from .errors import AssayError
     from .workflow import spec_json
 
     for param in recorded:
         try:
             spec = spec_json(ast.literal_eval(param))
-        except (ValueError, SyntaxError, TypeError):
+        except (ValueError, SyntaxError, TypeError, AssayError):
             continue
         if isinstance(spec, dict) and spec.get("stage") == "plot":
-            return ", ".join(spec_differences(current, spec)) or "params changed"
-    return "params changed"
+            return spec
+    return None
 
 
-def _spec_dict(quoted: str) -> dict[str, Any]:
+def _plot_why(current: dict[str, Any], recorded: list[str]) -> str:
+    """Why a figure's recorded spec is not current."""
+    spec = recorded_plot_spec(recorded)
+    return "params changed" if spec is None else (
+        ", ".join(spec_differences(current, spec)) or "params changed")
+
+
+def spec_dict(quoted: str) -> dict[str, Any]:
     """``WorkflowPlan.spec``'s shell quoting undone without shlex (10x faster at 4,000 jobs)."""
-    if quoted.startswith("'") and quoted.endswith("'"):
-        return json.loads(quoted[1:-1].replace("'\"'\"'", "'"))
+    if quoted.startswith("'") and quoted.endswith("'") and not quoted.startswith("'@"):
+        return json.loads(quoted[1:-1].replace(QUOTE_ESCAPE, "'"))
     from .workflow import spec_json
 
-    return spec_json(quoted)
+    return spec_json(quoted)   # also a long spec's @file (assay.spec_files)
 
 
 def _upstream(job: Any, by_output: dict[str, Any], plan: Any) -> list[Any]:
@@ -118,12 +163,14 @@ def _upstream(job: Any, by_output: dict[str, Any], plan: Any) -> list[Any]:
     return [by_output[r] for r in refs if r in by_output]
 
 
-def mark_stale(plan: Any, jobs: list[Any], root: str | Path) -> list[str]:
-    """Set ``state = "stale"`` and ``why`` on done jobs Snakemake would run again.
+def mark_stale(plan: Any, jobs: list[Any], root: str | Path,
+               triggers: tuple[str, ...] = TRIGGERS) -> list[str]:
+    """Set ``state = "stale"`` and ``why`` on done jobs Snakemake would run again, and
+    ``state = "kept"`` on those it keeps only because ``triggers`` lack what changed.
 
     ``jobs`` are in stage order (assay.status.plan_jobs), so upstream is judged first.
     Returns notes: a stage whose current spec cannot be made here (a runner's module not
-    found from this directory) is not checked, and says so.
+    found from this directory) is not checked, and says so; runs stale only for their code.
     """
     from .errors import AssayError
 
@@ -138,7 +185,7 @@ def mark_stale(plan: Any, jobs: list[Any], root: str | Path) -> list[str]:
         if job.state != "done" or job.stage in unchecked:
             continue
         upstream = _upstream(job, by_output, plan)
-        waiting = [u for u in upstream if u.state != "done"]
+        waiting = [u for u in upstream if u.state not in ("done", "kept")]
         if waiting:
             first = waiting[0]
             job.state, job.why = "stale", f"upstream {first.stage} {first.state}"
@@ -155,29 +202,48 @@ def mark_stale(plan: Any, jobs: list[Any], root: str | Path) -> list[str]:
             current = plan.spec("plot", wildcards)
             recorded = _metadata_params(root, job.output)
             if recorded is not None and repr(current) not in recorded:
-                job.state, job.why = "stale", _plot_why(_spec_dict(current), recorded)
+                if "params" in triggers:
+                    job.state, job.why = "stale", _plot_why(spec_dict(current), recorded)
+                else:
+                    job.state, job.why = "kept", f"made with older params; {KEPT_HINT}"
             continue
-        why = _artifact_why(job, _spec_dict(plan.spec(job.stage, wildcards)), upstream,
-                            objects, digests, root)
-        if why:
-            job.state, job.why = "stale", why
-    return [f"{stage} jobs were not checked for staleness: {problem} (run status in the "
-            "study directory)" for stage, problem in unchecked.items()]
+        stale, kept = _artifact_why(job, spec_dict(plan.spec(job.stage, wildcards)),
+                                    upstream, objects, digests, root, triggers)
+        if stale:
+            job.state, job.why = "stale", stale
+        elif kept:
+            job.state, job.why = "kept", kept
+    notes = [f"{stage} jobs were not checked for staleness: {problem} (run status in the "
+             "study directory)" for stage, problem in unchecked.items()]
+    code_only = sum(j.stage == "run" and j.state == "stale" and j.code_only for j in jobs)
+    if code_only:
+        notes.append(f"{code_only} runs are stale only because their runner's code (or the "
+                     "storage format) changed: `snakemake --rerun-triggers mtime params "
+                     "input` keeps them (`assay status --rerun-triggers mtime params input` "
+                     "then lists them as kept)")
+    return notes
 
 
 def _artifact_why(job: Any, current: dict[str, Any], upstream: list[Any], objects: Any,
-                  digests: dict[str, str], root: Path) -> str | None:
+                  digests: dict[str, str], root: Path, triggers: tuple[str, ...]
+                  ) -> tuple[str | None, str | None]:
+    """(stale why, kept why) of a done artifact job; notes on ``job.code_only`` whether
+    only what Snakemake's code trigger sees differs."""
     try:
         digest = read_ref(os.path.join(root, job.output)).digest
     except Exception:   # judged done a moment ago: a ref replaced meanwhile
-        return "its ref is unreadable"
+        return "its ref is unreadable", None
     digests[job.output] = digest
     manifest = _manifest(objects, digest)
     if manifest is None:
-        return None   # a missing or damaged object is `assay verify`'s to report
-    reasons = spec_differences(current, manifest.get("provenance") or {})
+        return None, None   # a missing or damaged object is `assay verify`'s to report
+    keys = differing_keys(current, manifest.get("provenance") or {})
+    stale, kept = judge(job.stage, keys, current, triggers)
     recorded = sorted(i.get("digest") for i in manifest.get("inputs") or []
                       if isinstance(i, dict))
-    if upstream and recorded != sorted(digests.get(u.output, "") for u in upstream):
-        reasons.append("an input changed")
-    return ", ".join(reasons) or None
+    moved = bool(upstream) and recorded != sorted(digests.get(u.output, "") for u in upstream)
+    if moved:
+        stale = ", ".join(filter(None, [stale, "an input changed"]))
+    job.code_only = bool(keys) and not moved and all(trigger_of(job.stage, k) == "code"
+                                                      for k in keys)
+    return stale, kept

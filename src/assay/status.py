@@ -10,6 +10,10 @@ log, and each job's state follows from what is on disk.
 * **stale**: its output exists but Snakemake would run it again (assay.staleness): the
   spec its artifact records differs from the current plan's (config, a plugin's or the
   statistics' code, the storage format), an input changed, or something upstream runs.
+* **kept**: it differs only in what the ``--rerun-triggers`` given to status (as to
+  Snakemake) leave out, e.g. a run made with older runner code under
+  ``--rerun-triggers mtime params input``: Snakemake keeps it; status says what it was
+  made with.
 * **running**: it is alive, judged in this order: a run's work directory, written by
   this attempt, names a process on this host that still runs ``assay``; its SLURM job
   (the id in Snakemake's marker, else in the work directory) is not finished, by one
@@ -49,7 +53,7 @@ from .layout import STAGE_LAYOUTS, catalog_log_path, plot_log_path
 from .refs import read_ref
 from .workdirs import STATE, WORK_DIR, WorkDir, WorkDirs
 
-STATES = ("done", "stale", "running", "failed", "pending")
+STATES = ("done", "kept", "stale", "running", "failed", "pending")
 STAGES = ("run", "collect", "aggregate", "compare", "plot", "catalog")
 DEFAULT_CONFIGFILE = "config/config.yaml"   # the Snakefile's `configfile:`
 SNAKEMAKE_DIR = ".snakemake"
@@ -93,7 +97,8 @@ class Job:
     slurm_state: str | None = None
     work: dict[str, Any] | None = None    # a run's state.json (+ progress) while it matters
     marker: Marker | None = None
-    why: str | None = None                # a stale job: what differs from the plan
+    why: str | None = None                # a stale or kept job: what differs from the plan
+    code_only: bool = False               # only what Snakemake's code trigger sees differs
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, **self.names, "state": self.state, "cached": self.cached,
@@ -138,6 +143,7 @@ class StudyStatus:
                 "running": [j.to_dict() for j in self.jobs if j.state == "running"],
                 "failed": [j.to_dict() for j in self.jobs if j.state == "failed"],
                 "stale": [j.to_dict() for j in self.jobs if j.state == "stale"],
+                "kept": [j.to_dict() for j in self.jobs if j.state == "kept"],
                 "rerun": self.rerun, "snakemake": self.snakemake, "slurm": self.slurm,
                 "notes": self.notes}
 
@@ -388,9 +394,10 @@ def _process_alive(pid: Any) -> bool:
 
 # --- putting it together -------------------------------------------------------------------
 def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
-                 configfiles: Iterable[str] = (), replace_config: bool = False
-                 ) -> StudyStatus:
-    """The state of every job of ``plan`` in the study directory ``root``; read-only."""
+                 configfiles: Iterable[str] = (), replace_config: bool = False,
+                 rerun_triggers: tuple[str, ...] | None = None) -> StudyStatus:
+    """The state of every job of ``plan`` in the study directory ``root``; read-only.
+    ``rerun_triggers``: Snakemake's (default: all), to tell stale from kept."""
     root, now, host = Path(root), time.time(), socket.gethostname()
     jobs = plan_jobs(plan)
     markers = incomplete_markers(root)
@@ -412,9 +419,9 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
         slurm_states, slurm_problem = squeue_states()
     for job in undone:
         _judge(job, root, slurm_states, host, alive)
-    from .staleness import mark_stale
+    from .staleness import TRIGGERS, mark_stale
 
-    unchecked = mark_stale(plan, jobs, root)
+    unchecked = mark_stale(plan, jobs, root, rerun_triggers or TRIGGERS)
 
     stale_lock = locked and processes == []
     status = StudyStatus(

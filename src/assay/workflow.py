@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import Study
 from .hashing import canonical_json
+from .keys import RULE_CODE_KEYS, rule_code_args
 from .layout import CATALOG_FILE, STAGE_LAYOUTS
 from .plotting import plot_outputs
 from .plugins import resolve_analysis
@@ -135,7 +136,7 @@ class WorkflowPlan:
     # --- specs ----------------------------------------------------------------------
     @lru_cache(maxsize=None)
     def _spec(self, stage: str, analysis: str | None, condition: str | None,
-              replicate: int | None) -> str:
+              replicate: int | None, rule_params: bool = False) -> str:
         if stage == "run":
             spec = stages.run_spec(self.study, condition, replicate)
             runner = stages.resolve_runner(self.study.runner.plugin)
@@ -157,14 +158,28 @@ class WorkflowPlan:
             from .numerics import PORTABLE_PROFILE
 
             spec["numerics"] = {"portable": PORTABLE_PROFILE}
+        if rule_params:   # the rule's command carries these instead (assay.keys)
+            for key in RULE_CODE_KEYS.get(stage, ()):
+                del spec[key]
         return spec_argument(canonical_json(spec), self.results, self.workdir)
 
-    def spec(self, stage: str, wildcards: Any) -> str:
-        """Shell-quoted canonical JSON: also Snakemake's params, so any change reruns."""
+    def spec(self, stage: str, wildcards: Any, *, rule_params: bool = False) -> str:
+        """A job's whole spec (its key and provenance) as shell-quoted canonical JSON; with
+        ``rule_params``, the rule's ``spec`` param (Snakemake's params trigger): without the
+        key parts the rule's command carries (``rule_code``)."""
         get = lambda name: getattr(wildcards, name, None)  # noqa: E731
         replicate = get("replicate")
         return self._spec(stage, get("analysis"), get("condition"),
-                          int(replicate) if replicate is not None else None)
+                          int(replicate) if replicate is not None else None, rule_params)
+
+    @lru_cache(maxsize=None)
+    def rule_code(self, stage: str) -> str:
+        """The key parts a rule's shell text carries (Snakemake's code trigger), the same for
+        all its jobs: the run rule's runner code digest and storage format (assay.keys)."""
+        if stage != "run":
+            return ""
+        first = next(iter(self.study.conditions))
+        return rule_code_args(stage, stages.run_spec(self.study, first, 1))
 
     def run_sources(self, wildcards: Any) -> list[str]:
         """Files an import runner reads: Snakemake inputs, so their changes rerun the run."""

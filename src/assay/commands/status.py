@@ -27,6 +27,7 @@ def run_status(args: Any) -> int:
     from ..workflow import WorkflowPlan
 
     configfiles = args.configfile or []
+    triggers = tuple(args.rerun_triggers) if args.rerun_triggers else None
     plan = WorkflowPlan(load_study_config(configfiles, args.directory,
                                           replace=args.replace_workflow_config),
                         workdir=args.directory)
@@ -36,7 +37,17 @@ def run_status(args: Any) -> int:
     redraw = args.watch is not None and sys.stdout.isatty() and not args.json
     while True:
         status = study_status(plan, args.directory, slurm=not args.no_slurm,
-                              configfiles=typed, replace_config=args.replace_workflow_config)
+                              configfiles=typed, replace_config=args.replace_workflow_config,
+                              rerun_triggers=triggers)
+        if args.why is not None:   # one job: which key parts differ from what is stored
+            from ..explain import explain
+
+            report = explain(plan, status, args.directory, args.why)
+            if args.json:
+                print_json(report)
+            else:
+                print("\n".join(report["lines"]))
+            return 0
         counts = status.counts()
         if args.json and args.watch is not None:   # one line per look
             sys.stdout.write(json.dumps(status.to_dict(), sort_keys=True) + "\n")
@@ -85,16 +96,20 @@ def print_status(status: Any, show_all: bool = False) -> None:
     who = ("Snakemake is running here" if snakemake["running"]
            else "no Snakemake is running here")
     print(f"{counts['total']} jobs; {who}; {time.strftime('%H:%M:%S', time.localtime(status.time))}")
-    print(f"{progress_bar(counts['done'] / total)}  {counts['done']} done "
-          f"({counts['cached']} from cache), {counts['running']} running"
+    finished = counts["done"] + counts["kept"]
+    print(f"{progress_bar(finished / total)}  {counts['done']} done "
+          f"({counts['cached']} from cache), "
+          + (f"{counts['kept']} kept, " if counts["kept"] else "")
+          + f"{counts['running']} running"
           + (f" ({counts['queued']} queued)" if counts["queued"] else "")
           + f", {counts['failed']} failed"
           + (f", {counts['stale']} stale" if counts["stale"] else "")
           + f", {counts['pending']} pending\n")
     rows = [{"stage": stage, **status.counts(stage)} for stage in ("run", "collect",
             "aggregate", "compare", "plot", "catalog")]
-    print_table(rows, ["stage", "total", "done", "cached", "stale", "running", "failed",
-                       "pending"])
+    print_table(rows, ["stage", "total", "done", "cached"]
+                + (["kept"] if counts["kept"] else [])
+                + ["stale", "running", "failed", "pending"])
     print_stale(status)
 
     runs = status.runs()
@@ -128,12 +143,13 @@ def print_stale(status: Any) -> None:
     """Stale jobs grouped by stage and reason: what `snakemake -n` would run again, and why."""
     from collections import Counter
 
-    groups = Counter((j.stage, j.why) for j in status.jobs if j.state == "stale")
-    if not groups:
-        return
-    print(f"\nSTALE ({sum(groups.values())}): done, but snakemake would run them again")
-    for (stage, why), n in sorted(groups.items()):
-        print(f"  {n:>5} {stage}: {why}")
+    for state, title in (("kept", "snakemake with these --rerun-triggers keeps them"),
+                         ("stale", "done, but snakemake would run them again")):
+        groups = Counter((j.stage, j.why) for j in status.jobs if j.state == state)
+        if groups:
+            print(f"\n{state.upper()} ({sum(groups.values())}): {title}")
+            for (stage, why), n in sorted(groups.items()):
+                print(f"  {n:>5} {stage}: {why}")
 
 
 def _run_cells(row: dict[str, Any], now: float) -> dict[str, Any]:
@@ -143,7 +159,8 @@ def _run_cells(row: dict[str, Any], now: float) -> dict[str, Any]:
              else row["state"] + (" (cache)" if row["cached"] else ""))
     slurm = " ".join(str(v) for v in (row["slurm_job_id"], row["slurm_state"]) if v) or None
     return {"run": f"{row['condition']}/{row['replicate']}", "state": state,
-            "progress": ("100%" if row["state"] == "done" else None if row["percent"] is None
+            "progress": ("100%" if row["state"] in ("done", "kept")
+                         else None if row["percent"] is None
                          else f"{row['percent']:.0f}%"),
             "message": row["message"], "checkpoint": _ago(row["checkpoint"], now),
             "elapsed": _duration(row["elapsed_s"]), "attempt": row["attempt"],
@@ -172,4 +189,13 @@ def register(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="list every run, not only the "
                    f"running and failed ones (the default above {ALL_RUNS_UP_TO} runs)")
     p.add_argument("--no-slurm", action="store_true", help="do not ask squeue")
+    from ..staleness import TRIGGERS
+
+    p.add_argument("--rerun-triggers", nargs="+", choices=TRIGGERS, metavar="TRIGGER",
+                   help="as given to snakemake (default: all): e.g. `mtime params input` "
+                        "shows runs made with older runner code as kept, not stale")
+    p.add_argument("--why", metavar="TARGET",
+                   help="for one job (a ref path such as runs/free/1 or "
+                        "results/runs/free/1.json, or a figure), the key parts that differ "
+                        "between what is stored and the current plan")
     add_json(p)

@@ -12,7 +12,10 @@ rule run:
         claim_wait_s=PLAN.claim_wait_seconds,
     params:
         store=STORE,
-        spec=lambda wildcards: PLAN.spec("run", wildcards),
+        # Without the runner's code digest and the storage format: the command below
+        # carries those, so a code change is Snakemake's `code` trigger, not `params`
+        # (`--rerun-triggers mtime params input` keeps finished runs; assay.keys).
+        spec=lambda wildcards: PLAN.spec("run", wildcards, rule_params=True),
     log:
         PLAN.log_output("run"),
     benchmark:
@@ -21,6 +24,7 @@ rule run:
         "../envs/assay.yaml"
     shell:
         "python -m assay.jobs run --store {params.store:q} --spec {params.spec} "
+        f"{PLAN.rule_code('run')} "
         "--output {output:q} --threads {threads} --grace {resources.grace_s} "
         "--claim-wait {resources.claim_wait_s} --log {log:q} "
         "> {log:q} 2>&1"
