@@ -2,7 +2,8 @@
 
 A condition artifact keeps each replicate's value beside n/mean/std/SEM/CI, so every
 comparison, correction and figure is computed from stored artifacts without re-opening a
-replicate. What goes in must be what it claims: metrics are finite real numbers (a bool
+replicate. (Only the convergence diagnostics of series metrics read the replicates'
+series sidecars: R-hat needs every frame; assay.diagnostics.) What goes in must be what it claims: metrics are finite real numbers (a bool
 or the string "1.0" is not averaged as 1.0), and every replicate belongs to this analysis,
 this condition and these settings.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from .artifacts import ConditionArtifact, ReplicateArtifact
 from .context import AggregateContext
 from .errors import AssayError
-from .payload import METRICS, SKIP_REASON, SKIPPED_REPLICATES, VALUES
+from .payload import CONVERGENCE, METRICS, SKIP_REASON, SKIPPED_REPLICATES, VALUES
 from .store import ArtifactStore
 
 
@@ -66,13 +67,17 @@ def read_replicates(store: ArtifactStore, spec: dict[str, Any],
     return replicates
 
 
-def default_aggregate(ctx: AggregateContext, min_replicates: int,
-                      allow_partial: bool) -> ConditionArtifact:
+def default_aggregate(ctx: AggregateContext, min_replicates: int, allow_partial: bool,
+                      thresholds: dict[str, Any] | None = None) -> ConditionArtifact:
     """Per metric: each replicate's value, n, mean, std, SEM and t interval.
 
     Replicates with a skip reason or no metrics are recorded as skipped; a metric that
-    some replicates lack is summarized from the others, with a warning.
+    some replicates lack is summarized from the others, with a warning. Metrics whose
+    replicates carry convergence diagnostics (a plugin's SERIES) get R-hat, ESS and a
+    verdict against ``thresholds`` (min_n_eff, max_rhat: the study's aggregation section)
+    in payload["convergence"]; one not converged is named in the warnings.
     """
+    from .diagnostics import MAX_RHAT, MIN_N_EFF, condition_convergence
     from .statistics import summarize
 
     skipped, usable = [], {}
@@ -110,10 +115,19 @@ def default_aggregate(ctx: AggregateContext, min_replicates: int,
                             f"summary uses the other {len(values)}")
         metrics[name] = {**summarize(list(values.values()), ctx.confidence),
                          VALUES: {str(number): value for number, value in values.items()}}
+    payload: dict[str, Any] = {METRICS: metrics, SKIPPED_REPLICATES: skipped}
+    thresholds = thresholds or {}
+    convergence, unconverged = condition_convergence(
+        ctx.artifact_store, {n: ctx.replicates[n] for n in usable},
+        float(thresholds.get("min_n_eff", MIN_N_EFF)),
+        float(thresholds.get("max_rhat", MAX_RHAT)))
+    if convergence:   # only analyses with series: the others' payloads stay as they were
+        payload[CONVERGENCE] = convergence
     return ConditionArtifact(
         analysis_name=ctx.analysis_name, condition_label=ctx.condition_label,
-        replicates=sorted(usable), payload={METRICS: metrics, SKIPPED_REPLICATES: skipped},
-        metadata={"settings_fingerprint": ctx.settings_fingerprint}, warnings=warnings)
+        replicates=sorted(usable), payload=payload,
+        metadata={"settings_fingerprint": ctx.settings_fingerprint},
+        warnings=warnings + unconverged)
 
 
 def replicate_values(summary: dict[str, Any]) -> list[float] | None:

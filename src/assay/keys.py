@@ -17,11 +17,13 @@ from typing import Any
 STORAGE_FORMAT = 1
 
 # Framework modules whose code computes a stage's bytes (beside the plugin's own code).
-# Run and collect bytes come from the runner and the analysis plugin alone.
+# Run and collect bytes come from the runner and the analysis plugin alone (a collect of a
+# plugin that declares SERIES also keys assay.diagnostics.SERIES_CODE).
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "run": (),
     "collect": (),
-    "aggregate": ("assay.aggregation", "assay.statistics"),
+    "aggregate": ("assay.aggregation", "assay.statistics", "assay.convergence",
+                  "assay.diagnostics"),
     "compare": ("assay.comparison", "assay.aggregation", "assay.statistics"),
     "plot": ("assay.plotting",),
 }

@@ -13,6 +13,7 @@ METRICS = "metrics"          # {name: finite float} aggregated across replicates
 SKIP_REASON = "skipped"      # a collector sets payload[SKIP_REASON] = why to drop a replicate
 SKIPPED_REPLICATES = "skipped_replicates"  # [{replicate, reason}] in condition artifacts
 VALUES = "values"            # a condition's metric summary: {replicate number: its value}
+CONVERGENCE = "convergence"  # {metric: diagnostics} of series metrics (assay.diagnostics)
 CONDITIONS = "conditions"
 CONTROL = "control"
 # Comparison artifacts (see docs/statistics.md):

@@ -114,6 +114,8 @@ class StudyStatus:
     slurm: dict[str, Any]
     rerun: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # Metrics of finished conditions that are not converged (assay.diagnostics).
+    convergence: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -145,7 +147,7 @@ class StudyStatus:
                 "stale": [j.to_dict() for j in self.jobs if j.state == "stale"],
                 "kept": [j.to_dict() for j in self.jobs if j.state == "kept"],
                 "rerun": self.rerun, "snakemake": self.snakemake, "slurm": self.slurm,
-                "notes": self.notes}
+                "notes": self.notes, "convergence": self.convergence}
 
 
 # --- the study's config, as Snakemake reads it -------------------------------------------
@@ -434,6 +436,9 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
                              on_slurm=on_slurm, unlock=stale_lock,
                              rerun_incomplete=bool(stale_done)))
     status.notes.extend(unchecked)
+    from .diagnostics import status_warnings
+
+    status.convergence = status_warnings(root, plan.store, jobs)
     if stale_lock:
         status.notes.append("Snakemake's lock is held but no snakemake process on this host "
                             "works here: if none runs elsewhere, it was killed; "

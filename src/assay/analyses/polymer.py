@@ -44,6 +44,8 @@ class RadiusOfGyration:
 
     code_dependencies = _PHYSICS
     SETTINGS = Settings({"equilibration_frames": EQUILIBRATION})
+    # metric -> its per-frame series in the NPZ sidecar: assay stores t0, g, N_eff, R-hat
+    SERIES = {"mean_rg": "radius_of_gyration", "mean_com_height": "com_height"}
 
     def collect(self, ctx: Any) -> Any:
         from assay.demo.physics import center_of_mass_height, radius_of_gyration

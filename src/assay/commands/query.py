@@ -37,6 +37,9 @@ def run_metrics(args: Any) -> int:
                                       metric=args.metric, statistic=args.statistic,
                                       artifact_type=args.artifact_type,
                                       live_only=not args.all)
+        from ..diagnostics import metrics_convergence
+
+        frame["convergence"] = metrics_convergence(catalog, frame)
     fmt = "json" if args.json else args.format
     print_frame(frame, fmt, args.output)
     if args.output:

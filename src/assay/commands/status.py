@@ -111,6 +111,7 @@ def print_status(status: Any, show_all: bool = False) -> None:
                 + (["kept"] if counts["kept"] else [])
                 + ["stale", "running", "failed", "pending"])
     print_stale(status)
+    print_convergence(status)
 
     runs = status.runs()
     shown = [r for r in runs if show_all or len(runs) <= ALL_RUNS_UP_TO
@@ -150,6 +151,16 @@ def print_stale(status: Any) -> None:
             print(f"\n{state.upper()} ({sum(groups.values())}): {title}")
             for (stage, why), n in sorted(groups.items()):
                 print(f"  {n:>5} {stage}: {why}")
+
+
+def print_convergence(status: Any) -> None:
+    """Finished conditions whose series metrics are below the convergence thresholds."""
+    if status.convergence:
+        print(f"\nNOT CONVERGED ({len(status.convergence)}): below aggregation.min_n_eff "
+              "or above aggregation.max_rhat (docs/statistics.md)")
+        for item in status.convergence:
+            text = item["warning"].removeprefix("NOT CONVERGED: ")
+            print(f"  {item.get('analysis')}/{item.get('condition')} {item['metric']}: {text}")
 
 
 def _run_cells(row: dict[str, Any], now: float) -> dict[str, Any]:
