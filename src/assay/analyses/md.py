@@ -313,6 +313,7 @@ class RMSD:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    SERIES = {"mean_rmsd": "rmsd"}   # convergence diagnostics of the per-frame RMSD
     SETTINGS = Settings({
         **COMMON_SETTINGS, "select": select_setting("name CA", "the atoms fitted and measured"),
         "groupselections": Setting(dict, {}, items=str, check=_group_names,
@@ -410,6 +411,7 @@ class RadiusOfGyration:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    SERIES = {"mean_rg": "radius_of_gyration"}   # convergence diagnostics of the per-frame Rg
     SETTINGS = Settings({**COMMON_SETTINGS,
                          "select": select_setting("protein", "the atoms measured")})
 
