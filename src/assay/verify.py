@@ -31,7 +31,7 @@ from typing import Any
 
 from .artifacts import artifact_from_manifest
 from .actions import ActionCache
-from .errors import ArtifactSchemaError
+from .errors import ArtifactSchemaError, ArtifactStoreError
 from .hashing import format_digest, parse_digest
 from .inventory import (
     ActionEntry,
@@ -356,11 +356,11 @@ def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
     actions = ActionCache.at(store_root, objects.sharing)
     for key in report.plan.actions:
         with objects.sharing.writing(actions.path_for(key)):
-            removed = _unlink(actions.path_for(key))
+            removed = _unlink(actions.path_for(key), store_root)
         if removed:
             done.actions.append(key)
     for name in report.plan.refs:
-        if _unlink(results_dir / name):
+        if _unlink(results_dir / name, results_dir):
             done.refs.append(name)
     for digest in report.plan.objects:
         sha = parse_digest(digest)
@@ -368,20 +368,38 @@ def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
         if check_object(path, sha) is None:
             continue  # replaced by an intact copy since the check (a job rewrote it)
         with objects.sharing.writing(path):
-            removed = _unlink(path)
+            removed = _unlink(path, store_root)
         if removed:
             done.objects.append(digest)
     if done.refs or done.objects:
         from .catalog import CATALOG_NAME
 
-        done.catalog = _unlink(results_dir / CATALOG_NAME)
+        done.catalog = _unlink(results_dir / CATALOG_NAME, results_dir)
     report.repaired = done
     return done
 
 
-def _unlink(path: Path) -> bool:
+def _unlink(path: Path, base: Path) -> bool:
+    """Remove a damaged file, never through a link: every folder from ``base`` down to it
+    must be a real directory. A directory in its place is left (named, not removed)."""
+    import stat
+
+    folder = path.parent
+    while True:
+        try:
+            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                return False   # a link or a file in place of a folder: nothing of ours in it
+        except FileNotFoundError:
+            return False
+        if folder == base or folder == folder.parent:
+            break
+        folder = folder.parent
     try:
         path.unlink()
         return True
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
+    except IsADirectoryError:
+        raise ArtifactStoreError(f"{path} is a directory where assay keeps a file; remove it "
+                                 f"by hand (rm -r {path}) and run `assay verify --repair` again"
+                                 ) from None
