@@ -53,15 +53,20 @@ def statistical_inefficiency(series: Any, *, fast: bool = False,
     has no defined g: ValueError (callers treat it as one independent sample).
     """
     x = np.asarray(series, dtype=np.float64)
-    n = x.size
     dx = x - x.mean()
     sigma2 = (dx * dx).mean()
     if sigma2 == 0:
         raise ValueError("constant series: its statistical inefficiency is undefined")
+    return _inefficiency(dx, sigma2, fast, mintime)
+
+
+def _inefficiency(dx: np.ndarray, sigma2: float, fast: bool, mintime: int) -> float:
+    """The lag loop of statistical_inefficiency on the centred series. pymbar sums
+    a*b + b*a; 2 * sum(a*b) is the same number bit for bit (doubling is exact)."""
+    n = dx.size
     g, t, increment = 1.0, 1, 1
     while t < n - 1:
-        c = np.sum(dx[0:n - t] * dx[t:n] + dx[0:n - t] * dx[t:n]) / (2.0 * float(n - t)
-                                                                      * sigma2)
+        c = 2.0 * np.sum(dx[0:n - t] * dx[t:n]) / (2.0 * float(n - t) * sigma2)
         if c <= 0.0 and t > mintime:
             break
         g += 2.0 * c * (1.0 - float(t) / float(n)) * float(increment)
@@ -87,10 +92,12 @@ def detect_equilibration(series: Any, *, nskip: int | None = None) -> tuple[int,
     nskip = origin_stride(n) if nskip is None else nskip
     best_t, best_g, best_neff = 0, 1.0, -math.inf
     for t in range(0, n - 1, nskip):
-        try:
-            g = statistical_inefficiency(x[t:n], fast=True)
-        except ValueError:   # the rest of the series is constant (pymbar issue #122)
+        dx = x[t:n] - x[t:n].mean()
+        sigma2 = (dx * dx).mean()
+        if sigma2 == 0:   # the rest of the series is constant (pymbar issue #122)
             g = float(n - t + 1)
+        else:
+            g = _inefficiency(dx, sigma2, True, MINTIME)
         # pymbar keeps g and N_eff as float32: the same rounding picks the same t0
         neff = float(np.float32((n - t + 1) / np.float32(g)))
         if neff > best_neff:
