@@ -271,3 +271,35 @@ def test_the_summary_figure_marks_what_is_not_converged(finished):
     assert all(m.xy[0] == list(ctx.conditions).index("short") for m in marks)
     assert figure._supxlabel.get_text().startswith(
         "! not converged (N_eff < 10 or R-hat > 1.01)")
+
+
+def _replicate_with_series(store, number: int, values: np.ndarray) -> ReplicateArtifact:
+    from assay.analyses.polymer import RadiusOfGyration
+
+    sidecar = store.write_npz_sidecar("sidecars/timeseries.npz", radius_of_gyration=values,
+                                      com_height=values + 1)
+    result = ReplicateArtifact(
+        analysis_name="g", condition_label="c", replicate=number,
+        payload={"metrics": {"mean_rg": float(values.mean()),
+                             "mean_com_height": float(values.mean() + 1)}},
+        sidecars=[sidecar])
+    return with_replicate_diagnostics(store, RadiusOfGyration, result, "test")
+
+
+def test_what_a_condition_cannot_judge_is_said(tmp_path):
+    """One replicate: no R-hat, and why; series of other lengths: no R-hat, and why; a
+    replicate with a series too short for diagnostics: not converged, and why."""
+    from assay.diagnostics import condition_convergence
+
+    store = ArtifactStore(tmp_path / "store")
+    one = {1: _replicate_with_series(store, 1, ar1(0.2, 400, 1))}
+    entry = condition_convergence(store, one, 10, 1.01)[0]["mean_rg"]
+    assert (entry["rhat"], entry["rhat_note"], entry["converged"]) == (
+        None, "fewer than 2 replicates", True)
+    uneven = {**one, 2: _replicate_with_series(store, 2, ar1(0.2, 300, 2))}
+    entry = condition_convergence(store, uneven, 10, 1.01)[0]["mean_rg"]
+    assert entry["rhat_note"] == "the replicates' series differ in length"
+    short = {**one, 3: _replicate_with_series(store, 3, ar1(0.2, 5, 3))}
+    found, warnings = condition_convergence(store, short, 10, 1.01)
+    assert found["mean_rg"]["problems"] == ["no diagnostics for replicate 3"]
+    assert warnings[-1] == "metric 'mean_rg': NOT CONVERGED: no diagnostics for replicate 3"
