@@ -303,3 +303,13 @@ def test_what_a_condition_cannot_judge_is_said(tmp_path):
     found, warnings = condition_convergence(store, short, 10, 1.01)
     assert found["mean_rg"]["problems"] == ["no diagnostics for replicate 3"]
     assert warnings[-1] == "metric 'mean_rg': NOT CONVERGED: no diagnostics for replicate 3"
+
+
+def test_assay_plugins_names_an_analysis_series(capsys):
+    from assay.cli import main
+
+    assert main(["plugins", "radius_of_gyration"]) == 0
+    assert ("series (convergence diagnostics): mean_com_height <- com_height, "
+            "mean_rg <- radius_of_gyration") in capsys.readouterr().out.splitlines()
+    assert main(["plugins", "contact_events"]) == 0
+    assert "series" not in capsys.readouterr().out

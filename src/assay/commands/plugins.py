@@ -62,13 +62,20 @@ def run_plugins(args: Any) -> int:
         return 0
     kind, name, plugin = _resolve(args.name)
     declared = declared_settings(plugin)
+    from ..diagnostics import declared_series
+
+    series = declared_series(plugin) if kind == "analysis" else {}
     if args.json:
         print_json({"kind": kind, "name": name,
                     "params": None if declared is None else declared.params,
-                    "settings": None if declared is None else declared.json_schema()})
+                    "settings": None if declared is None else declared.json_schema(),
+                    **({"series": series} if series else {})})
         return 0
     doc = (plugin.__doc__ or "").strip().splitlines()
     print(f"{kind} {name}" + (f": {doc[0]}" if doc else ""))
+    if series:   # metric -> array: convergence diagnostics (docs/statistics.md)
+        print("series (convergence diagnostics): " + ", ".join(
+            f"{metric} <- {array}" for metric, array in series.items()))
     if declared is None:
         print("declares no settings: whatever the config gives it goes unchecked")
         return 0
