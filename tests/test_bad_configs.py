@@ -161,7 +161,7 @@ BAD = [
      "label, params, resources"),
     ("aggregation typo", "demo", change(**{"aggregation.confidance": 0.9}),
      "config key aggregation: unknown key 'confidance' (did you mean 'confidence'?); known "
-     "keys: allow_partial, confidence, min_replicates"),
+     "keys: allow_partial, confidence, max_rhat, min_n_eff, min_replicates"),
     ("comparison typo", "demo", change(**{"comparison.tests": "welch"}),
      "config key comparison: unknown key 'tests' (did you mean 'test'?); known keys: "
      "correction, pairs, permutations, seed, test"),
