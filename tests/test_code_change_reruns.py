@@ -101,6 +101,19 @@ def test_statistics_code_reruns_aggregate_compare_and_plots(copies):
     assert _recomputed(study) == Counter({"aggregate": 4, "compare": 2})
 
 
+def test_convergence_code_reruns_only_the_collects_that_store_diagnostics(copies):
+    """The gyration analysis declares SERIES, contacts does not: an edit of the
+    diagnostics reruns gyration's 4 collects (not contacts'), the aggregates (which judge
+    convergence) and what follows, and no run."""
+    lib, study = copies
+    _edit(lib, "diagnostics.py", "def declared_series(", "# a comment\ndef declared_series(")
+    ran = _ran(_snakemake(lib, study))
+    assert ran == Counter({"collect": 4, **STATISTICS}), ran
+    logs = study / "results" / "logs" / "collect"
+    assert {p.relative_to(logs).parts[0] for p in logs.rglob("*.log")} == {"gyration"}
+    assert _recomputed(study) == Counter({"collect": 4, "aggregate": 4, "compare": 2})
+
+
 def test_another_runner_in_the_same_module_reruns_nothing(copies):
     lib, study = copies
     _edit(lib, "runners.py", "class ShellRunner:\n", "class ShellRunner:\n    # edited\n")
