@@ -510,14 +510,14 @@ def test_runs_resume_from_members_work_dirs_never_an_outsiders(lab: Lab):
     assert mode_problems(store, lab.gid) == []
 
 
-def _results_with_a_ref(store: str, results: str) -> str:
+def _results_with_a_ref(store: str, results: str, condition: str = "c") -> str:
     """A member's results directory: one ref to a fresh artifact, registered in the store."""
     from assay import ArtifactStore, RunArtifact, write_ref
 
     with ArtifactStore(store) as s:
-        digest = s.write_artifact(RunArtifact(analysis_name="r", condition_label="c",
+        digest = s.write_artifact(RunArtifact(analysis_name="r", condition_label=condition,
                                               replicate=1))
-        write_ref(Path(results) / "runs" / "c" / "1.json", digest, artifact_type="run")
+        write_ref(Path(results) / "runs" / condition / "1.json", digest, artifact_type="run")
         s.sharing.register_results(results)
         return digest
 
@@ -557,10 +557,12 @@ def test_a_roots_record_planted_by_an_outsider_neither_blocks_nor_steers_gc(lab:
     """An outsider (still holding the group) registers an unreadable results directory:
     the members' gc ignores her record, says so, and deletes the garbage as usual."""
     store = lab.shared_store("store-gc-outsider")
+    alice_results = lab.own_dir(lab.alice, "alice-gc-outsider") / "results"
+    lab.call(lab.alice, _results_with_a_ref, str(store), str(alice_results))  # the folders
     mallory = User(lab.mallory.name, lab.mallory.uid, lab.mallory.gid,
                    (*lab.mallory.groups, lab.gid), lab.mallory.home)
     hidden = lab.own_dir(mallory, "mallory-gc") / "results"
-    kept_by_her = lab.call(mallory, _results_with_a_ref, str(store), str(hidden))
+    kept_by_her = lab.call(mallory, _results_with_a_ref, str(store), str(hidden), "m")
     lab.call(mallory, _chmod, str(hidden.parent), 0o700)
     bob_results = lab.own_dir(lab.bob, "bob-gc-outsider") / "results"
     assert lab.call(lab.bob, _untrusted_roots, str(store), str(bob_results)) == {
@@ -631,6 +633,36 @@ def test_sticky_records_keep_each_members_records_their_own(lab: Lab):
                    "--delete", "--grace", "0")
     assert gc.returncode == 0 and "left" not in gc.stdout, gc.stdout + gc.stderr
     assert not Path(alice_record).exists()
+
+
+def _make_folder(path: str) -> None:
+    os.mkdir(path)
+
+
+def _open_store(store: str) -> str:
+    from assay import ArtifactStore
+
+    ArtifactStore(store).close()
+    return "opened"
+
+
+def test_a_store_folder_made_by_an_outsider_is_refused(lab: Lab):
+    """Whoever owns a store folder can swap what is in it: an outsider's is refused."""
+    store = lab.shared_store("store-foreign-folder")
+    assert lab.call(lab.alice, _open_store, str(store)) == "opened"
+    mallory = User(lab.mallory.name, lab.mallory.uid, lab.mallory.gid,
+                   (*lab.mallory.groups, lab.gid), lab.mallory.home)
+    lab.call(mallory, _make_folder, str(store / "claims"))
+    with pytest.raises(Exception) as refused:
+        lab.call(lab.alice, _open_store, str(store))
+    assert str(refused.value) == (
+        f"store folder {store / 'claims'} belongs to {lab.mallory.name} (uid "
+        f"{lab.mallory.uid}), whom this store does not trust ({lab.alice.name}, root, members "
+        f"of {lab.group}): whoever owns a folder can swap what is in it. Its owner or root "
+        f"moves it aside (`mv {store / 'claims'} {store / 'claims'}.untrusted`); assay makes "
+        "the folder again")
+    os.rename(store / "claims", store / "claims.untrusted")
+    assert lab.call(lab.bob, _open_store, str(store)) == "opened"   # bob's own folders
 
 
 def test_world_writable_store_is_refused_unless_allowed(tmp_path):

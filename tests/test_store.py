@@ -512,32 +512,36 @@ def test_a_failed_verification_stays_failed_on_the_same_handle(tmp_path):
             data["distances_nm"]
 
 
-def test_rewriting_a_damaged_object_does_not_mark_it_verified(tmp_path):
-    """Regression: publishing found the same-size twin, kept it unhashed, and the writer
-    then put it in the stat cache, so damaged bytes were served without a digest check."""
+def test_rewriting_a_damaged_object_heals_it(tmp_path):
+    """Regressions: publishing found the same-size twin, kept it unhashed, and the writer
+    then put it in the stat cache, so damaged bytes were served without a digest check;
+    later it kept the damaged twin (hashed), so no rerun could heal it. Now the twin is
+    hashed and, being damaged, replaced by the writer's good bytes."""
     values = np.linspace(0.0, 1.0, 2000).reshape(40, 50)
     digest, ref = distance_artifact(ArtifactStore(tmp_path), values)
-    overwrite_same_size(object_path(tmp_path, ref.sha256), same_size_other_npz(tmp_path, values))
+    path = object_path(tmp_path, ref.sha256)
+    overwrite_same_size(path, same_size_other_npz(tmp_path, values))
     store = ArtifactStore(tmp_path)
     again = store.write_npz_sidecar("sidecars/distance_matrix.npz", distances_nm=values)
     assert again.sha256 == ref.sha256
-    with pytest.raises(ArtifactIntegrityError):
-        store.validate_sidecar(again)
-    with pytest.raises(ArtifactIntegrityError):
-        with store.load_npz_sidecar(again) as data:
-            data["distances_nm"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == ref.sha256
+    store.validate_sidecar(again)
+    with store.load_npz_sidecar(again) as data:
+        np.testing.assert_array_equal(data["distances_nm"], values)
 
 
-def test_saving_over_a_damaged_binary_does_not_vouch_for_it(tmp_path):
-    """Same as above for save_artifact: a damaged pickle must never be unpickled."""
+def test_saving_over_a_damaged_binary_heals_it(tmp_path):
+    """Same as above for save_artifact: a damaged pickle is never unpickled; saving the
+    same object again replaces the damaged bytes."""
     store = ArtifactStore(tmp_path)
     model_id = store.save_artifact({"coef": list(range(100))}, "PLS", "model")
     path = object_path(tmp_path, model_id.removeprefix("sha256:"))
     flip_byte(path, path.stat().st_size // 2)
     fresh = ArtifactStore(tmp_path)
-    assert fresh.save_artifact({"coef": list(range(100))}, "PLS", "model") == model_id
     with pytest.raises(ArtifactIntegrityError):
         fresh.load_artifact(model_id)
+    assert fresh.save_artifact({"coef": list(range(100))}, "PLS", "model") == model_id
+    assert fresh.load_artifact(model_id) == {"coef": list(range(100))}
 
 
 def test_deletion_is_detected_and_named(tmp_path):

@@ -9,7 +9,8 @@ checks it first (``check_store_root``):
   without one is adopted only if it is empty or holds nothing but assay's own folders (a
   store made before the marker existed); anything else is refused, with the fix;
 * every store folder (objects, actions, tmp, work, claims, roots) that exists is a real
-  directory, not a symbolic link or a file.
+  directory, not a symbolic link or a file, owned by a user the store trusts (its owner
+  could otherwise replace anything in it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def _is_marker(path: Path) -> bool:
         return False
 
 
+def _policy(root: Path) -> Any:
+    from .sharing import SharingPolicy
+
+    return SharingPolicy.for_store(root, check_world_writable=False)
+
+
 def check_store_root(root: str | os.PathLike[str], *, adopt: bool = True,
                      sharing: Any = None) -> None:
     """Refuse a directory that is not an assay store, or whose folders are links.
@@ -52,6 +59,15 @@ def check_store_root(root: str | os.PathLike[str], *, adopt: bool = True,
                 f"store folder {root / name} is {what}: assay never follows links in a "
                 "store (gc would delete files wherever it points). Remove it "
                 f"(`rm {root / name}`); assay makes the folder again")
+        if st.st_uid not in (0, os.geteuid()):
+            sharing = sharing if sharing is not None else _policy(root)
+            if not sharing.is_trusted(st.st_uid):
+                raise ArtifactStoreError(
+                    f"store folder {root / name} belongs to {sharing.writer(st.st_uid)}, "
+                    f"whom this store does not trust ({sharing.trusted_description()}): "
+                    "whoever owns a folder can swap what is in it. Its owner or root moves it "
+                    f"aside (`mv {root / name} {root / name}.untrusted`); assay makes the "
+                    "folder again")
     if _is_marker(root / MARKER):
         return
     try:
