@@ -112,7 +112,8 @@ def test_one_analysis_settings(copies):
 @pytest.mark.parametrize("module, old, stale_why", [
     ("plotting.py", "def save_figure(", ("plot", "code of assay.plotting")),
     ("statistics.py", "def welch(",
-     ("aggregate", "code of assay.aggregation + assay.statistics")),
+     ("aggregate", "code of assay.aggregation + assay.statistics + assay.convergence + "
+                   "assay.diagnostics")),
 ])
 def test_framework_code(copies, module, old, stale_why):
     lib, study = copies

@@ -244,7 +244,9 @@ def metrics_convergence(catalog: Any, frame: Any) -> list[str | None]:
     # Inputs of the condition and comparison artifacts in the frame; a live condition
     # first, when old ones read the same replicate.
     live = dict(zip(found.digest, found.live))
-    edges = catalog.query("SELECT artifact, input FROM edges")
+    edges = catalog.query("SELECT e.artifact, e.input FROM edges e JOIN artifacts a "
+                          "ON a.digest = e.artifact "
+                          "WHERE a.artifact_type IN ('condition', 'comparison')")
     readers: dict[str, list[str]] = {}
     compared: dict[str, dict[str, str]] = {}
     for artifact, source in zip(edges.artifact, edges.input):

@@ -49,9 +49,12 @@ def _reason(key: str, spec: dict[str, Any]) -> str:
 
 def stage_modules(stage: Any) -> str:
     """The framework modules a stage's ``stage_code`` covers, as a reason names them."""
+    from .diagnostics import SERIES_CODE
     from .keys import STAGE_CODE
 
-    return " + ".join(STAGE_CODE.get(stage, ())) or f"the {stage} stage's modules"
+    # a collect's stage_code exists only for a plugin with SERIES (assay.diagnostics)
+    modules = STAGE_CODE.get(stage, ()) or (SERIES_CODE if stage == "collect" else ())
+    return " + ".join(modules) or f"the {stage} stage's modules"
 
 
 def differing_keys(current: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
