@@ -21,6 +21,7 @@ from assay import (
     write_ref,
 )
 from assay.cli import main
+from assay.layout import job_key_path
 
 CONDITIONS = {"ctrl": 0.0, "treat": 1.0}
 REPLICATES = (1, 2, 3)
@@ -61,6 +62,9 @@ def make_study(root: Path) -> Study:
                          settings={}, inputs=[ref])
         store.record_action(key, digest, stage=artifact.provenance["stage"], plugin="test",
                             when="2024-05-01T12:00:00+00:00", host="node1", duration_s=0.25)
+        key_file = job_key_path(study.results, ref)   # as a job leaves it (results/.keys)
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key)
         study.actions[digest], study.refs[digest] = key, path
         return digest
 

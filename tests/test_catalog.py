@@ -84,7 +84,10 @@ def test_unreferenced_manifests_are_indexed_but_not_live(study):
     orphan = study.store.write_artifact(ReplicateArtifact(
         analysis_name="rg", condition_label="old", replicate=1, payload={"metrics": {"rg": 99.0}},
         provenance={"stage": "collect"}))
-    build_catalog(study.store, study.results)
+    build_catalog(study.store, study.results)   # the study's view: what its refs reach
+    with open_catalog(study.results / "catalog.duckdb") as catalog:
+        assert len(catalog.query(f"SELECT * FROM artifacts WHERE digest = '{orphan}'")) == 0
+    build_catalog(study.store, study.results, store_wide=True)
     with open_catalog(study.results / "catalog.duckdb") as catalog:
         row = catalog.query(f"SELECT live, ref_count FROM artifacts WHERE digest = '{orphan}'")
         assert len(row) == 1 and not bool(row.live[0]) and row.ref_count[0] == 0
@@ -95,7 +98,7 @@ def test_unreferenced_manifests_are_indexed_but_not_live(study):
 def test_readers_never_see_a_half_built_catalog(study, monkeypatch):
     import assay.catalog as catalog_module
 
-    path = build_catalog(study.store, study.results).path
+    path = build_catalog(study.store, study.results, store_wide=True).path
     reader = open_catalog(path)            # a reader holding the old catalog open
     before = len(reader.query("SELECT * FROM artifacts"))
     study.store.write_artifact(RunArtifact(analysis_name="demo", condition_label="new",
@@ -113,7 +116,7 @@ def test_readers_never_see_a_half_built_catalog(study, monkeypatch):
         return real_connect(database, *args, **kwargs)
 
     monkeypatch.setattr(catalog_module.duckdb, "connect", connect_and_look)
-    build_catalog(study.store, study.results)
+    build_catalog(study.store, study.results, store_wide=True)
     monkeypatch.undo()
     assert seen_during_build == [before]
     assert len(reader.query("SELECT * FROM artifacts")) == before   # old file, still whole
@@ -135,7 +138,7 @@ def test_a_failed_build_leaves_the_old_catalog_and_no_temp_files(study, monkeypa
     with pytest.raises(RuntimeError):
         build_catalog(study.store, study.results)
     assert path.read_bytes() == before
-    assert [p.name for p in study.results.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in study.results.iterdir() if p.name.startswith(".")] == [".keys"]
 
 
 def test_concurrent_readers_in_other_threads_keep_working(study):
@@ -199,3 +202,50 @@ def test_import_assay_stays_light():
     after = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True)
     assert "duckdb" in after.stdout    # the lazy export loads it on first use
+
+
+def _opened_during(fn) -> tuple[list[str], list[str]]:
+    """Files opened and directories listed while ``fn`` runs (Python audit events)."""
+    import sys
+
+    opened, listed, active = [], [], [True]
+
+    def hook(event, args):
+        if not active[0]:
+            return
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            opened.append(os.fsdecode(args[0]))
+        elif event in ("os.scandir", "os.listdir") and args and args[0] is not None:
+            listed.append(os.fsdecode(args[0]) if not isinstance(args[0], int) else "<fd>")
+
+    sys.addaudithook(hook)   # hooks cannot be removed: this one switches itself off
+    try:
+        fn()
+    finally:
+        active[0] = False
+    return opened, listed
+
+
+def test_a_study_catalog_costs_what_the_study_holds_not_the_store(study):
+    """A lab store holds many studies: the study's catalog reads its refs, what they reach
+    and the records behind them (results/.keys), never the other objects or records."""
+    from assay import RunArtifact
+
+    def build():
+        build_catalog(study.store, study.results)
+
+    alone, alone_listed = _opened_during(build)
+    for i in range(300):   # other studies' artifacts, records and plain objects
+        digest = study.store.write_artifact(RunArtifact(
+            analysis_name="other", condition_label=f"c{i}", replicate=1,
+            provenance={"stage": "run"}))
+        study.store.record_action(f"{i:064x}", digest, stage="run", plugin="other")
+        study.store.objects.put_bytes(os.urandom(64))
+    crowded, crowded_listed = _opened_during(build)
+    in_store = lambda paths: sorted(p for p in paths if str(study.store_root) in p)  # noqa: E731
+    assert in_store(crowded) == in_store(alone)
+    assert not [d for d in crowded_listed if str(study.store_root / "objects") in d
+                or str(study.store_root / "actions") in d]
+    with open_catalog(study.results / "catalog.duckdb") as catalog:
+        assert len(catalog.query("SELECT * FROM actions")) == 15
+        assert len(catalog.query("SELECT * FROM artifacts")) == 15

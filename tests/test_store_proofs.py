@@ -409,3 +409,16 @@ def test_gc_keeps_the_cached_bytes_of_the_figures_the_study_shows(study):
             for line in log.read_text().splitlines() if "figure cache hit" in line]
     assert len(hits) == len(shown), hits
     assert {p: p.read_bytes() for p in shown} == before
+
+
+def test_the_workflow_catalog_holds_every_job_of_the_study_and_nothing_else(finished):
+    """The catalog rule builds the study's view (issue 25): each job leaves its action key
+    under results/.keys, so the catalog finds its record without scanning the store."""
+    from assay import open_catalog
+
+    refs = digests(finished)
+    with open_catalog(finished / "results" / "catalog.duckdb") as catalog:
+        actions = catalog.query("SELECT digest FROM actions")
+        assert sorted(actions.digest) == sorted(refs.values())
+        assert len(catalog.query("SELECT * FROM refs")) == len(refs)
+    assert len(list((finished / "results" / ".keys").rglob("*.json"))) == len(refs)

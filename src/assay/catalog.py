@@ -32,10 +32,12 @@ from .inventory import (
     input_shas,
     load_actions,
     load_refs,
+    load_study_actions,
     no_progress,
     scan_objects,
     sidecar_shas,
     sniff_manifests,
+    stat_objects,
     walk_manifests,
 )
 from .metric_rows import VALUE, as_number, as_text, metric_rows
@@ -178,25 +180,35 @@ def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
 
 
 def collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None = None,
-                 progress: Progress = no_progress) -> tuple[dict[str, pa.Table], dict[str, str]]:
-    """Every catalog table as an Arrow table, plus the objects left out and why."""
+                 progress: Progress = no_progress, store_wide: bool = False
+                 ) -> tuple[dict[str, pa.Table], dict[str, str]]:
+    """Every catalog table as an Arrow table, plus the objects left out and why.
+
+    By default the study's view: its refs, what they reach and the action records behind
+    them (results/.keys), at a cost that grows with the study. ``store_wide`` lists every
+    object and record of the store (and sniffs unreferenced objects for manifests)."""
     # Hundreds of thousands of small dicts stay alive until the end; the cyclic collector
     # would rescan them again and again (a quarter of the build time) and free nothing.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _collect_rows(Path(store_root), Path(results_dir), jobs=jobs, progress=progress)
+        return _collect_rows(Path(store_root), Path(results_dir), jobs=jobs, progress=progress,
+                             store_wide=store_wide)
     finally:
         if was_enabled:
             gc.enable()
 
 
 def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
-                  progress: Progress) -> tuple[dict[str, pa.Table], dict[str, str]]:
-    progress("scan objects", 0, None)
-    objects = scan_objects(store_root)
+                  progress: Progress, store_wide: bool = False
+                  ) -> tuple[dict[str, pa.Table], dict[str, str]]:
     refs = load_refs(results_dir, jobs=jobs)
-    actions = load_actions(store_root, jobs=jobs)
+    if store_wide:
+        progress("scan objects", 0, None)
+        objects = scan_objects(store_root)
+        actions = load_actions(store_root, jobs=jobs)
+    else:   # the study's refs, their closure and the records behind them: nothing else
+        actions = load_study_actions(store_root, results_dir, refs, jobs=jobs)
     roots = [r.sha256 for r in refs if r.sha256 is not None]
     roots += [a.artifact_sha256 for a in actions if a.artifact_sha256 is not None]
     graph = walk_manifests(store_root, roots, verify=True, keep_raw=True, jobs=jobs,
@@ -208,12 +220,15 @@ def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
     known = set(manifests) | set(graph.damaged) | set(graph.not_manifest)
     for names in children.values():
         known.update(names)
-    # Objects no ref or action reaches may still be manifests (garbage, imports): sniff them.
-    extra = sniff_manifests([o for s, o in objects.items() if s not in known], jobs=jobs,
-                            progress=progress)
-    for sha, (manifest, data) in extra.items():
-        manifests[sha], raw[sha] = manifest, data
-        children[sha] = [s for s, _ in sidecar_shas(manifest)] + input_shas(manifest)
+    if store_wide:
+        # Objects no ref or action reaches may still be manifests (garbage, imports): sniff.
+        extra = sniff_manifests([o for s, o in objects.items() if s not in known], jobs=jobs,
+                                progress=progress)
+        for sha, (manifest, data) in extra.items():
+            manifests[sha], raw[sha] = manifest, data
+            children[sha] = [s for s, _ in sidecar_shas(manifest)] + input_shas(manifest)
+    else:
+        objects = stat_objects(store_root, sorted(known - set(graph.missing)))
 
     # Liveness is gc's mark (what the refs keep); ref_count how many manifests name an object.
     live: set[str] = set()
@@ -327,7 +342,8 @@ def write_catalog(tables: dict[str, pa.Table], output: Path) -> dict[str, int]:
 
 def build_catalog(store: Any, results_dir: str | os.PathLike[str],
                   output: str | os.PathLike[str] | None = None, *, jobs: int | None = None,
-                  progress: Progress = no_progress) -> CatalogSummary:
+                  progress: Progress = no_progress, store_wide: bool = False
+                  ) -> CatalogSummary:
     """Index ``store`` (an ArtifactStore or its root) and ``results_dir`` into ``output``.
 
     ``output`` defaults to ``results/catalog.duckdb``. Safe to run while readers have the
@@ -339,7 +355,8 @@ def build_catalog(store: Any, results_dir: str | os.PathLike[str],
         raise ArtifactStoreError(f"no store at {store_root} (no objects/ directory); "
                                  "pass the store root, e.g. --store store")
     output = Path(output) if output is not None else default_catalog_path(results_dir)
-    tables, skipped = collect_rows(store_root, Path(results_dir), jobs=jobs, progress=progress)
+    tables, skipped = collect_rows(store_root, Path(results_dir), jobs=jobs, progress=progress,
+                                   store_wide=store_wide)
     progress("write catalog", 0, None)
     rows = write_catalog(tables, output)
     return CatalogSummary(output, rows, time.perf_counter() - start, skipped)

@@ -20,7 +20,7 @@ from .errors import ArtifactStoreError
 from .layout import REF_DIRS
 from .actions import ActionCache
 from .objects import ObjectInfo, ObjectStore
-from .hashing import hash_file, hex_of, is_digest, open_regular
+from .hashing import hash_file, hex_of, is_digest, is_sha256_hex, open_regular
 from .refs import MAX_REF_BYTES, Ref, read_ref
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -68,6 +68,10 @@ def no_progress(stage: str, done: int, total: int | None) -> None:
 # --- objects ---------------------------------------------------------------------------
 def scan_objects(store_root: Path) -> dict[str, ObjectInfo]:
     return ObjectStore(store_root).scan()
+
+
+def stat_objects(store_root: Path, shas: list[str]) -> dict[str, ObjectInfo]:
+    return ObjectStore(store_root).stat_some(shas)
 
 
 def _read_rest(fd: int, head: bytes, limit: int) -> bytes:
@@ -413,6 +417,44 @@ def load_actions(store_root: Path, *, jobs: int | None = None) -> list[ActionEnt
     paths = action_paths(store_root)
     raw = map_batched(lambda p: _read_or_error(p, 1 << 20), paths, jobs=jobs)
     return [_parse_action(path, data) for path, data in zip(paths, raw)]
+
+
+def load_study_actions(store_root: Path, results_dir: Path, refs: list[RefEntry], *,
+                       jobs: int | None = None, matching_only: bool = True
+                       ) -> list[ActionEntry]:
+    """The action records behind a study's refs (``results/.keys``), never a scan of
+    store/actions: what a per-study tool reads grows with the study, not with the store.
+    A key file whose record names another digest than its ref (a ref imported or rewritten
+    since) is skipped; ``matching_only=False`` keeps every record found, readable or not
+    (verify reports the bad ones)."""
+    from .layout import KEYS_DIR
+
+    cache = ActionCache.at(store_root)
+    digest_of = {entry.name.replace(os.sep, "/"): entry.digest for entry in refs}
+    keys_root = Path(results_dir) / KEYS_DIR
+    wanted: dict[str, str | None] = {}     # record path -> the digest of its job's ref
+    for dirpath, _, filenames in os.walk(keys_root):   # never into links
+        for name in filenames:
+            path = Path(dirpath) / name
+            try:
+                with open(open_regular(path), "rb") as handle:
+                    key = handle.read(65).decode("ascii", "replace")
+            except OSError:
+                continue
+            if is_sha256_hex(key):   # a job whose ref is gone still names its record
+                wanted[str(cache.path_for(key))] = digest_of.get(
+                    path.relative_to(keys_root).as_posix())
+    paths = sorted(wanted)
+    raw = map_batched(lambda p: _read_or_error(p, 1 << 20), paths, jobs=jobs)
+    out = []
+    for path, data in zip(paths, raw):
+        action = _parse_action(path, data)
+        if isinstance(data, OSError) and isinstance(data, FileNotFoundError):
+            continue
+        if not matching_only or (action.record is not None and action.key == action.record.get(
+                "key") and wanted[path] is not None and action.record.get("digest") == wanted[path]):
+            out.append(action)
+    return out
 
 
 # --- dependents ------------------------------------------------------------------------

@@ -49,6 +49,24 @@ def _wants_portable(spec_text: str) -> bool:
     return isinstance(numerics, dict) and bool(numerics.get("portable"))
 
 
+def _note_job_key(results: Path, output: str, spec: dict, inputs: list[str]) -> None:
+    """results/.keys/<ref path> names the action key behind the ref: per-study tools (the
+    catalog) find the study's records without scanning store/actions."""
+    from .atomic import atomic_write_bytes
+    from .layout import job_key_path
+    from .stages import stage_action_key
+
+    relative = Path(output).relative_to(results).as_posix()
+    key = stage_action_key(spec, inputs)
+    path = job_key_path(results, relative)
+    try:
+        if path.read_bytes() == key.encode():
+            return
+    except OSError:
+        pass
+    atomic_write_bytes(path, key.encode())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.monotonic()
@@ -130,8 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         digest = execute(store, spec, inputs, use_cache=not args.no_cache, log=log,
                          options=options)
         write_ref(args.output, digest, **ref_identity(spec))
+        results = STAGE_LAYOUTS[args.stage].results_of(args.output)
+        _note_job_key(results, args.output, spec, inputs)
         # In a shared store any member's gc marks from these refs too.
-        store.sharing.register_results(STAGE_LAYOUTS[args.stage].results_of(args.output))
+        store.sharing.register_results(results)
         log(f"{joblog.REF_WRITTEN}{args.output} -> {digest} "
             f"({time.monotonic() - started:.2f}s)")
         return 0

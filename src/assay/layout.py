@@ -64,6 +64,13 @@ BY_REF_DIR = {s.ref_dir: s for s in STAGE_LAYOUTS.values()}
 
 CATALOG_FILE = "catalog.duckdb"
 PLOTS_DIR = "plots"
+# results/.keys/<ref path>: the action key of the job that wrote that ref, so per-study
+# tools find the study's action records without scanning store/actions (issue 25).
+KEYS_DIR = ".keys"
+
+
+def job_key_path(results: str | Path, ref_relative: str) -> Path:
+    return Path(results) / KEYS_DIR / ref_relative
 LOGS_DIR = "logs"
 BENCHMARKS_DIR = "benchmarks"
 

@@ -518,6 +518,20 @@ class ObjectStore:
         for info in self.scan().values():
             yield info.sha256, Path(info.path)
 
+    def stat_some(self, shas: list[str]) -> dict[str, ObjectInfo]:
+        """Size and mtime of the named objects that exist as regular files (one lstat each):
+        what a per-study tool needs, without listing objects/."""
+        found: dict[str, ObjectInfo] = {}
+        for sha in shas:
+            path = self.path_str(sha)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found[sha] = ObjectInfo(sha, st.st_size, st.st_mtime_ns, path)
+        return found
+
     def scan(self) -> dict[str, ObjectInfo]:
         """Every file under objects/ named by its digest, with size and mtime (one stat each)."""
         found: dict[str, ObjectInfo] = {}

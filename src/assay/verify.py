@@ -42,6 +42,7 @@ from .inventory import (
     hash_many,
     input_shas,
     load_actions,
+    load_study_actions,
     load_refs,
     no_progress,
     parents_index,
@@ -131,9 +132,14 @@ def _label(manifest: dict[str, Any]) -> str:
 def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathLike[str], *,
                  full: bool = False, jobs: int | None = None,
                  progress: Progress = no_progress,
-                 sharing: SharingSettings | None = None) -> VerifyReport:
+                 sharing: SharingSettings | None = None,
+                 store_wide: bool = False) -> VerifyReport:
     """``sharing`` (default: from the environment) decides whose action records are
-    trusted; records by anyone else are reported (jobs ignore them and recompute)."""
+    trusted; records by anyone else are reported (jobs ignore them and recompute).
+
+    By default the study's view: its refs, what they reach, and the action records behind
+    them (results/.keys), at a cost that grows with the study. ``store_wide`` also checks
+    every other action record of the store and the artifacts they name."""
     from .store_root import check_store_root
 
     store_root, results_dir = Path(store_root), Path(results_dir)
@@ -141,7 +147,8 @@ def verify_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
     report = VerifyReport(full=full)
     policy = SharingPolicy.for_store(store_root, sharing, check_world_writable=False)
     refs = load_refs(results_dir)
-    actions = load_actions(store_root)
+    actions = (load_actions(store_root) if store_wide else
+               load_study_actions(store_root, results_dir, refs, matching_only=False))
     report.refs_checked = len(refs)
     for entry in refs:
         if entry.digest is None:

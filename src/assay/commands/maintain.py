@@ -23,7 +23,7 @@ def run_verify(args: Any) -> int:
     progress = progress_for(args)
     try:
         report = verify_store(root, results, full=args.full, jobs=args.jobs, progress=progress,
-                              sharing=sharing)
+                              sharing=sharing, store_wide=args.full or args.store_wide)
     finally:
         progress.close()
     if args.repair and not report.ok:
@@ -154,7 +154,11 @@ def register(sub: Any) -> None:
     """Add this module's subcommands to the `assay` parser."""
     p = add_command(sub, "verify", "check refs, manifests and sidecars (and with --full every "
                           "object); exit 1 on damage", run_verify)
-    p.add_argument("--full", action="store_true", help="also hash objects no ref reaches")
+    p.add_argument("--full", action="store_true", help="also hash objects no ref reaches "
+                   "(store-wide: every object and action record)")
+    p.add_argument("--store-wide", action="store_true",
+                   help="check every action record of the store, not only those behind this "
+                        "study's refs (reads all of store/actions: slow on a lab store)")
     p.add_argument("--repair", action="store_true",
                    help="remove damaged objects and the refs and action records that point "
                         "to them (and action records by untrusted writers), so the next "

@@ -53,7 +53,8 @@ def run_catalog(args: Any) -> int:
     progress = progress_for(args)
     try:
         summary = build_catalog(store_root(args), results_dir(args), args.output,
-                                jobs=args.jobs, progress=progress)
+                                jobs=args.jobs, progress=progress,
+                                store_wide=args.store_wide)
     finally:
         progress.close()
     # A catalog that silently lacks rows answers queries with wrong numbers: it is still
@@ -108,5 +109,8 @@ def register(sub: Any) -> None:
     b = catalog_sub.add_parser("build", help="(re)build the DuckDB catalog from the store "
                                              "and the refs; swapped in atomically")
     b.add_argument("-o", "--output", metavar="PATH", help="default: RESULTS/catalog.duckdb")
+    b.add_argument("--store-wide", action="store_true",
+                   help="index every object and action record of the store, not only what "
+                        "this study's refs reach (reads the whole store: slow on a lab store)")
     add_jobs(b, "reading manifests")
     add_json(b)
