@@ -18,6 +18,10 @@
 #   ASSAY_SLURM_NODE     node name (default assay-node)
 #   ASSAY_SLURM_PARTITION partition name (default main)
 #   ASSAY_SLURM_CTLD_PORT / ASSAY_SLURMD_PORT   ports (default 6817 / 6818)
+#   ASSAY_SLURM_ETC_COPY  1 (default): copy the config to /etc/slurm/slurm.conf (see
+#                        below); 0: never touch /etc/slurm/slurm.conf, for a second
+#                        instance beside the shared one (its clients then need
+#                        SLURM_CONF=$ASSAY_SLURM_STATE/slurm.conf, always)
 #
 # Design notes
 # * Where the config lives. The canonical file is $STATE/slurm.conf; the
@@ -56,6 +60,7 @@ NODE=${ASSAY_SLURM_NODE:-assay-node}
 PARTITION=${ASSAY_SLURM_PARTITION:-main}
 CTLD_PORT=${ASSAY_SLURM_CTLD_PORT:-6817}
 SLURMD_PORT=${ASSAY_SLURMD_PORT:-6818}
+ETC_COPY=${ASSAY_SLURM_ETC_COPY:-1}
 
 CONF=$STATE/slurm.conf
 ETC_CONF=/etc/slurm/slurm.conf
@@ -215,7 +220,9 @@ EOF
   chmod 644 "$CONF"
 
   # Copy to the default path so clients work without SLURM_CONF (see top).
-  if [[ ! -e $ETC_CONF ]] || head -n1 "$ETC_CONF" | grep -qxF "$MARKER"; then
+  if [[ $ETC_COPY == 0 ]]; then
+    :   # a second instance: its clients always get SLURM_CONF
+  elif [[ ! -e $ETC_CONF ]] || head -n1 "$ETC_CONF" | grep -qxF "$MARKER"; then
     mkdir -p "$(dirname "$ETC_CONF")"
     cmp -s "$CONF" "$ETC_CONF" 2>/dev/null || cp "$CONF" "$ETC_CONF"
   else
@@ -371,7 +378,7 @@ cmd_down() {
   stop slurmd
   stop slurmctld
   stop munged
-  if [[ -f $ETC_CONF ]] && head -n1 "$ETC_CONF" | grep -qxF "$MARKER"; then
+  if [[ $ETC_COPY != 0 && -f $ETC_CONF ]] && head -n1 "$ETC_CONF" | grep -qxF "$MARKER"; then
     rm -f "$ETC_CONF"
   fi
   log "down (state and logs kept in $STATE)"

@@ -36,3 +36,10 @@ wildcard_constraints:
 #   task would run the array's first job (tests/slurm/NOTES.md, pitfall 19).
 IN_CLUSTER_JOB = (getattr(workflow, "remote_exec", False)
                   and "SLURM_ARRAY_TASK_ID" not in os.environ)
+
+# In the main snakemake: the SLURM executor keeps polling jobs through a failing status
+# query and says why a cluster job failed in one line (assay.slurm_watch; docs/hpc.md).
+if not getattr(workflow, "remote_exec", False):
+    from assay.slurm_watch import install as _watch_slurm_executor
+
+    _watch_slurm_executor()
