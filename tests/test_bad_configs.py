@@ -383,7 +383,10 @@ def test_the_table_is_big_and_its_bases_are_good(plugins_module):
     for kind in ("demo", "shell", "import", "openmm", "third_party"):
         path = write_config(plugins_module / kind, base(kind))
         code, out, err = validate(path)
-        assert (code, err) == (0, ""), err
+        # The import base names files that are not there: validate says so, as a warning.
+        files = ("warning: 4 of 4 files to import are not there yet (first: sims/free/1.npz); "
+                 "the runs that need them will fail until they are\n")
+        assert (code, err) == (0, files if kind == "import" else ""), err
 
 
 @pytest.mark.parametrize("name, kind, mutate, message", BAD, ids=[row[0] for row in BAD])

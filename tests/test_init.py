@@ -38,6 +38,20 @@ def test_every_template_validates_and_comments_every_key(tmp_path, template):
     assert json.loads((tmp_path / "study" / RECORD).read_text()).keys() == set(report.written)
 
 
+def _ls_and_metrics_here(study: Path, assay: str = "assay",
+                         env: dict[str, str] | None = None) -> tuple[str, str]:
+    """`assay ls` and `assay metrics` in the study directory with no flag: they find its
+    results (a new user types no --results)."""
+    env = {k: v for k, v in (env or os.environ).items()
+           if k not in ("ASSAY_STORE", "ASSAY_RESULTS")}
+    listed = subprocess.run([assay, "ls"], cwd=study, capture_output=True, text=True,
+                            env=env)
+    metrics = subprocess.run([assay, "metrics", "--format", "csv"], cwd=study,
+                             capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and metrics.returncode == 0, listed.stderr + metrics.stderr
+    return listed.stdout, metrics.stdout
+
+
 def _has(template: str) -> bool:
     import importlib.util
 
@@ -90,6 +104,8 @@ def test_demo_study_runs_end_to_end_from_its_own_directory(tmp_path):
     assert (study / "results" / "catalog.duckdb").is_file()
     assert (study / "results" / "plots" / "contacts" / "summary.png").is_file()
     assert not (study / "workflow").exists()            # nothing of assay copied in
+    listed, metrics = _ls_and_metrics_here(study)
+    assert "comparisons/contacts.json" in listed and "fraction_adsorbed" in metrics
     again = run_watched([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=study,
                         watch=[study], env=env, check=False)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -114,6 +130,8 @@ def test_own_code_templates_run_and_rerun_when_their_script_changes(tmp_path, te
     assert len(runs) == 6 and (study / "results" / "catalog.duckdb").is_file()
     second = snakemake()
     assert "Nothing to be done" in second.stdout + second.stderr
+    listed, metrics = _ls_and_metrics_here(study)
+    assert "comparisons/gyration.json" in listed and "mean_rg" in metrics
     with (study / "simulate.py").open("a") as handle:
         handle.write("\n# edited\n")
     again = snakemake()
@@ -148,14 +166,36 @@ def _venv_seeing_this_environment(venv: Path) -> Path:
     return python
 
 
+def _packaged_files() -> set[str]:
+    """What a study needs from the package besides its code: templates, the workflow, the
+    schemas (paths inside the wheel)."""
+    src = REPO / "src"
+    return {path.relative_to(src).as_posix()
+            for folder in ("templates", "snakemake_workflow", "schemas")
+            for path in (src / "assay" / folder).rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts}
+
+
 @pytest.mark.slow
 def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
-    """A wheel, not the checkout: the workflow and templates must be inside the package."""
+    """A wheel, not the checkout: the workflow and templates must be inside the package,
+    the distribution is assay-workflow (the name pip installs), every template starts
+    and validates from it, and the demo runs; `assay ls`/`assay metrics` there need no
+    flag."""
+    import zipfile
+
     wheel_dir, venv = tmp_path / "wheel", tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                     str(wheel_dir), str(REPO)], check=True, capture_output=True)
     python = _venv_seeing_this_environment(venv)
     [wheel] = wheel_dir.glob("assay_workflow-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read("assay_workflow-0.1.0.dist-info/METADATA").decode()
+        scripts = archive.read("assay_workflow-0.1.0.dist-info/entry_points.txt").decode()
+    assert _packaged_files() - names == set()
+    assert "templates/study_extras/fetch_sample.py" in "".join(names)
+    assert "\nName: assay-workflow\n" in metadata and "assay = assay.cli:main" in scripts
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     # A plain (not editable) install of the wheel into the venv, and nothing else: the
@@ -176,4 +216,19 @@ def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
     run_watched([str(python), "-m", "snakemake", "--cores", "2"], cwd=study, watch=[study],
                 env=env)
     assert (study / "results" / "plots" / "gyration" / "summary.png").is_file()
+    listed, metrics = _ls_and_metrics_here(study, str(venv / "bin" / "assay"), env)
+    assert "comparisons/contacts.json" in listed and "fraction_adsorbed" in metrics
+    version = subprocess.run([str(venv / "bin" / "assay"), "--version"], env=env,
+                             capture_output=True, text=True, check=True)
+    assert version.stdout == "assay 0.1.0\n"   # the distribution's metadata, by its name
+    # Every template's files are in the wheel (above); one with files of its own beside its
+    # config starts and validates from it.
+    for template in ("import",):
+        other = tmp_path / f"study-{template}"
+        subprocess.run([str(venv / "bin" / "assay"), "init", "-t", template, str(other)],
+                       check=True, env=env, capture_output=True)
+        checked = subprocess.run([str(venv / "bin" / "assay"), "config", "validate"],
+                                 cwd=other, env=env, capture_output=True, text=True)
+        assert checked.returncode == 0, (template, checked.stderr)
+        assert checked.stdout.startswith("config/config.yaml: ok ("), checked.stdout
     shutil.rmtree(venv)
