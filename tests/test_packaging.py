@@ -55,3 +55,29 @@ def test_builtin_plugins_are_listed_once_and_all_resolve():
 def test_workflow_conda_env_is_the_project_environment():
     link = REPO / "workflow" / "envs" / "assay.yaml"
     assert link.resolve() == (REPO / "environment.yml").resolve()
+
+
+def test_the_distribution_name_is_the_one_the_docs_and_messages_give():
+    """`pip install assay` installs someone else's project: the distribution is
+    assay-workflow (deploy.DISTRIBUTION, which `assay --version` and every missing-extra
+    message use), while the package and the command keep the name assay."""
+    from assay.deploy import DISTRIBUTION
+    from assay.preflight import install_command
+
+    project = _project()
+    assert project["name"] == DISTRIBUTION == "assay-workflow"
+    assert project["scripts"] == {"assay": "assay.cli:main"}
+    assert install_command(["openmm", "MDAnalysis"]) == "pip install 'assay-workflow[md,openmm]'"
+    assert set(project["optional-dependencies"]) >= {"md", "openmm", "slurm"}
+    readme = (REPO / "README.md").read_text()
+    assert "pip install assay-workflow " in readme
+    assert not re.search(r"pip install (-U )?assay(\s|$)", readme)
+
+
+def test_installed_metadata_is_found_by_the_distribution_name():
+    from importlib.metadata import version
+
+    from assay import __version__
+    from assay.deploy import DISTRIBUTION
+
+    assert version(DISTRIBUTION) == __version__ == _project()["version"]
