@@ -20,7 +20,6 @@ from assay.cli import main
 from assay.scaffold import TEMPLATES, init_study
 from watch_helpers import run_watched
 
-HERE = Path(__file__).resolve().parent
 # Hides modules from the import system (`HIDE_MODULES=a,b`), as if they were not installed:
 # the one way to see a missing extra in an environment that has every extra.
 HIDER = '''

@@ -41,16 +41,6 @@ def is_installed(module: str) -> bool:
         return False
 
 
-def missing_extra_message(what: str, modules: Iterable[str]) -> str | None:
-    """One line for the modules of ``modules`` that are not installed, or None."""
-    missing = [m for m in dict.fromkeys(modules) if not is_installed(m)]
-    if not missing:
-        return None
-    names = " and ".join(missing)
-    return (f"{what} needs {names}, which {'is' if len(missing) == 1 else 'are'} not "
-            f"installed here: {install_command(missing)}")
-
-
 def plugin_modules(target: str) -> tuple[str, ...]:
     """The optional modules a plugin target ('module:attr') imports in its jobs."""
     module = target.partition(":")[0]

@@ -36,7 +36,10 @@ def find_study_config(start: Path | None = None) -> Path | None:
     directory) that holds a study (a mapping with a ``runner``), or None."""
     import os
 
-    here = Path(os.path.abspath(start or Path.cwd()))
+    try:
+        here = Path(os.path.abspath(start or Path.cwd()))
+    except FileNotFoundError:   # the working directory was removed under us
+        return None
     for directory in (here, *here.parents):
         candidate = directory / STUDY_CONFIG
         if candidate.is_file():
@@ -88,8 +91,7 @@ def _study_path(args: Any, key: str) -> Path:
         if config is not None:
             paths = _study_paths_in(config)
             assert paths is not None
-            study_dir = config.parent.parent
-            relative = Path(os.path.relpath(study_dir)) if study_dir != Path.cwd() else Path()
+            relative = Path(os.path.relpath(config.parent.parent))   # '.' in the study
             store, results = (relative / paths[k] if not Path(paths[k]).is_absolute()
                               else Path(paths[k]) for k in ("store", "results"))
             resolved = store if key == "store" else results
