@@ -57,6 +57,11 @@ def run_status(args: Any) -> int:
             if redraw:
                 sys.stdout.write("\x1b[H\x1b[2J")   # clear the screen: redraw in place
             print_status(status, show_all=args.all)
+            if not args.no_slurm:   # SLURM jobs a killed snakemake left running here
+                from ..cluster_jobs import leftover_lines
+
+                for line in leftover_lines(status, args.directory):
+                    print(line)
         sys.stdout.flush()
         # Done when nothing runs or waits, or when Snakemake stopped at failures.
         stopped = not status.snakemake["running"] and counts["failed"] and not counts["running"]
