@@ -268,3 +268,15 @@ def test_openmm_template_validates_and_plans(tmp_path):
     listed = _assay(study, "ls")
     assert listed.returncode == 1
     assert "no results directory at results-openmm;" in listed.stderr
+
+
+def test_init_says_what_to_type_first(tmp_path, capsys):
+    """The md study needs its trajectories before it runs: `assay init` says so, and which
+    extra it needs, instead of a `snakemake` that stops on missing files."""
+    assert main(["init", "--template", "md", str(tmp_path / "s")]) == 0
+    tail = capsys.readouterr().out.split("\n\n")[-2:]
+    assert tail == [
+        "needs: pip install 'assay-workflow[md]' (if it is not installed)",
+        f"next: cd {tmp_path / 's'} && python -m assay.analyses.md fetch-example data/md && "
+        "assay config validate && snakemake --cores 2\nthen: assay ls, assay metrics (in "
+        "the study directory: no --results needed); README.md there says more\n"]

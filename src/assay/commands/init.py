@@ -21,7 +21,17 @@ def run_init(args: Any) -> int:
         print(f"wrote {report.directory / name}")
     for name in report.kept:
         print(f"kept  {report.directory / name} (not written by assay init, or changed since)")
-    print(f"\nnext: cd {report.directory} && assay config validate && snakemake --cores 2")
+    from ..deploy import DISTRIBUTION
+    from ..scaffold import TEMPLATES
+
+    spec = TEMPLATES[report.template]
+    steps = [f"cd {report.directory}", *(line.split("#")[0].strip() for line in spec.setup),
+             "assay config validate", "snakemake --cores 2"]
+    if spec.extras:
+        print(f"\nneeds: pip install '{DISTRIBUTION}[{spec.extras}]' (if it is not installed)")
+    print(f"\nnext: {' && '.join(steps)}")
+    print("then: assay ls, assay metrics (in the study directory: no --results needed); "
+          "README.md there says more")
     return 0
 
 
