@@ -449,7 +449,7 @@ BAD_CONFIGS = [
     ("missing runner plugin", _mutate(**{"runner.plugin": _DELETE}),
      "config key runner: 'plugin' is a required property"),
     ("replicates of the wrong type", _mutate(replicates="four"),
-     "config key replicates: 'four' is not of type 'integer' or 'array'"),
+     "config key replicates: 'four' is not of type 'integer' or 'array' or 'object'"),
     ("seed of the wrong type", _mutate(seed="x"),
      "config key seed: 'x' is not of type 'integer'"),
     ("conditions as a mapping", _mutate(conditions={"free": {}}),
@@ -481,7 +481,7 @@ BAD_CONFIGS = [
     ("replicate listed twice", _mutate(replicates=[1, 1]),
      "config key replicates: [1, 1] has non-unique elements"),
     ("replicates true", _mutate(replicates=True),
-     "config key replicates: True is not of type 'integer' or 'array'"),
+     "config key replicates: True is not of type 'integer' or 'array' or 'object'"),
     ("'..' in the store path", _mutate(store="../elsewhere/store"),
      "store: '../elsewhere/store' contains '..'; use a path inside the workflow directory "
      "or an absolute path"),

@@ -48,6 +48,9 @@ class Study:
     numerics: dict[str, Any] = field(default_factory=dict)
     # What validation could not check (a plugin that declares no settings): never a spec.
     warnings: tuple[str, ...] = ()
+    # replicates: {min, max, batch, until}: replicates is then 1..max, of which the looks
+    # decide how many run (assay.adaptive).
+    adaptive: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], *, check_plugins: bool = True) -> "Study":
@@ -68,6 +71,12 @@ class Study:
                 raise ConfigError(f"{key}: {config[key]!r} contains '..'; use a path inside "
                                   "the workflow directory or an absolute path")
         replicates = config["replicates"]
+        adaptive: dict[str, Any] = {}
+        if isinstance(replicates, dict):
+            from .adaptive import check_design
+
+            adaptive = check_design(replicates, config["analyses"])
+            replicates = adaptive["max"]
         if isinstance(replicates, int):
             replicates = list(range(1, replicates + 1))
         study = cls(
@@ -85,7 +94,7 @@ class Study:
             claim_wait_seconds=float(config["runner"]["claim_wait_seconds"]),
             comparison=dict(config["comparison"]),
             store_sharing=dict(config["store_sharing"]),
-            numerics=dict(config["numerics"]))
+            numerics=dict(config["numerics"]), adaptive=adaptive)
         study._check_partitions()
         if check_plugins:
             from .errors import PluginError

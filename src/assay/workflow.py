@@ -29,6 +29,12 @@ class WorkflowPlan:
         self.workdir = Path(workdir)
         self.store = self.study.store
         self.results = self.study.results.rstrip("/")
+        self._checkpoints: Any = None
+        if self.study.adaptive:   # the replicates the looks on disk decided so far
+            import dataclasses
+
+            decided, _ = self._decided_on_disk()
+            self.study = dataclasses.replace(self.study, replicates=decided)
 
     # --- paths ----------------------------------------------------------------------
     def ref_output(self, stage: str) -> str:
@@ -190,19 +196,76 @@ class WorkflowPlan:
         return sources(self.study.runner.settings, wildcards.condition, int(wildcards.replicate),
                        self.study.conditions[wildcards.condition])
 
+    # --- adaptive replicates (assay.adaptive) -----------------------------------------------
+    def bind_checkpoints(self, checkpoints: Any) -> None:
+        """The Snakefile's ``checkpoints``: input functions ask the looks through them."""
+        self._checkpoints = checkpoints
+
+    def _decided_on_disk(self) -> tuple[list[int], int | None]:
+        from .adaptive import decided_replicates, look_path, read_decision
+
+        return decided_replicates(
+            self.study.adaptive,
+            lambda k: read_decision(self.workdir / look_path(self.results, k)),
+            self.study.adaptive["until"])
+
+    def replicates(self) -> list[int]:
+        """The replicates the aggregate and catalog jobs ask for: all of a fixed design; of
+        an adaptive one, those the looks decided, asked through Snakemake's checkpoints
+        (raising its IncompleteCheckpointException until the next look has run)."""
+        if not self.study.adaptive or self._checkpoints is None:
+            return list(self.study.replicates)
+        from .adaptive import decided_replicates, read_decision
+
+        def read(look: int) -> dict[str, Any] | None:
+            return read_decision(self._checkpoints.look.get(look=look).output[0])
+
+        return decided_replicates(self.study.adaptive, read, self.study.adaptive["until"])[0]
+
+    def look_path(self) -> str:
+        from .adaptive import look_path
+
+        return look_path(self.results, "{look}")
+
+    def look_inputs(self, wildcards: Any) -> list[str]:
+        """Look k reads the first n_k replicates of each analysis its rule names (every
+        condition), after look k - 1."""
+        from .adaptive import look_path, looks
+
+        look = int(wildcards.look)
+        n = looks(self.study.adaptive)[look - 1]
+        analyses = sorted({t["analysis"] for t in self.study.adaptive["until"]["precision"]})
+        refs = [self.replicate_ref(a, c, r) for a in analyses for c in self.study.conditions
+                for r in range(1, n + 1)]
+        return refs + ([look_path(self.results, look - 1)] if look > 1 else [])
+
+    def look_spec(self, wildcards: Any) -> str:
+        from .adaptive import looks
+
+        design = self.study.adaptive
+        look = int(wildcards.look)
+        analyses = sorted({t["analysis"] for t in design["until"]["precision"]})
+        spec = {"look": look, "n": looks(design)[look - 1], "max": design["max"],
+                "batch": design["batch"], "rule": design["until"],
+                "aggregate": {f"{a}/{c}": json.loads(spec_text(shlex.split(self._spec(
+                    "aggregate", a, c, None))[0]))
+                    for a in analyses for c in self.study.conditions}}
+        return spec_argument(canonical_json(spec), self.results, self.workdir)
+
     # --- inputs -----------------------------------------------------------------------
     def replicate_refs(self, wildcards: Any) -> list[str]:
         return [self.replicate_ref(wildcards.analysis, wildcards.condition, r)
-                for r in self.study.replicates]
+                for r in self.replicates()]
 
     def condition_refs(self, wildcards: Any) -> list[str]:
         return [self.condition_ref(wildcards.analysis, c) for c in self.study.conditions]
 
-    def all_refs(self) -> list[str]:
-        refs = [self.run_ref(c, r) for c in self.study.conditions for r in self.study.replicates]
+    def all_refs(self, wildcards: Any = None) -> list[str]:
+        replicates = self.replicates()
+        refs = [self.run_ref(c, r) for c in self.study.conditions for r in replicates]
         for analysis in self.study.analyses:
             refs += [self.replicate_ref(analysis, c, r)
-                     for c in self.study.conditions for r in self.study.replicates]
+                     for c in self.study.conditions for r in replicates]
             refs += [self.condition_ref(analysis, c) for c in self.study.conditions]
             refs.append(self.comparison_ref(analysis))
         return refs

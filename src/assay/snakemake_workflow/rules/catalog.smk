@@ -6,7 +6,7 @@ localrules:
 
 rule catalog:
     input:
-        PLAN.all_refs(),
+        PLAN.all_refs,
     output:
         PLAN.catalog,
     params:

@@ -12,6 +12,8 @@ shell.prefix(f'export PYTHONPATH="{LIBRARY_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}
 # PLAN (assay.workflow.WorkflowPlan) is made, and the config validated, in the Snakefile.
 STORE = PLAN.store
 RESULTS = PLAN.results
+# Adaptive replicates: the aggregate and catalog inputs ask the looks (rules/look.smk).
+PLAN.bind_checkpoints(checkpoints)
 # Each stage rule's params hold its job spec: settings, inputs' identity and the digest of
 # exactly the code that computes its bytes (assay.keys), so Snakemake reruns what a code
 # change affects and nothing else.
@@ -21,6 +23,7 @@ wildcard_constraints:
     condition=PLAN.condition_pattern,
     analysis=PLAN.analysis_pattern,
     replicate=r"[1-9][0-9]*",
+    look=r"[1-9][0-9]*",
 
 
 # Where jobs run on a cluster (profiles/slurm/README.md, "Where each rule runs"):
