@@ -195,14 +195,12 @@ def mark_stale(plan: Any, jobs: list[Any], root: str | Path,
             continue
         if job.stage == "catalog":
             continue   # its inputs are refs: rewritten only by jobs judged above
-        wildcards = SimpleNamespace(**job.names)
         try:
-            plan.spec(job.stage, wildcards)
+            current = plan.spec(job.stage, SimpleNamespace(**job.names))
         except AssayError as exc:
             unchecked[job.stage] = str(exc)
             continue
         if job.stage == "plot":
-            current = plan.spec("plot", wildcards)
             recorded = _metadata_params(root, job.output)
             if recorded is not None and repr(current) not in recorded:
                 if "params" in triggers:
@@ -210,8 +208,8 @@ def mark_stale(plan: Any, jobs: list[Any], root: str | Path,
                 else:
                     job.state, job.why = "kept", f"made with older params; {KEPT_HINT}"
             continue
-        stale, kept = _artifact_why(job, spec_dict(plan.spec(job.stage, wildcards)),
-                                    upstream, objects, digests, root, triggers)
+        stale, kept = _artifact_why(job, spec_dict(current), upstream, objects, digests,
+                                    root, triggers)
         if stale:
             job.state, job.why = "stale", stale
         elif kept:
@@ -232,10 +230,12 @@ def _artifact_why(job: Any, current: dict[str, Any], upstream: list[Any], object
                   ) -> tuple[str | None, str | None]:
     """(stale why, kept why) of a done artifact job; notes on ``job.code_only`` whether
     only what Snakemake's code trigger sees differs."""
-    try:
-        digest = read_ref(os.path.join(root, job.output)).digest
-    except Exception:   # judged done a moment ago: a ref replaced meanwhile
-        return "its ref is unreadable", None
+    digest = getattr(job, "digest", None)   # read when status judged it done
+    if digest is None:
+        try:
+            digest = read_ref(os.path.join(root, job.output)).digest
+        except Exception:   # judged done a moment ago: a ref replaced meanwhile
+            return "its ref is unreadable", None
     digests[job.output] = digest
     manifest = _manifest(objects, digest)
     if manifest is None:

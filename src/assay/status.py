@@ -99,6 +99,7 @@ class Job:
     marker: Marker | None = None
     why: str | None = None                # a stale or kept job: what differs from the plan
     code_only: bool = False               # only what Snakemake's code trigger sees differs
+    digest: str | None = None             # a done artifact job's ref, as _done read it
 
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, **self.names, "state": self.state, "cached": self.cached,
@@ -455,7 +456,7 @@ def _done(job: Job, base: str) -> bool:
     Plain strings, not pathlib: here pathlib would cost more than the reads."""
     try:
         if job.stage in STAGE_LAYOUTS:
-            read_ref(os.path.join(base, job.output))
+            job.digest = read_ref(os.path.join(base, job.output)).digest
         elif not os.path.isfile(os.path.join(base, job.output)):
             return False
     except (OSError, AssayError):   # missing, or not a ref
