@@ -3,19 +3,23 @@
     python benchmarks/status.py            # 100 conditions x 10 replicates x 3 analyses
     python benchmarks/status.py --quick    # 20 x 5 x 3
 
-The study is synthetic but made of the real files, written through the library: refs
-(``write_ref``), run work directories (``WorkDir.begin_attempt``/``write_progress``, from a
-helper process that stays alive for the running runs and one that exits for the failed
-ones), job logs in the jobs' own wording (cache hits, success and error lines), Snakemake's
-incomplete markers in Snakemake's own encoding and its lock files, and a process named
-``snakemake`` working in the study directory, as while a workflow runs. 90 % of the runs
-and their downstream jobs are done (a third of them from the action cache), some runs
-and collect jobs are running, some runs failed, the rest is pending.
+The study is made of the real files, written through the library: every finished job's
+artifact is computed by ``assay.stages.execute`` from the plan's own spec (the demo runner
+with tiny settings, the three demo analyses), so the store holds real manifests and status
+checks each one against the plan (staleness); refs (``write_ref``), run work directories
+(``WorkDir.begin_attempt``/``write_progress``, from a helper process that stays alive for
+the running runs and one that exits for the failed ones), job logs in the jobs' own wording
+(cache hits, success and error lines), Snakemake's incomplete markers in Snakemake's own
+encoding and its lock files, and a process named ``snakemake`` working in the study
+directory, as while a workflow runs. 90 % of the runs and their downstream jobs are done (a
+third of them logged as from the action cache), some runs and collect jobs are running,
+some runs failed, the rest is pending.
 
 Timed, interleaved: ``assay status --json`` as a subprocess (what a user waits for; goal
 < 1 s), the library call ``study_status(plan)`` in-process, and the floor: ``os.scandir``
-over the same folders (results/, store/work/, .snakemake/) without opening a file. Writes
-the "## Status" section of benchmarks/RESULTS.md.
+over the same folders (results/, store/work/, .snakemake/) without opening a file. Then,
+once or a few times (it is slow): ``snakemake -n`` on the same study, the DAG that status
+avoids. Writes the "## Status" section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -68,9 +72,13 @@ def study_config(conditions: int, replicates: int) -> dict:
     labels = [f"c{i:03d}" for i in range(conditions)]
     return {
         "store": "store", "results": "results", "seed": 1,
-        "conditions": [{"label": label, "params": {"k": i}} for i, label in enumerate(labels)],
+        "conditions": [{"label": label, "params": {"surface_epsilon": 0.01 * i}}
+                       for i, label in enumerate(labels)],
         "control": labels[0], "replicates": replicates,
-        "runner": {"plugin": "python", "settings": {"callable": "bench_status:unused"}},
+        # tiny real simulations: a finished job's artifact is computed, not invented
+        "runner": {"plugin": "polymer_langevin",
+                   "settings": {"n_beads": 4, "n_frames": 4, "steps_per_frame": 1,
+                                "equilibration_steps": 0}},
         "analyses": {"rg": {"plugin": "radius_of_gyration"},
                      "dm": {"plugin": "distance_matrix"},
                      "ce": {"plugin": "contact_events"}},
@@ -78,17 +86,13 @@ def study_config(conditions: int, replicates: int) -> dict:
     }
 
 
-def _digest(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
-def _log_lines(job, cached: bool) -> str:
-    tag, digest = f"[assay {job.stage}]", _digest(job.output)
+def _log_lines(job, cached: bool, digest: str) -> str:
+    tag = f"[assay {job.stage}]"
     if job.stage == "plot":
         return f"{tag} wrote 1 figure(s) in 0.41s\n"
     if job.stage == "catalog":
@@ -108,8 +112,10 @@ def build_study(root: Path, conditions: int, replicates: int) -> dict:
 
     from assay.layout import ref_identity
     from assay.refs import write_ref
+    from assay.stages import execute
     from assay.status import plan_jobs
-    from assay.workflow import WorkflowPlan
+    from assay.store import ArtifactStore
+    from assay.workflow import WorkflowPlan, spec_json
 
     config = study_config(conditions, replicates)
     _write(root / "config" / "config.yaml", yaml.safe_dump(config, sort_keys=False))
@@ -121,6 +127,25 @@ def build_study(root: Path, conditions: int, replicates: int) -> dict:
     incomplete = root / ".snakemake" / "incomplete"
     running_work, failed_work = [], []
     expected: dict[str, dict[str, int]] = {}
+    store = ArtifactStore(root / plan.store)
+    made: dict[str, str] = {}   # output -> digest of the finished jobs
+
+    def compute(job) -> str:
+        """The job's artifact, computed from the plan's spec and its inputs' refs."""
+        n = job.names
+        wildcards = types.SimpleNamespace(**n)
+        if job.stage == "run":
+            inputs = []
+        elif job.stage == "collect":
+            inputs = [made[plan.run_ref(n["condition"], n["replicate"])]]
+        else:
+            inputs = [made[plan.replicate_ref(n["analysis"], n["condition"], r)]
+                      for r in plan.study.replicates]
+        spec = spec_json(plan.spec(job.stage, wildcards))
+        digest = execute(store, spec, inputs)
+        write_ref(root / job.output, digest, **ref_identity(spec))
+        made[job.output] = digest
+        return digest
 
     for i, job in enumerate(plan_jobs(plan)):
         names = job.names
@@ -139,9 +164,7 @@ def build_study(root: Path, conditions: int, replicates: int) -> dict:
         if state == "done":
             cached = i % 3 == 0 and job.stage in ("run", "collect", "aggregate")
             counts["cached"] += cached
-            spec = {"stage": job.stage, **names}
-            write_ref(root / job.output, _digest(job.output), **ref_identity(spec))
-            _write(root / job.log, _log_lines(job, cached))
+            _write(root / job.log, _log_lines(job, cached, compute(job)))
         elif state == "running":
             key = (incomplete / FilePersistence._record_path(encoder, "", job.output).lstrip("/"))
             _write(key, json.dumps({"external_jobid": None}))
@@ -156,6 +179,7 @@ def build_study(root: Path, conditions: int, replicates: int) -> dict:
             failed_work.append(_work_item(root, plan, job, progress=[17, 100, "step 17"]))
     for name in ("0.input.lock", "0.output.lock"):
         _write(root / ".snakemake" / "locks" / name, "results/runs\n")
+    store.close()
     for items, mode in ((failed_work, "exit"), (running_work, "stay")):
         expected.setdefault("_helpers", []).append(_worker(items, mode))
     return expected
@@ -223,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument("--results", type=Path, default=RESULTS_MD)
+    parser.add_argument("--snakemake-repeats", type=int, default=3,
+                        help="times `snakemake -n` runs on the same study (0: skip)")
     args = parser.parse_args(argv)
     conditions, replicates = (20, 5) if args.quick else (100, 10)
 
@@ -267,6 +293,16 @@ def main(argv: list[str] | None = None) -> int:
             "plan": (None, lambda: subprocess.run(plan_only, cwd=root, check=True)),
         }, repeats=args.repeats, max_other_cores=args.max_other_cores, max_discards=5,
             discarded=discarded)
+        dry_run = [sys.executable, "-m", "snakemake", "-n", "--quiet", "--snakefile",
+                   str(HERE.parent / "workflow" / "Snakefile"), "--directory", str(root),
+                   "--cores", "2", "--workflow-profile", "none"]
+        dry_runs = []
+        for _ in range(args.snakemake_repeats):   # the DAG status avoids; too slow to interleave
+            t0 = time.perf_counter()
+            proc = subprocess.run(dry_run, cwd=root, capture_output=True, text=True)
+            dry_runs.append(time.perf_counter() - t0)
+            if proc.returncode != 0:
+                raise AssertionError(f"snakemake -n failed:\n{proc.stderr[-3000:]}")
         squeue_s = None
         if shutil.which("squeue"):
             from assay.status import squeue_states
@@ -274,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             squeue_states()
             squeue_s = time.perf_counter() - t0
-        text = report(result, timings, n_files, build_s, squeue_s,
+        text = report(result, timings, n_files, build_s, squeue_s, dry_runs,
                       machine_description(args.scratch, packages=("numpy", "snakemake")),
                       conditions, replicates, discarded)
     finally:
@@ -291,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(result, timings, n_files, build_s, squeue_s, info, conditions, replicates,
-           discarded) -> str:
+def report(result, timings, n_files, build_s, squeue_s, dry_runs, info, conditions,
+           replicates, discarded) -> str:
     c = result["counts"]
     cli, lib, floor, plan = (timings[k] for k in ("cli", "library", "scandir", "plan"))
     shape = f"{conditions} conditions x {replicates} replicates x 3 analyses"
@@ -310,15 +346,25 @@ def report(result, timings, n_files, build_s, squeue_s, info, conditions, replic
         (("a subprocess that only plans: python start, imports, config validation, "
           "`WorkflowPlan`"), ms(plan), "", "", "(reported)", ""),
     ]
+    if dry_runs:
+        dry = sorted(dry_runs)[len(dry_runs) // 2]
+        rows.append((f"`snakemake -n` on the same study (the DAG status does not build; "
+                     f"{len(dry_runs)} runs)",
+                     f"{dry * 1000:.0f} ms ({min(dry_runs):.2f}-{max(dry_runs):.2f})", "", "",
+                     "(reported)", ""))
     if squeue_s is not None:
         rows.append((("one `squeue --me --states=all` call (made only when a job has a "
                       "SLURM id; none here)"), f"{squeue_s * 1000:.0f} ms", "", "",
                      "(reported)", ""))
+    stale = c["stale"] + c["kept"]
     intro = (
-        f"`python benchmarks/status.py`: a synthetic study of {shape} ({result['total']} "
-        "jobs) written through the library (refs, run work directories, job logs, "
-        "Snakemake's incomplete markers and lock files, a live process named snakemake): "
-        f"{c['done']} done ({c['cached']} from the action cache), {c['running']} running, "
+        f"`python benchmarks/status.py`: a study of {shape} ({result['total']} "
+        "jobs) written through the library: each finished job's artifact computed by "
+        "`assay.stages.execute` from the plan's spec (the demo runner, tiny settings), so "
+        "status reads and checks a real manifest per finished job (staleness: "
+        f"{stale} stale or kept), plus run work directories, job logs, "
+        "Snakemake's incomplete markers and lock files, a live process named snakemake: "
+        f"{c['done']} done ({c['cached']} logged as cache hits), {c['running']} running, "
         f"{c['failed']} failed, {c['pending']} pending; status's counts are checked against "
         f"what was written. Built in {build_s:.1f} s. Median (min-max) of {len(cli.times)} "
         "interleaved rounds; the baseline is `os.scandir` over results/, store/work/ and "
@@ -335,7 +381,11 @@ def report(result, timings, n_files, build_s, squeue_s, info, conditions, replic
         "plugins' modules, which the plan needs to know which figures exist) and the plan "
         "(row 3); reading the study is the library call (row 2): one open of each ref and "
         "each job log (its first 4 KiB and last 8 KiB) and of the live or failed runs' work "
-        "directories; the rest is writing the JSON. " + load,
+        "directories, and one manifest read (no hash) per finished artifact job to compare "
+        "its recorded spec and inputs with the plan's; the rest is writing the JSON. "
+        + (f"Against `snakemake -n` on the same study: status takes "
+           f"{cli.median / sorted(dry_runs)[len(dry_runs) // 2]:.2f}x its time. "
+           if dry_runs else "") + load,
     ])
 
 
