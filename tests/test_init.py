@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import assay
 from assay import AssayError
 from assay.config import Study
 from assay.scaffold import RECORD, TEMPLATES, init_study
@@ -191,8 +192,9 @@ def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
     [wheel] = wheel_dir.glob("assay_workflow-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        metadata = archive.read("assay_workflow-0.1.0.dist-info/METADATA").decode()
-        scripts = archive.read("assay_workflow-0.1.0.dist-info/entry_points.txt").decode()
+        [info] = {n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA")}
+        metadata = archive.read(f"{info}/METADATA").decode()
+        scripts = archive.read(f"{info}/entry_points.txt").decode()
     assert _packaged_files() - names == set()
     assert "templates/study_extras/fetch_sample.py" in "".join(names)
     assert "\nName: assay-workflow\n" in metadata and "assay = assay.cli:main" in scripts
@@ -220,7 +222,8 @@ def test_demo_study_runs_from_a_plain_pip_install(tmp_path):
     assert "comparisons/contacts.json" in listed and "fraction_adsorbed" in metrics
     version = subprocess.run([str(venv / "bin" / "assay"), "--version"], env=env,
                              capture_output=True, text=True, check=True)
-    assert version.stdout == "assay 0.1.0\n"   # the distribution's metadata, by its name
+    # The distribution's metadata, looked up by its name (not "unknown").
+    assert version.stdout == f"assay {assay.__version__}\n"
     # Every template's files are in the wheel (above); one with files of its own beside its
     # config starts and validates from it.
     for template in ("import",):
