@@ -34,6 +34,11 @@ _ENV = {"store": "ASSAY_STORE", "results": "ASSAY_RESULTS"}
 def find_study_config(start: Path | None = None) -> Path | None:
     """The nearest ``config/config.yaml`` at or above ``start`` (default: the working
     directory) that holds a study (a mapping with a ``runner``), or None."""
+    found = _find_study(start)
+    return found[0] if found else None
+
+
+def _find_study(start: Path | None = None) -> tuple[Path, dict[str, str]] | None:
     import os
 
     try:
@@ -43,7 +48,8 @@ def find_study_config(start: Path | None = None) -> Path | None:
     for directory in (here, *here.parents):
         candidate = directory / STUDY_CONFIG
         if candidate.is_file():
-            return candidate if _study_paths_in(candidate) is not None else None
+            paths = _study_paths_in(candidate)
+            return (candidate, paths) if paths is not None else None
     return None
 
 
@@ -87,10 +93,9 @@ def _study_path(args: Any, key: str) -> Path:
         resolved = Path(given)
     else:
         resolved = Path(key)
-        config = find_study_config()
-        if config is not None:
-            paths = _study_paths_in(config)
-            assert paths is not None
+        found = _find_study()
+        if found is not None:
+            config, paths = found
             relative = Path(os.path.relpath(config.parent.parent))   # '.' in the study
             store, results = (relative / paths[k] if not Path(paths[k]).is_absolute()
                               else Path(paths[k]) for k in ("store", "results"))
