@@ -86,3 +86,69 @@ def test_an_adaptive_study_stops_at_its_target_and_goes_on_when_it_is_stricter(t
     last = _look(tmp_path, 3)
     assert (last["n"], last["stop"]) == (6, True)
     assert last["why"].startswith("max 6 reached; precision not reached: gyration/free")
+
+
+def _replicates(store, plan, tmp_path, shift: float, n: int) -> list[str]:
+    """Replicate artifacts and refs of metric 'x' for free (N(0, 1)) and strong
+    (N(shift, 1)), as collect would leave them."""
+    import numpy as np
+
+    from assay import ReplicateArtifact, write_ref
+    from assay.stages import collect_spec
+
+    rng = np.random.default_rng(7)
+    refs = []
+    for condition, mean in (("free", 0.0), ("strong", shift)):
+        fingerprint = collect_spec(plan.study, "contacts", condition, 1)["settings_fingerprint"]
+        for replicate in range(1, n + 1):
+            digest = store.write_artifact(ReplicateArtifact(
+                analysis_name="contacts", condition_label=condition, replicate=replicate,
+                payload={"metrics": {"x": float(mean + rng.normal())}},
+                metadata={"settings_fingerprint": fingerprint}))
+            path = tmp_path / "results" / "replicates" / "contacts" / condition / f"{replicate}.json"
+            write_ref(path, digest, artifact_type="replicate", analysis="contacts",
+                      condition=condition, replicate=replicate)
+            refs.append(str(path))
+    return refs
+
+
+@pytest.mark.parametrize("shift, stops_at", [(10.0, 2), (0.0, None)])
+def test_a_decided_comparison_stops_on_its_group_sequential_boundary(tmp_path, shift,
+                                                                      stops_at):
+    """until: decided. A large difference crosses the O'Brien-Fleming boundary at look 2
+    of 3 (not at look 1: n = 2 cannot reach p < 0.0002), with the p adjusted for the
+    looks; no difference never crosses, and the last look stops at max."""
+    from assay.adaptive import decide
+    from assay.spec_files import spec_text
+    from assay.workflow import WorkflowPlan
+
+    config = copy.deepcopy(SMALL_CONFIG)
+    config["analyses"] = {"contacts": config["analyses"]["contacts"]}
+    config["replicates"] = {"min": 2, "max": 6, "batch": 2, "until": {"decided": {
+        "analysis": "contacts", "metric": "x"}}}
+    plan = WorkflowPlan(config, workdir=tmp_path)
+    store = ArtifactStore(tmp_path / "store")
+    refs = _replicates(store, plan, tmp_path, shift, 6)
+
+    class Look:
+        def __init__(self, k):
+            self.look = k
+
+    decisions = []
+    for k in (1, 2, 3):
+        spec = json.loads(spec_text(__import__("shlex").split(plan.look_spec(Look(k)))[0]))
+        decisions.append(decide(store, spec, refs))
+        if decisions[-1]["stop"]:
+            break
+    entry = decisions[-1]["numbers"]["contacts"]["strong"]["decided"]["x"]
+    if stops_at is None:
+        assert [d["stop"] for d in decisions] == [False, False, True]
+        assert decisions[-1]["why"] == "max 6 reached; comparison not decided"
+        assert not entry["crossed"] and "p_adjusted_for_looks" not in entry
+        return
+    assert [d["stop"] for d in decisions] == [False, True]
+    first = decisions[0]["numbers"]["contacts"]["strong"]["decided"]["x"]
+    assert first["nominal_p"] < 0.001 < first["p"]   # look 1: boundary not crossed
+    assert entry["p"] < entry["nominal_p"] < 0.05
+    assert entry["p"] < entry["p_adjusted_for_looks"] < 0.05
+    assert decisions[-1]["why"].startswith("comparison decided at n = 4: strong vs free x p ")

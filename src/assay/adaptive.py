@@ -1,5 +1,6 @@
 """Adaptive replicates: run ``min`` per condition, then ``batch`` more until a precision
-target holds or ``max`` is reached (issue 26, item 2).
+target holds, the comparison is decided (group-sequential boundaries, assay.sequential),
+or ``max`` is reached (issue 26, item 2).
 
     replicates: {min: 3, max: 24, batch: 3,
                  until: {precision: [{analysis: gyration, metric: mean_rg, half_width: 0.05}]}}
@@ -34,7 +35,17 @@ def check_design(design: dict[str, Any], analyses: dict[str, Any]) -> dict[str, 
     if out["min"] > out["max"]:
         raise ConfigError(f"config key replicates: min {out['min']} is more than max "
                           f"{out['max']}")
-    for index, target in enumerate(out["until"]["precision"]):
+    until = out["until"] = dict(out["until"])
+    if not until.get("precision") and not until.get("decided"):
+        raise ConfigError("config key replicates.until: give precision targets, a decided "
+                          "comparison, or both")
+    if until.get("decided"):
+        until["decided"] = {"alpha": 0.05, "spending": "obrien_fleming", **until["decided"]}
+        if until["decided"]["analysis"] not in analyses:
+            raise ConfigError(f"config key replicates.until.decided.analysis: "
+                              f"{until['decided']['analysis']!r} is not one of the study's "
+                              f"analyses ({', '.join(sorted(analyses))})")
+    for index, target in enumerate(until.get("precision", [])):
         where = f"config key replicates.until.precision[{index}]"
         if target["analysis"] not in analyses:
             raise ConfigError(f"{where}.analysis: {target['analysis']!r} is not one of the "
@@ -43,6 +54,14 @@ def check_design(design: dict[str, Any], analyses: dict[str, Any]) -> dict[str, 
             raise ConfigError(f"{where}: give half_width (an absolute target) or relative "
                               "(a fraction of |mean|)")
     return out
+
+
+def rule_analyses(until: dict[str, Any]) -> list[str]:
+    """The analyses a design's stop rules read."""
+    names = {t["analysis"] for t in until.get("precision", [])}
+    if until.get("decided"):
+        names.add(until["decided"]["analysis"])
+    return sorted(names)
 
 
 def looks(design: dict[str, Any]) -> list[int]:
@@ -87,7 +106,6 @@ def decide(store: Any, spec: dict[str, Any], refs: list[str]) -> dict[str, Any]:
     """Aggregate the first n replicates of each named analysis and condition, check every
     precision target, and say whether to stop and why."""
     from .refs import read_ref
-    from .sequential import half_width, precise_enough
     from .stages import execute
 
     n, rule = spec["n"], spec["rule"]
@@ -102,19 +120,46 @@ def decide(store: Any, spec: dict[str, Any], refs: list[str]) -> dict[str, Any]:
         by_group.setdefault((identity["analysis"], identity["condition"]), []).append(
             (int(identity["replicate"]), ref.digest))
     numbers: dict[str, Any] = {}
-    missed = []
+    conditions: dict[str, dict[str, str]] = {}   # analysis -> condition -> its artifact
     for key, agg_spec in sorted(spec["aggregate"].items()):
         analysis, condition = key.split("/", 1)
         digests = [d for r, d in sorted(by_group.get((analysis, condition), [])) if r <= n]
         if len(digests) != n:
             raise ConfigError(f"look {spec['look']}: {analysis}/{condition} has "
                               f"{len(digests)} replicates of the {n} this look needs")
-        digest = execute(store, agg_spec, digests)
-        metrics = store.read_condition_result(digest).payload["metrics"]
-        for target in rule["precision"]:
-            if target["analysis"] != analysis:
-                continue
-            metric = target["metric"]
+        conditions.setdefault(analysis, {})[condition] = execute(store, agg_spec, digests)
+    reasons, missed = [], []
+    if rule.get("precision"):
+        missed = _precision(store, rule["precision"], conditions, numbers)
+        if not missed:
+            reasons.append(f"precision reached at n = {n}")
+    if rule.get("decided"):
+        crossed = _decided(store, spec, conditions, numbers)
+        if crossed:
+            reasons.append(f"comparison decided at n = {n}: {crossed}")
+    last = n >= spec["max"]
+    if reasons:
+        why = "; ".join(reasons)
+    else:
+        pending = ", ".join(missed) or "comparison not decided"
+        why = (f"max {spec['max']} reached; precision not reached: {pending}" if missed
+               and last else f"max {spec['max']} reached; {pending}" if last
+               else f"precision not reached: {pending}; add {spec['batch']}" if missed
+               else f"{pending}; add {spec['batch']}")
+    return {"look": spec["look"], "n": n, "rule": rule, "stop": bool(reasons) or last,
+            "why": why, "numbers": numbers}
+
+
+def _precision(store: Any, targets: list[dict[str, Any]],
+               conditions: dict[str, dict[str, str]], numbers: dict[str, Any]) -> list[str]:
+    """Check every target in every condition; the (analysis/condition metric)s missed."""
+    from .sequential import half_width, precise_enough
+
+    missed = []
+    for target in targets:
+        analysis, metric = target["analysis"], target["metric"]
+        for condition, digest in sorted(conditions[analysis].items()):
+            metrics = store.read_condition_result(digest).payload["metrics"]
             summary = metrics.get(metric)
             if summary is None:
                 raise ConfigError(f"replicates.until.precision: analysis {analysis!r} has no "
@@ -124,19 +169,55 @@ def decide(store: Any, spec: dict[str, Any], refs: list[str]) -> dict[str, Any]:
             numbers.setdefault(analysis, {}).setdefault(condition, {})[metric] = {
                 "n": summary["n"], "mean": summary["mean"], "half_width": half_width(summary),
                 "half_width_target": target.get("half_width"),
-                "relative_target": target.get("relative"), "met": met, "condition_artifact":
-                digest}
+                "relative_target": target.get("relative"), "met": met,
+                "condition_artifact": digest}
             if not met:
                 missed.append(f"{analysis}/{condition} {metric}")
-    last = spec["n"] >= spec["max"]
-    if not missed:
-        why = f"precision reached at n = {n}"
-    elif last:
-        why = f"max {spec['max']} reached; precision not reached: {', '.join(missed)}"
-    else:
-        why = f"precision not reached: {', '.join(missed)}; add {spec['batch']}"
-    return {"look": spec["look"], "n": n, "rule": rule, "stop": not missed or last,
-            "why": why, "numbers": numbers}
+    return missed
+
+
+def _decided(store: Any, spec: dict[str, Any], conditions: dict[str, dict[str, str]],
+             numbers: dict[str, Any]) -> str | None:
+    """The comparison at this look against its group-sequential boundary: every
+    condition's test of the metric vs the control (its multiplicity-adjusted p) below the
+    look's nominal level. Records p, the level and, on a stop, the p adjusted for the
+    looks; returns what crossed, or None."""
+    from .payload import COMPARISONS, P_ADJUSTED, P_VALUE
+    from .sequential import adjusted_p, boundaries, nominal_levels
+    from .stages import execute
+
+    rule = spec["rule"]["decided"]
+    analysis, metric = rule["analysis"], rule["metric"]
+    sizes = looks({"min": spec["min"], "max": spec["max"], "batch": spec["batch"]})
+    fractions = [size / spec["max"] for size in sizes]
+    bounds = boundaries(fractions, rule["alpha"], rule["spending"])
+    level = nominal_levels(bounds)[spec["look"] - 1]
+    digest = execute(store, spec["compare"],
+                     [conditions[analysis][c] for c in spec["conditions"]])
+    tests = store.read_comparison_result(digest).payload.get(COMPARISONS, {})
+    found = {}
+    for condition in spec["conditions"]:
+        if condition == spec["control"]:
+            continue
+        test = tests.get(condition, {}).get(metric)
+        if test is None:
+            raise ConfigError(f"replicates.until.decided: the comparison of {analysis!r} has "
+                              f"no test of metric {metric!r} for condition {condition!r}")
+        p = test.get(P_ADJUSTED, test.get(P_VALUE))
+        found[condition] = {"p": p, "nominal_p": level, "crossed": p is not None and p < level,
+                            "comparison_artifact": digest}
+    crossed = bool(found) and all(v["crossed"] for v in found.values())
+    for condition, entry in found.items():
+        if crossed:
+            entry["p_adjusted_for_looks"] = adjusted_p(fractions, bounds, spec["look"],
+                                                       entry["p"])
+        numbers.setdefault(analysis, {}).setdefault(condition, {}).setdefault(
+            "decided", {})[metric] = entry
+    if not crossed:
+        return None
+    return ", ".join(f"{c} vs {spec['control']} {metric} p {e['p']:.3g} < {e['nominal_p']:.3g}"
+                     f" (adjusted for the looks {e['p_adjusted_for_looks']:.3g})"
+                     for c, e in found.items())
 
 
 def main(argv: list[str] | None = None) -> int:

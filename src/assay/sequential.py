@@ -1,7 +1,7 @@
 """Group-sequential stopping: alpha spending, boundaries, adjusted p, and the precision rule.
 
-The precision rule is what adaptive replicates stop on (assay.adaptive); the
-group-sequential rule is implemented and tested but no config key reaches it yet.
+Both rules are what adaptive replicates stop on (assay.adaptive: replicates.until
+precision and decided).
 
 A study that looks at its comparison after every batch of replicates and stops at the
 first p < alpha rejects a true null far more often than alpha (8 looks: ~0.15 at alpha =

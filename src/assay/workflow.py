@@ -230,26 +230,32 @@ class WorkflowPlan:
     def look_inputs(self, wildcards: Any) -> list[str]:
         """Look k reads the first n_k replicates of each analysis its rule names (every
         condition), after look k - 1."""
-        from .adaptive import look_path, looks
+        from .adaptive import look_path, looks, rule_analyses
 
         look = int(wildcards.look)
         n = looks(self.study.adaptive)[look - 1]
-        analyses = sorted({t["analysis"] for t in self.study.adaptive["until"]["precision"]})
+        analyses = rule_analyses(self.study.adaptive["until"])
         refs = [self.replicate_ref(a, c, r) for a in analyses for c in self.study.conditions
                 for r in range(1, n + 1)]
         return refs + ([look_path(self.results, look - 1)] if look > 1 else [])
 
     def look_spec(self, wildcards: Any) -> str:
-        from .adaptive import looks
+        from .adaptive import looks, rule_analyses
+
+        def job_spec(stage: str, analysis: str, condition: str | None) -> dict[str, Any]:
+            return json.loads(spec_text(shlex.split(self._spec(stage, analysis, condition,
+                                                               None))[0]))
 
         design = self.study.adaptive
         look = int(wildcards.look)
-        analyses = sorted({t["analysis"] for t in design["until"]["precision"]})
-        spec = {"look": look, "n": looks(design)[look - 1], "max": design["max"],
-                "batch": design["batch"], "rule": design["until"],
-                "aggregate": {f"{a}/{c}": json.loads(spec_text(shlex.split(self._spec(
-                    "aggregate", a, c, None))[0]))
-                    for a in analyses for c in self.study.conditions}}
+        spec = {"look": look, "n": looks(design)[look - 1], "min": design["min"],
+                "max": design["max"], "batch": design["batch"], "rule": design["until"],
+                "conditions": list(self.study.conditions), "control": self.study.control,
+                "aggregate": {f"{a}/{c}": job_spec("aggregate", a, c)
+                              for a in rule_analyses(design["until"])
+                              for c in self.study.conditions}}
+        if design["until"].get("decided"):
+            spec["compare"] = job_spec("compare", design["until"]["decided"]["analysis"], None)
         return spec_argument(canonical_json(spec), self.results, self.workdir)
 
     # --- inputs -----------------------------------------------------------------------
