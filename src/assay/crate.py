@@ -556,6 +556,10 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
             for name, data in members:
                 archive.writestr(_zip_info(name, len(data), True), data)
-            for sha, role, size in objects:
-                summary.bytes += _copy_object_in(archive, store, sha, role, size)
+            for sha, role, size in objects:   # hashed while copied: damage stops here
+                try:
+                    summary.bytes += _copy_object_in(archive, store, sha, role, size)
+                except ArtifactIntegrityError as exc:   # export's words, this command's
+                    raise ArtifactIntegrityError(str(exc).replace(
+                        "cannot export:", "cannot write the crate:")) from None
     return summary
