@@ -518,7 +518,9 @@ def _results_with_a_ref(store: str, results: str, condition: str = "c") -> str:
         digest = s.write_artifact(RunArtifact(analysis_name="r", condition_label=condition,
                                               replicate=1))
         write_ref(Path(results) / "runs" / condition / "1.json", digest, artifact_type="run")
-        s.sharing.register_results(results)
+        from assay.member_roots import register_results
+
+        register_results(s.sharing, results)
         return digest
 
 

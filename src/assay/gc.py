@@ -22,7 +22,8 @@ from typing import Any
 
 from .errors import ArtifactStoreError
 from .hashing import format_digest
-from .sharing import SharingPolicy, registered_results
+from .member_roots import registered_results
+from .sharing import SharingPolicy
 from .layout import PLOTS_DIR, REF_DIRS
 from .inventory import (
     Progress,

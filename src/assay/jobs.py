@@ -151,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = STAGE_LAYOUTS[args.stage].results_of(args.output)
         _note_job_key(results, args.output, spec, inputs)
         # In a shared store any member's gc marks from these refs too.
-        store.sharing.register_results(results)
+        from .member_roots import register_results
+
+        register_results(store.sharing, results)
         log(f"{joblog.REF_WRITTEN}{args.output} -> {digest} "
             f"({time.monotonic() - started:.2f}s)")
         return 0

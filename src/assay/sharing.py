@@ -5,7 +5,7 @@ The one place the permission model lives (docs/reliability.md, "Shared stores"):
 * **Shared or private.** A store is shared when its root directory is setgid, or is
   group-writable by a group other than its owner's own (a private group with umask 002 is
   not sharing), or the study says so (``store_sharing.shared``). `assay share-store
-  --group G` makes an existing store shared (``make_shared``).
+  --group G` makes an existing store shared (``assay.share_store``).
 * **Modes.** In a shared store every directory assay creates is group-writable and setgid
   (``drwxrwsr-x``: it keeps the store's group); objects stay read-only for everyone
   (``-r--r--r--``); action records, refs and work-dir state are ``-rw-r--r--``, readable
@@ -19,7 +19,8 @@ The one place the permission model lives (docs/reliability.md, "Shared stores"):
 * **Errors.** A ``PermissionError`` on the store becomes a ``StorePermissionError`` that
   names the path, its owner and mode, and the command that fixes it.
 * **Members' results.** In a shared store each job registers its results directory under
-  ``roots/``, so any member's ``assay gc`` marks from every member's refs.
+  ``roots/`` (``assay.member_roots``), so any member's ``assay gc`` marks from every
+  member's refs.
 
 Nothing here enters an action key or a digest: sharing changes who may do what, never
 what is computed.
@@ -43,7 +44,6 @@ ANY = "any"
 SHARED_DIR_MODE = 0o2770            # plus the root's read/search bits for others
 TMP_MODE_PRIVATE, TMP_MODE_SHARED = 0o600, 0o640
 JOB_UMASK_SHARED = 0o002            # what a job's runner creates stays group-writable
-ROOTS_DIR = "roots"                 # members' results directories (shared stores)
 # A member's object used less than this long ago needs no refresh for gc (which warns
 # when asked for a grace period under a minute).
 FRESH_SECONDS = 60.0
@@ -388,22 +388,6 @@ class SharingPolicy:
     def reading_error(self, path: str | os.PathLike[str], what: str) -> StorePermissionError:
         return self.permission_error(path, write=False, what=what)
 
-    # members' results directories (shared stores) -------------------------------------
-    def register_results(self, results_dir: str | os.PathLike[str]) -> None:
-        """Record a results directory whose refs gc must keep (one small file, once)."""
-        if not self.shared or self.root is None:
-            return
-        from .hashing import canonical_json, sha256_hex
-
-        results = os.path.realpath(results_dir)
-        path = self.root / ROOTS_DIR / f"{sha256_hex(results.encode())}.json"
-        if path.exists():
-            return
-        from .atomic import atomic_write_bytes
-
-        body = {"results": results, "user": _me(), "uid": os.geteuid()}
-        atomic_write_bytes(path, canonical_json(body) + b"\n", sharing=self)
-
 
 PRIVATE = SharingPolicy()
 
@@ -427,149 +411,6 @@ def _groups_of(uid: int) -> set[int]:
     except KeyError:
         return set()
     return set(os.getgrouplist(entry.pw_name, entry.pw_gid))
-
-
-MAX_ROOTS_RECORD_BYTES = 64 * 1024
-
-
-def registered_results(store_root: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any]]]:
-    """(registry file, record) of every results directory registered in the store.
-
-    Each record carries ``owner_uid``, the uid that owns the file (not what it claims), so
-    gc can ignore records planted by writers the store does not trust. Links, FIFOs and
-    oversized files are skipped: a record is never followed or read without bound."""
-    from .hashing import open_regular
-
-    folder = Path(store_root) / ROOTS_DIR
-    out = []
-    try:
-        names = sorted(os.listdir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return out
-    for name in names:
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        try:
-            with open(open_regular(folder / name), "rb") as handle:
-                owner = os.fstat(handle.fileno()).st_uid
-                record = json.loads(handle.read(MAX_ROOTS_RECORD_BYTES + 1))
-        except (OSError, ValueError, RecursionError):
-            continue
-        if isinstance(record, dict) and isinstance(record.get("results"), str):
-            out.append((folder / name, {**record, "owner_uid": owner}))
-    return out
-
-
-# --- making an existing store shared -----------------------------------------------------
-@dataclass
-class ShareReport:
-    root: str
-    group: str
-    root_before: str
-    root_after: str = ""
-    directories: int = 0            # directories changed
-    files: int = 0                  # files changed
-    unchanged: int = 0
-    not_ours: dict[str, int] = field(default_factory=dict)   # owner -> entries we could not change
-    members: list[str] = field(default_factory=list)
-    dry_run: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def _wanted(mode: int, is_dir: bool, others: int) -> int:
-    if is_dir:
-        return (mode & ~0o7777) | SHARED_DIR_MODE | others | (stat.S_IMODE(mode) & 0o700)
-    return mode | stat.S_IRGRP | (stat.S_IXGRP if mode & stat.S_IXUSR else 0)
-
-
-# Folders whose files are records a member could otherwise replace or delete for another
-# (action records, registered results): --sticky-records sets the sticky bit on them.
-STICKY_FOLDERS = ("actions", ROOTS_DIR)
-
-
-def make_shared(root: str | os.PathLike[str], group: str, *, dry_run: bool = False,
-                sticky_records: bool = False) -> ShareReport:
-    """Give the store to ``group``: every directory group-writable and setgid, every file
-    group-readable (objects stay read-only), all in that group. Only entries the current
-    user owns can be changed (root changes all); the rest are counted by owner.
-
-    ``sticky_records``: the records folders and their shards also get the sticky bit, so
-    only a record's owner (or root) can rename or delete it."""
-    import grp
-
-    root = Path(root)
-    if not (root / "objects").is_dir():
-        raise ArtifactStoreError(f"no store at {root} (no objects/ directory); pass --store DIR")
-    try:
-        entry = grp.getgrnam(group)
-    except KeyError:
-        raise ArtifactStoreError(f"there is no group {group!r} on this machine; "
-                                 "create it (groupadd) or name an existing one") from None
-    gid = entry.gr_gid
-    euid = os.geteuid()
-    if euid != 0 and gid not in os.getgroups() and gid != os.getegid():
-        raise ArtifactStoreError(
-            f"{_me()} is not a member of group {group}, so cannot give files to "
-            f"it; a member of {group} (or root) runs this command")
-    st = os.stat(root)
-    report = ShareReport(str(root), group, f"{stat.filemode(st.st_mode)} {who(st)}",
-                         dry_run=dry_run)
-    report.members = sorted(set(entry.gr_mem) | _primary_members(gid))
-    others = stat.S_IMODE(st.st_mode) & 0o005      # keep what others may do; never o+w
-
-    sticky_tops = tuple(os.path.join(str(root), name) for name in STICKY_FOLDERS)
-
-    def visit(path: str, st: os.stat_result, is_dir: bool) -> None:
-        want_mode = _wanted(st.st_mode, is_dir, others) | (st.st_mode & stat.S_ISVTX)
-        if is_dir and sticky_records and any(path == top or path.startswith(top + os.sep)
-                                             for top in sticky_tops):
-            want_mode |= stat.S_ISVTX
-        if stat.S_IMODE(st.st_mode) == stat.S_IMODE(want_mode) and st.st_gid == gid:
-            report.unchanged += 1
-            return
-        if euid != 0 and st.st_uid != euid:
-            owner = user_name(st.st_uid)
-            report.not_ours[owner] = report.not_ours.get(owner, 0) + 1
-            return
-        if is_dir:
-            report.directories += 1
-        else:
-            report.files += 1
-        if dry_run:
-            return
-        if st.st_gid != gid:
-            os.chown(path, -1, gid, follow_symlinks=False)
-        os.chmod(path, stat.S_IMODE(want_mode))   # after chown, which clears setgid bits
-
-    visit(str(root), st, True)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            try:
-                entry_st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISLNK(entry_st.st_mode):
-                continue
-            visit(path, entry_st, stat.S_ISDIR(entry_st.st_mode))
-    if dry_run:
-        report.root_after = (f"{stat.filemode(_wanted(st.st_mode, True, others))} "
-                             f"{user_name(st.st_uid)}:{group}")
-    else:
-        after = os.stat(root)
-        report.root_after = f"{stat.filemode(after.st_mode)} {who(after)}"
-    return report
-
-
-def _primary_members(gid: int) -> set[str]:
-    import pwd
-
-    try:
-        return {p.pw_name for p in pwd.getpwall() if p.pw_gid == gid}
-    except OSError:
-        return set()
 
 
 # --- refreshing another member's object ----------------------------------------------------

@@ -8,7 +8,8 @@ from ._common import add_command, add_json, print_json, store_root
 
 
 def run_share_store(args: Any) -> int:
-    from ..sharing import SharingPolicy, SharingSettings, make_shared
+    from ..share_store import make_shared
+    from ..sharing import SharingPolicy, SharingSettings
 
     root = store_root(args)
     report = make_shared(root, args.group, dry_run=args.dry_run,
