@@ -16,9 +16,9 @@ from assay.config import Study
 from workflow_helpers import SMALL_CONFIG, jobs_run, snakemake, write_config
 
 
-def _config(half_width: float) -> dict:
+def _config(half_width: float, maximum: int = 6) -> dict:
     config = copy.deepcopy(SMALL_CONFIG)
-    config["replicates"] = {"min": 2, "max": 6, "batch": 2, "until": {"precision": [
+    config["replicates"] = {"min": 2, "max": maximum, "batch": 2, "until": {"precision": [
         {"analysis": "gyration", "metric": "mean_rg", "half_width": half_width}]}}
     config["analyses"] = {"gyration": config["analyses"]["gyration"]}
     return config
@@ -54,38 +54,38 @@ def test_looks_and_design_checks():
 
 @pytest.mark.slow
 def test_an_adaptive_study_stops_at_its_target_and_goes_on_when_it_is_stricter(tmp_path):
-    # The small study's mean_rg: CI half-widths 0.50/1.86 at 2 replicates, 0.27/0.26 at 4.
-    write_config(tmp_path, _config(0.3))
+    # The small study's mean_rg: CI half-widths 0.50 (free) and 1.86 (strong) at 2
+    # replicates, 0.27 and 0.26 at 4. Design: min 2, batch 2, max 4.
+    write_config(tmp_path, _config(2.0, maximum=4))
     snakemake(tmp_path)
-    assert _runs(tmp_path) == {"free": 4, "strong": 4}
-    first, second = _look(tmp_path, 1), _look(tmp_path, 2)
-    assert (first["n"], first["stop"]) == (2, False)
-    assert first["why"] == ("precision not reached: gyration/free mean_rg, "
-                            "gyration/strong mean_rg; add 2")
-    assert (second["n"], second["stop"], second["why"]) == (4, True,
-                                                          "precision reached at n = 4")
-    assert not (tmp_path / "results" / "looks" / "3.json").exists()
+    assert _runs(tmp_path) == {"free": 2, "strong": 2}
+    first = _look(tmp_path, 1)
+    assert (first["n"], first["stop"], first["why"]) == (2, True, "precision reached at n = 2")
+    assert not (tmp_path / "results" / "looks" / "2.json").exists()
     store = ArtifactStore(tmp_path / "store")
     for condition in ("free", "strong"):
         summary = store.read_condition_result(read_ref(
             tmp_path / "results" / "conditions" / "gyration" / f"{condition}.json").digest
         ).payload["metrics"]["mean_rg"]
-        numbers = second["numbers"]["gyration"][condition]["mean_rg"]
+        numbers = first["numbers"]["gyration"][condition]["mean_rg"]
         # the study's condition is the one the look judged: same replicates, same numbers
-        assert summary["n"] == 4 and numbers["met"] is True
-        assert (summary["ci_high"] - summary["ci_low"]) / 2 == numbers["half_width"] <= 0.3
+        assert summary["n"] == 2 and numbers["met"] is True
+        assert (summary["ci_high"] - summary["ci_low"]) / 2 == numbers["half_width"] <= 2.0
 
     again = snakemake(tmp_path)   # the same study: the same decisions, nothing to run
     assert jobs_run(again) == set() and "Nothing to be done" in again.stdout + again.stderr
 
-    write_config(tmp_path, _config(0.0001))   # unreachable: on to max
+    write_config(tmp_path, _config(0.0001, maximum=4))   # out of reach: on to max
     ran = jobs_run(snakemake(tmp_path))
     assert {out for rule, out in ran if rule == "run"} == {
-        f"results/runs/{c}/{r}.json" for c in ("free", "strong") for r in (5, 6)}
-    assert _runs(tmp_path) == {"free": 6, "strong": 6}
-    last = _look(tmp_path, 3)
-    assert (last["n"], last["stop"]) == (6, True)
-    assert last["why"].startswith("max 6 reached; precision not reached: gyration/free")
+        f"results/runs/{c}/{r}.json" for c in ("free", "strong") for r in (3, 4)}
+    assert _runs(tmp_path) == {"free": 4, "strong": 4}
+    first, last = _look(tmp_path, 1), _look(tmp_path, 2)
+    assert (first["n"], first["stop"]) == (2, False)
+    assert first["why"] == ("precision not reached: gyration/free mean_rg, "
+                            "gyration/strong mean_rg; add 2")
+    assert (last["n"], last["stop"]) == (4, True)
+    assert last["why"].startswith("max 4 reached; precision not reached: gyration/free")
 
 
 def _replicates(store, plan, tmp_path, shift: float, n: int) -> list[str]:
