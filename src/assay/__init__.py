@@ -68,7 +68,7 @@ __all__ = [
     "Setting", "Settings", "SettingsView", "REQUIRED",
 ]
 
-_LAZY = {"open_catalog": "catalog", "Catalog": "catalog"}
+_LAZY = {"open_catalog": "catalog", "Catalog": "catalog", "write_crate": "crate"}
 __all__ += list(_LAZY)
 
 
