@@ -153,7 +153,6 @@ def build_metadata(*, plan: Any, config: dict[str, Any], config_files: list[str]
 
     g = _Graph()
     manifest_of = graph.manifests
-    sizes: dict[str, int] = {}
     for sha, manifest in sorted(manifest_of.items()):
         name = _artifact_name(manifest)
         g.add({"@id": f"objects/{sha}", "@type": "File",
@@ -161,7 +160,6 @@ def build_metadata(*, plan: Any, config: dict[str, Any], config_files: list[str]
                "contentSize": str(graph.raw_sizes[sha]), "sha256": sha,
                "identifier": f"sha256:{sha}"})
         for side in manifest.get("sidecars") or []:
-            sizes[side["sha256"]] = side["size_bytes"]
             g.add({"@id": f"objects/{side['sha256']}", "@type": "File",
                    "name": f"{side['path']} of {name}",
                    "encodingFormat": side.get("media_type") or "application/octet-stream",
