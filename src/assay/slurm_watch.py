@@ -8,7 +8,9 @@
    jobs no one watches). Here such jobs are kept and polled again with back-off (up to
    ``BACKOFF_MAX_S``); after ``ASSAY_SLURM_STATUS_PATIENCE`` seconds (default 120) of failed
    queries one warning says what fails (the query's own error) and what to check, again every
-   ``5 x`` that while it lasts, and a line says when SLURM answers again.
+   ``5 x`` that while it lasts, and a line says when SLURM answers again. A job that the
+   query answers without (slurmctld restarted without its state) is reported failed after
+   ``3 x`` the patience, instead of being waited for forever.
 2. **A failed or cancelled SLURM job is one line that says why**: the SLURM job id, what it
    ran, its SLURM state, reason and exit code (``scontrol show job``), the log's last SLURM
    line (``*** JOB 12 ON node CANCELLED AT ... ***``) or sbatch's own error text, and the log's
@@ -34,7 +36,7 @@ from typing import Any
 PATIENCE_ENV = "ASSAY_SLURM_STATUS_PATIENCE"
 PATIENCE_DEFAULT_S = 120.0
 BACKOFF_MAX_S = 60.0
-QUERY_TIMEOUT_S = 30.0
+QUERY_TIMEOUT_S = 60.0   # as the plugin's own
 _STATE_ATTR = "_assay_watch_state"
 
 
@@ -55,6 +57,18 @@ def install() -> bool:
         return True
     check, success, error = (executor.check_active_jobs, executor.report_job_success,
                              executor.report_job_error)
+    answers: list[dict[str, str]] = []
+    problems: list[str] = []
+
+    async def query_job_status(command: str, logger: Any) -> Any:
+        """The plugin's query (same command, same parsing), keeping what failed and why."""
+        states, problem, seconds = await _query(command)
+        if problem is not None:
+            problems.append(problem)
+            logger.debug(f"SLURM status query failed: {problem}")
+            return None, None
+        answers.append(states)
+        return states, seconds
 
     def report_job_success(self: Any, job_info: Any, *args: Any, **kwargs: Any) -> Any:
         _state(self)["handled"].add(id(job_info))
@@ -68,12 +82,17 @@ def install() -> bool:
         state = _state(self)
         state["handled"] = set()
         kept: set[int] = set()
+        began = time.monotonic()
+        answers.clear()
+        problems.clear()
         async for job_info in check(self, active_jobs):
+            if answers and _unknown_to_slurm(self, state, job_info, answers[-1]):
+                continue   # reported as failed: SLURM no longer knows it
             kept.add(id(job_info))
             yield job_info
         lost = [j for j in active_jobs if id(j) not in kept and id(j) not in state["handled"]]
         if lost:
-            await _status_unknown(self, state, lost)
+            _status_unknown(self, state, lost, problems[-1] if problems else "no answer", began)
             for job_info in lost:
                 yield job_info
         elif state["failing_since"] is not None:
@@ -83,6 +102,7 @@ def install() -> bool:
                     f"{time.monotonic() - state['failing_since']:.0f} s")
             state.update(failing_since=None, warned=False, next_warning=0.0)
 
+    module.query_job_status = query_job_status
     executor.check_active_jobs = check_active_jobs
     executor.report_job_success = report_job_success
     executor.report_job_error = report_job_error
@@ -94,16 +114,44 @@ def install() -> bool:
 def _state(executor: Any) -> dict[str, Any]:
     state = executor.__dict__.get(_STATE_ATTR)
     if state is None:
-        state = {"handled": set(), "failing_since": None, "warned": False, "next_warning": 0.0}
+        state = {"handled": set(), "failing_since": None, "warned": False, "next_warning": 0.0,
+                 "unlisted": {}}
         setattr(executor, _STATE_ATTR, state)
     return state
 
 
-async def _status_unknown(executor: Any, state: dict[str, Any], lost: list[Any]) -> None:
-    """The status query failed for ``lost``: back off, and after the patience say so."""
+def _unknown_to_slurm(executor: Any, state: dict[str, Any], job_info: Any,
+                      answer: dict[str, str]) -> bool:
+    """A job the status query answered without it: SLURM lost it (slurmctld restarted
+    without its state) or forgot it (ended over MinJobAge ago). The plugin would wait for it
+    forever; after ``3 x`` the patience it is reported failed (a retry, if any left, is then
+    safe: the run's claim keeps a twin from starting beside a job that still runs)."""
+    job_id = str(job_info.external_jobid or "")
+    unlisted = state["unlisted"]
+    if not job_id or any(key == job_id or key.startswith(job_id + "_") for key in answer):
+        unlisted.pop(job_id, None)
+        return False
+    now = time.monotonic()
+    since = unlisted.setdefault(job_id, now)
+    if now - since < 3 * _patience():
+        return False
+    unlisted.pop(job_id, None)
+    log = (job_info.aux or {}).get("slurm_logfile")
+    executor.report_job_error(job_info, msg=(
+        f"SLURM no longer knows job {job_id}: `{executor.get_status_command()}` has not "
+        f"listed it for {now - since:.0f} s (slurmctld restarted without its state, or the "
+        f"job ended more than MinJobAge ago). Check `scontrol show job {job_id}`"
+        + (f" and its log {log}" if log else "") + "; whatever it computed is in the store"))
+    return True
+
+
+def _status_unknown(executor: Any, state: dict[str, Any], lost: list[Any], problem: str,
+                    began: float) -> None:
+    """The status query (begun at ``began``) failed for ``lost``: back off, and after the
+    patience say so."""
     now = time.monotonic()
     if state["failing_since"] is None:
-        state["failing_since"] = now
+        state["failing_since"] = began
     current = executor.next_seconds_between_status_checks or 10
     patience = _patience()
     # never slower than the warning's patience: a short patience also polls more often
@@ -113,40 +161,55 @@ async def _status_unknown(executor: Any, state: dict[str, Any], lost: list[Any])
     if failing < patience or now < state["next_warning"]:
         return
     state["warned"], state["next_warning"] = True, now + 5 * patience
-    problem = await _query_problem(executor)
     ids = sorted({str(j.external_jobid) for j in lost if j.external_jobid})
     executor.logger.warning(
-        f"SLURM has not answered job status queries for {failing:.0f} s ({problem}). "
+        f"SLURM has not answered job status queries for {failing:.0f} s ({problem}; "
+        f"{controller_state()}). "
         f"{len(ids)} SLURM job(s) of this run ({', '.join(ids)}) are kept and asked about "
         f"again every {executor.next_seconds_between_status_checks:g} s. Check that slurmctld "
         f"is up (`scontrol ping`, `squeue -j {','.join(ids[:5])}`) or ask your admins; "
         "Ctrl-C stops snakemake and cancels them (restart later: docs/hpc.md, 'Restarting').")
 
 
-async def _query_problem(executor: Any) -> str:
-    """The failing query's own words: run the plugin's status command once more."""
+def controller_state(timeout: float = 10.0) -> str:
+    """What ``scontrol ping`` says of slurmctld, in a few words (it answers at once)."""
+    try:
+        proc = subprocess.run(["scontrol", "ping"], capture_output=True, text=True,
+                              timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"scontrol ping: {exc}"
+    said = [line.strip() for line in (proc.stdout + proc.stderr).splitlines()
+            if line.strip() and not line.startswith("*")]
+    return "scontrol ping: " + ("; ".join(said)[:200] or f"exit {proc.returncode}")
+
+
+async def _query(command: str) -> tuple[dict[str, str], str | None, float]:
+    """Run a status command printing ``<job id>|<state>`` lines: (states, problem, seconds)."""
     import asyncio
+    import csv
+    import io
     import shlex
 
-    module = sys.modules["snakemake_executor_plugin_slurm"]
-    name = executor.get_status_command()
-    builder = getattr(module, f"query_job_status_{name}", None)
-    if builder is None:
-        return f"status command {name!r}"
-    command = builder(executor.run_uuid)
+    argv = shlex.split(command)
+    started = time.monotonic()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *shlex.split(command), stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=QUERY_TIMEOUT_S)
-    except asyncio.TimeoutError:
-        return f"`{name}` did not answer within {QUERY_TIMEOUT_S:g} s"
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
     except OSError as exc:
-        return f"`{name}`: {exc}"
-    text = " ".join(err.decode(errors="replace").split())[:300]
-    if proc.returncode == 0:
-        return f"`{name}` answers now"
-    return f"`{name}` exited {proc.returncode}: {text or 'no message'}"
+        return {}, f"`{argv[0]}`: {exc}", 0.0
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=QUERY_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return {}, f"`{argv[0]}` did not answer within {QUERY_TIMEOUT_S:g} s", 0.0
+    if proc.returncode != 0:
+        text = " ".join(err.decode(errors="replace").split())[:300] or "no message"
+        return {}, f"`{argv[0]}` exited {proc.returncode}: {text}", 0.0
+    states = {row[0].strip(): row[1].strip()
+              for row in csv.reader(io.StringIO(out.decode(errors="replace")), delimiter="|")
+              if len(row) >= 2 and row[0].strip()}
+    return states, None, time.monotonic() - started
 
 
 # --- failed jobs in one line -----------------------------------------------------------------
@@ -205,6 +268,8 @@ def failure_line(job_info: Any, msg: str | None) -> str:
         error = " ".join(sbatch.group(1).split())
         return f"SLURM refused {what}: {error or 'sbatch failed without a message'}"
     job_id = job_info.external_jobid
+    if msg.startswith("SLURM no longer knows"):
+        return f"SLURM job {job_id} ({what}): {' '.join(msg.split())}"
     facts = slurm_job_facts(job_id) if job_id else {}
     state = _STATUS.search(msg)
     parts = [facts.get("JobState") or (state.group(1) if state else "failed")]
@@ -217,7 +282,7 @@ def failure_line(job_info: Any, msg: str | None) -> str:
     if said:
         line += f": {said}"
     elif not state and msg:
-        line += f": {' '.join(msg.split())[:300]}"
+        line += f": {' '.join(msg.split())[:400]}"
     return line + (f"; log: {log}" if log else "")
 
 

@@ -1,0 +1,322 @@
+"""Cluster faults on a real SLURM cluster: snakemake never hangs in silence (issue 30).
+
+Each test breaks one thing while the study runs through ``profiles/slurm`` and asserts that
+snakemake finishes (or stops) within a bound, says what happened in a line that names the
+SLURM job, and that the study ends with the numbers of a fault-free run (the pins of
+tests/data/small_study_pins.json, made locally) and the same digests in every test:
+
+* ``squeue`` failing for a while (a wrapper first on PATH): the jobs are kept, a warning
+  quotes squeue's error, the run finishes (assay.slurm_watch);
+* slurmctld killed and restarted: the same, against the real controller;
+* ``sbatch`` refusing the job: one line with sbatch's own error, no ``message: None``;
+* ``scancel`` of the running job: one line with its SLURM state and SLURM's log line;
+* SIGKILL of the main snakemake: ``assay status`` lists its SLURM job still running and the
+  ``scancel`` line; the documented restart (``--unlock``, then ``--rerun-incomplete``)
+  finishes the study.
+
+These kill and restart daemons, so they use a cluster of their own (tests/slurm/cluster.sh
+with its own state dir, ports and node, ASSAY_SLURM_ETC_COPY=0: /etc/slurm/slurm.conf stays
+the shared cluster's, and every client here gets SLURM_CONF), started once for the module
+and stopped at its end. Not covered: slurmd killed (SLURM only notices after SlurmdTimeout,
+300 s by default, then ends the job NODE_FAIL, which the one-line report shows).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from watch_helpers import Watched
+from workflow_helpers import REPO, SMALL_CONFIG, digests, write_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+PROFILE = REPO / "profiles" / "slurm"
+BOUND_S = 240          # any run here ends within this (expected: 10-40 s)
+PATIENCE_S = 3         # ASSAY_SLURM_STATUS_PATIENCE for these runs (default 120)
+
+# 2 conditions x 2 replicates, one analysis: one SLURM job (the profile's replicate=4)
+CONFIG = copy.deepcopy(SMALL_CONFIG)
+CONFIG["analyses"] = {"contacts": SMALL_CONFIG["analyses"]["contacts"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Cluster:
+    """A loopback SLURM cluster of this module's own."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.conf = state / "slurm.conf"
+        self.env = {**os.environ, "ASSAY_SLURM_STATE": str(state), "ASSAY_SLURM_ETC_COPY": "0",
+                    "ASSAY_SLURM_NODE": "faults-node", "ASSAY_SLURM_CTLD_PORT": str(_free_port()),
+                    "ASSAY_SLURMD_PORT": str(_free_port())}
+
+    def run(self, command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(CLUSTER), command], env=self.env, text=True,
+                              capture_output=True, timeout=120)
+
+    def stop_slurmctld(self, how: signal.Signals = signal.SIGTERM) -> None:
+        """Stop this cluster's slurmctld (by its recorded pid) and wait until it is gone."""
+        pid = int((self.state / "slurmctld.pid").read_text())
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "slurmctld"
+        os.kill(pid, how)
+        while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
+            time.sleep(0.1)
+
+    def client_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The submitting shell: python first on PATH, SLURM_CONF of this cluster (always)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        env.update(extra or {})
+        env["PATH"] = os.pathsep.join([*filter(None, [env.pop("PREPEND_PATH", None)]),
+                                       str(Path(sys.executable).parent), os.environ["PATH"]])
+        env["SLURM_CONF"] = str(self.conf)
+        env.setdefault("ASSAY_SLURM_STATUS_PATIENCE", str(PATIENCE_S))
+        return env
+
+    def squeue(self, *args: str) -> str:
+        return subprocess.run(["squeue", "-h", *args], env=self.client_env(), text=True,
+                              capture_output=True, timeout=60).stdout
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    required = os.environ.get("ASSAY_REQUIRE_SLURM") == "1"
+    if (shutil.which("slurmctld") is None or os.geteuid() != 0) and not required:
+        pytest.skip("needs root and the SLURM daemons (`bash tests/slurm/cluster.sh up` once)")
+    state = Path(tempfile.mkdtemp(prefix="assay-slurm-faults-"))
+    state.chmod(0o755)   # munged (user munge) keeps its socket in there
+    own = Cluster(state)
+    up = own.run("up")
+    if up.returncode != 0:
+        own.run("down")
+        pytest.fail(f"could not start a second loopback cluster:\n{up.stderr[-3000:]}")
+    yield own
+    own.run("down")
+    shutil.rmtree(own.state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def baseline() -> dict[str, str]:
+    """Digests of the first study here that finished; every later one must equal them."""
+    return {}
+
+
+def check_numbers(workdir: Path, reference: dict[str, str]) -> None:
+    """The study's numbers are the pinned fault-free ones (tests/data/small_study_pins.json,
+    from a local run), and its digests those of every other finished study here."""
+    import json
+
+    from test_workflow_e2e import data_pins
+
+    pins = json.loads((REPO / "tests" / "data" / "small_study_pins.json").read_text())
+    have = data_pins(workdir)
+    assert len(have) in (4 + 4, 4 + 4 + 2 + 1)   # the SLURM part, or the whole study
+    assert have == {ref: pins[ref] for ref in have}
+    refs = digests(workdir)
+    if not reference:
+        reference.update(refs)
+    assert refs.items() <= reference.items() or reference.items() <= refs.items()
+    reference.update(refs)
+
+
+def study(tmp_path: Path) -> Path:
+    workdir = tmp_path / "study"
+    write_config(workdir, CONFIG)
+    return workdir
+
+
+def command(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+            "--directory", str(workdir), "--profile", str(PROFILE), "--workflow-profile", "none",
+            "--slurm-init-seconds-before-status-checks", "2", *args]
+
+
+# The SLURM part of the study: its collect refs (and so its runs); the local rules after them
+# (matplotlib, DuckDB) add nothing to what the status-query tests look at.
+SLURM_PART = [f"results/replicates/contacts/{c}/{r}.json" for c in ("free", "strong")
+              for r in (1, 2)]
+
+
+def start(cluster: Cluster, workdir: Path, *args: str, env: dict[str, str] | None = None) -> Watched:
+    return Watched(command(workdir, *args), cwd=workdir, watch=[workdir],
+                   env=cluster.client_env(env))
+
+
+def finish(run: Watched, within: float = BOUND_S) -> subprocess.CompletedProcess:
+    """Wait for the end of ``run``; fail if it takes longer than ``within`` seconds."""
+    deadline = run.started + within
+
+    def ended() -> bool:
+        if run.proc.poll() is not None:
+            return True
+        if time.monotonic() > deadline:
+            run.fail(f"snakemake did not end within {within:g} s")
+        return False
+
+    run.wait_until(ended, "the end of snakemake") if run.proc.poll() is None else None
+    return run.wait()
+
+
+def output(proc: subprocess.CompletedProcess) -> str:
+    return proc.stdout + proc.stderr
+
+
+def wrapper(folder: Path, name: str, body: str) -> Path:
+    """An executable ``name`` in ``folder`` (put first on PATH) that runs ``body`` (sh)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return folder
+
+
+def running_job(cluster: Cluster, run: Watched) -> str:
+    """The id of this run's SLURM job, once SLURM runs it."""
+    def job() -> str | None:
+        match = re.search(r"has been submitted with SLURM jobid (\d+)", run.stderr)
+        if match and cluster.squeue("-j", match.group(1), "-o", "%T").strip() == "RUNNING":
+            return match.group(1)
+        return None
+
+    return run.wait_until(job, "its SLURM job to run")
+
+
+# --- status queries ---------------------------------------------------------------------------
+def test_failing_squeue_is_survived_and_reported(cluster, baseline, tmp_path):
+    """squeue fails (first on PATH) from the start: snakemake keeps the job, warns with
+    squeue's own error after the patience, and finishes once squeue answers again."""
+    workdir = study(tmp_path)
+    flag = tmp_path / "squeue-fails"
+    flag.touch()
+    real = shutil.which("squeue")
+    bin_dir = wrapper(tmp_path / "bin", "squeue", (
+        f'if [ -e "{flag}" ]; then echo "squeue: error: slurm_load_jobs error: Socket timed '
+        f'out on send/recv operation (test wrapper)" >&2; exit 1; fi\nexec "{real}" "$@"'))
+    with start(cluster, workdir, *SLURM_PART, env={"PREPEND_PATH": str(bin_dir)}) as run:
+        run.wait_until(lambda: "SLURM has not answered job status queries" in run.stderr,
+                       "the warning about failing status queries")
+        flag.unlink()
+        proc = finish(run)
+    text = output(proc)
+    assert proc.returncode == 0, text[-6000:]
+    warning = next(line for line in text.splitlines() if "has not answered" in line)
+    assert "`squeue` exited 1: squeue: error: slurm_load_jobs error: Socket timed out on " \
+        "send/recv operation (test wrapper)" in warning, warning
+    assert re.search(r"scontrol ping: Slurmctld\(primary\) at \S+ is UP", warning), warning
+    assert "scontrol ping" in warning and "Ctrl-C" in warning, warning
+    assert "SLURM answers job status queries again" in text
+    check_numbers(workdir, baseline)
+
+
+def test_slurmctld_killed_and_restarted(cluster, baseline, tmp_path):
+    """slurmctld stops (as for an upgrade or a restart) right after the job was submitted
+    and comes back later: the run says so and finishes with the fault-free digests."""
+    workdir = study(tmp_path)
+    with start(cluster, workdir, *SLURM_PART) as run:
+        run.wait_until(lambda: "has been submitted with SLURM jobid" in run.stderr,
+                       "the submission")
+        cluster.stop_slurmctld()
+        stopped = time.monotonic()
+        try:
+            run.wait_until(lambda: "SLURM has not answered job status queries" in run.stderr,
+                           "the warning about failing status queries")
+        finally:
+            up = cluster.run("up")
+            back = time.monotonic()
+            assert up.returncode == 0, up.stderr[-3000:]
+        proc = finish(run)
+    text = output(proc)
+    assert proc.returncode == 0, text[-6000:]
+    warning = next(line for line in text.splitlines() if "has not answered" in line)
+    # what failed (squeue, or sacct: the plugin falls back to it when it cannot read
+    # MinJobAge from the controller) and what slurmctld's state is
+    assert re.search(r"`(squeue|sacct)` exited 1: ", warning), warning
+    assert re.search(r"scontrol ping: Slurmctld\(primary\) at \S+ is DOWN", warning), warning
+    assert "SLURM answers job status queries again" in text
+    check_numbers(workdir, baseline)
+    print(f"\nslurmctld down {back - stopped:.0f} s; snakemake ended "
+          f"{time.monotonic() - back:.0f} s after it was back")
+
+
+# --- failed jobs in one line ------------------------------------------------------------------
+def test_sbatch_refusal_is_one_line_with_its_error(cluster, tmp_path):
+    workdir = study(tmp_path)
+    bin_dir = wrapper(tmp_path / "bin", "sbatch", (
+        'echo "sbatch: error: Batch job submission failed: Invalid account or '
+        'account/partition combination specified (test wrapper)" >&2; exit 1'))
+    with start(cluster, workdir, "--retries", "0", env={"PREPEND_PATH": str(bin_dir)}) as run:
+        proc = finish(run)
+    text = output(proc)
+    assert proc.returncode != 0
+    lines = [line for line in text.splitlines() if line.startswith("SLURM refused")]
+    assert lines == [
+        "SLURM refused group replicate (run free/1, run free/2, run strong/1, run strong/2, "
+        "collect contacts/free/1, collect contacts/free/2, collect contacts/strong/1, collect "
+        "contacts/strong/2): sbatch: error: Batch job submission failed: Invalid account or "
+        "account/partition combination specified (test wrapper)"], text[-6000:]
+    assert "message: None" not in text
+    assert text.count("message: SLURM refused group replicate") == 8   # each member
+
+
+def test_cancelled_job_is_one_line_with_slurms_words(cluster, tmp_path):
+    workdir = study(tmp_path)
+    with start(cluster, workdir, "--retries", "0") as run:
+        job = running_job(cluster, run)
+        subprocess.run(["scancel", job], env=cluster.client_env(), check=True, timeout=60)
+        proc = finish(run)
+    text = output(proc)
+    assert proc.returncode != 0
+    lines = [line for line in text.splitlines() if line.startswith(f"SLURM job {job} ")]
+    assert len(lines) == 1, text[-6000:]
+    assert re.fullmatch(
+        rf"SLURM job {job} \(group replicate \(run free/1, .*\)\) ended CANCELLED(, .*?)?: "
+        rf".*\*\*\* JOB {job} ON faults-node CANCELLED AT \S+ \*\*\*; log: \S+/{job}\.log",
+        lines[0]), lines[0]
+    assert "message: None" not in text
+
+
+# --- the main snakemake killed ----------------------------------------------------------------
+def test_restart_after_sigkill_follows_the_documented_recipe(cluster, baseline, tmp_path):
+    """SIGKILL of the main snakemake while its SLURM job runs: `assay status` names the job
+    and the scancel line; the restart recipe of docs/hpc.md finishes the study."""
+    workdir = study(tmp_path)
+    with start(cluster, workdir) as run:
+        job = running_job(cluster, run)
+        os.kill(run.proc.pid, signal.SIGKILL)   # the main snakemake only, not its group
+        run.proc.wait()
+    status = subprocess.run([str(Path(sys.executable).parent / "assay"), "status"], cwd=workdir, text=True,
+                            capture_output=True, env=cluster.client_env(), timeout=120)
+    assert "SLURM JOBS STILL RUNNING HERE (1)" in status.stdout, status.stdout + status.stderr
+    assert f"scancel {job}" in status.stdout
+    # the recipe: unlock, then the same command with --rerun-incomplete (beside the old job:
+    # the runs' claims make the new one wait for it, then hit the cache)
+    with start(cluster, workdir, "--unlock") as unlock:
+        assert finish(unlock).returncode == 0
+    with start(cluster, workdir, "--rerun-incomplete") as rerun:
+        proc = finish(rerun)
+    assert proc.returncode == 0, output(proc)[-6000:]
+    check_numbers(workdir, baseline)
