@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,13 @@ def test_an_adaptive_study_stops_at_its_target_and_goes_on_when_it_is_stricter(t
         # the study's condition is the one the look judged: same replicates, same numbers
         assert summary["n"] == 2 and numbers["met"] is True
         assert (summary["ci_high"] - summary["ci_low"]) / 2 == numbers["half_width"] <= 2.0
+
+    status = subprocess.run([sys.executable, "-m", "assay.cli", "status", "--json",
+                             "--no-slurm"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert json.loads(status.stdout)["notes"] == [
+        "adaptive replicates: stopped at 2 per condition (look 1: precision reached at n = 2)"]
+    assert json.loads(status.stdout)["counts"]["pending"] == 0
 
     again = snakemake(tmp_path)   # the same study: the same decisions, nothing to run
     assert jobs_run(again) == set() and "Nothing to be done" in again.stdout + again.stderr

@@ -101,6 +101,20 @@ def decided_replicates(design: dict[str, Any], read: Callable[[int], dict[str, A
     return list(range(1, design["max"] + 1)), None
 
 
+def status_note(design: dict[str, Any], results_dir: Path) -> str:
+    """For `assay status`: where the looks stand (read from results/looks/)."""
+    def read(look: int) -> dict[str, Any] | None:
+        return read_decision(results_dir / LOOKS_DIR / f"{look}.json")
+
+    decided, pending = decided_replicates(design, read, design["until"])
+    if pending is not None:
+        return (f"adaptive replicates: {len(decided)} per condition planned; look {pending} "
+                f"decides whether to add {design['batch']} more (max {design['max']})")
+    last = looks(design).index(len(decided)) + 1
+    return (f"adaptive replicates: stopped at {len(decided)} per condition (look {last}: "
+            f"{read(last)['why']})")
+
+
 # --- the look job ---------------------------------------------------------------------------
 def decide(store: Any, spec: dict[str, Any], refs: list[str]) -> dict[str, Any]:
     """Aggregate the first n replicates of each named analysis and condition, check every

@@ -440,6 +440,10 @@ def study_status(plan: Any, root: str | Path = ".", *, slurm: bool = True,
     from .diagnostics import status_warnings
 
     status.convergence = status_warnings(root, plan.store, jobs)
+    if plan.study.adaptive:   # the look jobs are not listed: where they stand
+        from .adaptive import status_note
+
+        status.notes.append(status_note(plan.study.adaptive, root / plan.results))
     if stale_lock:
         status.notes.append("Snakemake's lock is held but no snakemake process on this host "
                             "works here: if none runs elsewhere, it was killed; "
