@@ -18,6 +18,10 @@ from assay.config import Study
 from workflow_helpers import SMALL_CONFIG, jobs_run, snakemake, write_config
 
 
+# The runs' target: everything but the figures (plot jobs cost seconds, decide nothing).
+CATALOG = "results/catalog.duckdb"
+
+
 def _config(half_width: float, maximum: int = 6) -> dict:
     config = copy.deepcopy(SMALL_CONFIG)
     config["replicates"] = {"min": 2, "max": maximum, "batch": 2, "until": {"precision": [
@@ -59,7 +63,7 @@ def test_an_adaptive_study_stops_at_its_target_and_goes_on_when_it_is_stricter(t
     # The small study's mean_rg: CI half-widths 0.50 (free) and 1.86 (strong) at 2
     # replicates, 0.27 and 0.26 at 4. Design: min 2, batch 2, max 4.
     write_config(tmp_path, _config(2.0, maximum=4))
-    snakemake(tmp_path)
+    snakemake(tmp_path, CATALOG)
     assert _runs(tmp_path) == {"free": 2, "strong": 2}
     first = _look(tmp_path, 1)
     assert (first["n"], first["stop"], first["why"]) == (2, True, "precision reached at n = 2")
@@ -79,13 +83,14 @@ def test_an_adaptive_study_stops_at_its_target_and_goes_on_when_it_is_stricter(t
                             timeout=120)
     assert json.loads(status.stdout)["notes"] == [
         "adaptive replicates: stopped at 2 per condition (look 1: precision reached at n = 2)"]
-    assert json.loads(status.stdout)["counts"]["pending"] == 0
+    runs = json.loads(status.stdout)["stages"]["run"]   # the decided 2 x 2, not max
+    assert (runs["total"], runs["done"]) == (4, 4)
 
-    again = snakemake(tmp_path)   # the same study: the same decisions, nothing to run
+    again = snakemake(tmp_path, CATALOG)   # the same study: the same decisions, nothing to run
     assert jobs_run(again) == set() and "Nothing to be done" in again.stdout + again.stderr
 
     write_config(tmp_path, _config(0.0001, maximum=4))   # out of reach: on to max
-    ran = jobs_run(snakemake(tmp_path))
+    ran = jobs_run(snakemake(tmp_path, CATALOG))
     assert {out for rule, out in ran if rule == "run"} == {
         f"results/runs/{c}/{r}.json" for c in ("free", "strong") for r in (3, 4)}
     assert _runs(tmp_path) == {"free": 4, "strong": 4}
