@@ -311,7 +311,7 @@ def test_catalog_metrics_expose_every_test_and_its_adjusted_p(store, tmp_path):
     from assay.catalog import build_catalog, open_catalog
 
     art, _ = _compare(store, _study(pairs="all"))
-    summary = build_catalog(store, tmp_path / "results")
+    summary = build_catalog(store, tmp_path / "results", store_wide=True)   # no refs
     with open_catalog(summary.path) as catalog:
         rows = catalog.query_metrics(analysis="contacts", artifact_type="comparison",
                                      statistic="p_adjusted", live_only=False)

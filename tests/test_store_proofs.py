@@ -421,4 +421,4 @@ def test_the_workflow_catalog_holds_every_job_of_the_study_and_nothing_else(fini
         actions = catalog.query("SELECT digest FROM actions")
         assert sorted(actions.digest) == sorted(refs.values())
         assert len(catalog.query("SELECT * FROM refs")) == len(refs)
-    assert len(list((finished / "results" / ".keys").rglob("*.json"))) == len(refs)
+    assert len(list((finished / "results" / ".keys").rglob("*.key"))) == len(refs)

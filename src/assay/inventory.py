@@ -427,7 +427,7 @@ def load_study_actions(store_root: Path, results_dir: Path, refs: list[RefEntry]
     A key file whose record names another digest than its ref (a ref imported or rewritten
     since) is skipped; ``matching_only=False`` keeps every record found, readable or not
     (verify reports the bad ones)."""
-    from .layout import KEYS_DIR
+    from .layout import KEY_SUFFIX, KEYS_DIR, ref_of_key_path
 
     cache = ActionCache.at(store_root)
     digest_of = {entry.name.replace(os.sep, "/"): entry.digest for entry in refs}
@@ -435,6 +435,8 @@ def load_study_actions(store_root: Path, results_dir: Path, refs: list[RefEntry]
     wanted: dict[str, str | None] = {}     # record path -> the digest of its job's ref
     for dirpath, _, filenames in os.walk(keys_root):   # never into links
         for name in filenames:
+            if not name.endswith(KEY_SUFFIX):
+                continue   # an atomic write's temp file, or anything else
             path = Path(dirpath) / name
             try:
                 with open(open_regular(path), "rb") as handle:
@@ -443,7 +445,7 @@ def load_study_actions(store_root: Path, results_dir: Path, refs: list[RefEntry]
                 continue
             if is_sha256_hex(key):   # a job whose ref is gone still names its record
                 wanted[str(cache.path_for(key))] = digest_of.get(
-                    path.relative_to(keys_root).as_posix())
+                    ref_of_key_path(path.relative_to(keys_root).as_posix()))
     paths = sorted(wanted)
     raw = map_batched(lambda p: _read_or_error(p, 1 << 20), paths, jobs=jobs)
     out = []

@@ -64,13 +64,20 @@ BY_REF_DIR = {s.ref_dir: s for s in STAGE_LAYOUTS.values()}
 
 CATALOG_FILE = "catalog.duckdb"
 PLOTS_DIR = "plots"
-# results/.keys/<ref path>: the action key of the job that wrote that ref, so per-study
-# tools find the study's action records without scanning store/actions (issue 25).
+# results/.keys/<ref path minus .json>.key: the action key of the job that wrote that ref,
+# so per-study tools find the study's action records without scanning store/actions
+# (issue 25). Not '.json': nothing that globs for refs may take one for a ref.
 KEYS_DIR = ".keys"
+KEY_SUFFIX = ".key"
 
 
 def job_key_path(results: str | Path, ref_relative: str) -> Path:
-    return Path(results) / KEYS_DIR / ref_relative
+    return (Path(results) / KEYS_DIR / ref_relative).with_suffix(KEY_SUFFIX)
+
+
+def ref_of_key_path(key_relative: str) -> str:
+    """The ref path (relative to results/) whose job a key file under .keys/ names."""
+    return key_relative.removesuffix(KEY_SUFFIX) + ".json"
 LOGS_DIR = "logs"
 BENCHMARKS_DIR = "benchmarks"
 
