@@ -194,6 +194,15 @@ def wrapper(folder: Path, name: str, body: str) -> Path:
     return folder
 
 
+def running_job_id(run: Watched) -> str:
+    """The id of this run's SLURM job, once submitted."""
+    def job() -> str | None:
+        match = re.search(r"has been submitted with SLURM jobid (\d+)", run.stderr)
+        return match.group(1) if match else None
+
+    return run.wait_until(job, "its submission")
+
+
 def running_job(cluster: Cluster, run: Watched) -> str:
     """The id of this run's SLURM job, once SLURM runs it."""
     def job() -> str | None:
@@ -232,13 +241,38 @@ def test_failing_squeue_is_survived_and_reported(cluster, baseline, tmp_path):
     check_numbers(workdir, baseline)
 
 
+def test_ctrl_c_stops_a_run_whose_status_queries_fail(cluster, tmp_path):
+    """Ctrl-C while squeue fails: snakemake stops within a bound and cancels its job."""
+    workdir = study(tmp_path)
+    real = shutil.which("squeue")
+    bin_dir = wrapper(tmp_path / "bin", "squeue", (
+        'echo "squeue: error: slurm_load_jobs error: Socket timed out (test wrapper)" >&2; '
+        'exit 1'))
+    # SIGINT as a terminal gives it, even when this test runs where SIGINT is ignored
+    # (a background shell): the child restores the default before it becomes snakemake
+    argv = command(workdir, *SLURM_PART)
+    restore = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.argv[1], sys.argv[1:])")
+    with Watched([sys.executable, "-c", restore, *argv], cwd=workdir, watch=[workdir],
+                 env=cluster.client_env({"PREPEND_PATH": str(bin_dir)})) as run:
+        job = running_job_id(run)
+        run.wait_until(lambda: "SLURM has not answered job status queries" in run.stderr,
+                       "the warning about failing status queries")
+        run.proc.send_signal(signal.SIGINT)
+        proc = finish(run, within=60)
+    assert proc.returncode != 0
+    assert "Terminating processes on user request" in output(proc)
+    state = subprocess.run([real, "-h", "-j", job, "-t", "all", "-o", "%T"], text=True,
+                           capture_output=True, env=cluster.client_env(), timeout=60).stdout
+    assert state.strip() == "CANCELLED", state
+
+
 def test_slurmctld_killed_and_restarted(cluster, baseline, tmp_path):
-    """slurmctld stops (as for an upgrade or a restart) right after the job was submitted
-    and comes back later: the run says so and finishes with the fault-free digests."""
+    """slurmctld stops (as for an upgrade or a restart) while the job runs and comes back
+    later: the run says so and finishes with the fault-free digests."""
     workdir = study(tmp_path)
     with start(cluster, workdir, *SLURM_PART) as run:
-        run.wait_until(lambda: "has been submitted with SLURM jobid" in run.stderr,
-                       "the submission")
+        running_job(cluster, run)
         cluster.stop_slurmctld()
         stopped = time.monotonic()
         try:
