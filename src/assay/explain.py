@@ -91,7 +91,7 @@ def explain(plan: Any, status: Any, root: str | Path, target: str) -> dict[str, 
     """The report for one job: its state, why, and one line per differing key part."""
     from .objects import ObjectStore
     from .refs import read_ref
-    from .staleness import _manifest, _metadata_params, _upstream, recorded_plot_spec, spec_dict
+    from .staleness import _manifest, _metadata_params, _upstream, recorded_plot_spec
 
     root = Path(root)
     job = find_job(status.jobs, plan.results, root, target)
@@ -108,7 +108,7 @@ def explain(plan: Any, status: Any, root: str | Path, target: str) -> dict[str, 
         report["lines"].append("  up to date" if job.state == "done" else
                                "  rebuilt after the jobs above it")
         return report
-    current = spec_dict(plan.spec(job.stage, SimpleNamespace(**job.names)))
+    current = plan.spec_dict(job.stage, SimpleNamespace(**job.names))
     if job.stage == "plot":
         params = _metadata_params(root, job.output)
         recorded = recorded_plot_spec(params) if params is not None else None

@@ -51,12 +51,18 @@ def settings_fingerprint(plugin: str, settings: dict[str, Any]) -> str:
 
 
 # --- specs (built at DAG time from the study) ------------------------------------------
-def run_spec(study: Any, condition: str, replicate: int) -> dict[str, Any]:
+def runner_code_digest(study: Any) -> str:
     runner = resolve_runner(study.runner.plugin, where="runner.plugin")
+    return code_digest(runner, study.runner.settings)
+
+
+def run_spec(study: Any, condition: str, replicate: int, *,
+             code: str | None = None) -> dict[str, Any]:
+    """``code``: runner_code_digest(study), when the caller made it once for every run."""
     return {"stage": "run", "plugin": study.runner.plugin, "settings": study.runner.settings,
             "condition": condition, "replicate": replicate,
             "params": study.conditions[condition], "seed": study.seed_for(condition, replicate),
-            "code_digest": code_digest(runner, study.runner.settings), **key_parts("run")}
+            "code_digest": code or runner_code_digest(study), **key_parts("run")}
 
 
 def _analysis_spec(study: Any, analysis: str, stage: str) -> dict[str, Any]:
@@ -73,13 +79,17 @@ def _analysis_spec(study: Any, analysis: str, stage: str) -> dict[str, Any]:
             "code_digest": code_digest(cls), **parts}
 
 
-def collect_spec(study: Any, analysis: str, condition: str, replicate: int) -> dict[str, Any]:
-    return {**_analysis_spec(study, analysis, "collect"), "condition": condition,
+# ``base``: _analysis_spec(study, analysis, stage), when the caller made it once for all
+# the analysis's jobs (the workflow plan: thousands of jobs, one code digest).
+def collect_spec(study: Any, analysis: str, condition: str, replicate: int, *,
+                 base: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {**(base or _analysis_spec(study, analysis, "collect")), "condition": condition,
             "replicate": replicate, "params": study.conditions[condition]}
 
 
-def aggregate_spec(study: Any, analysis: str, condition: str) -> dict[str, Any]:
-    return {**_analysis_spec(study, analysis, "aggregate"), "condition": condition,
+def aggregate_spec(study: Any, analysis: str, condition: str, *,
+                   base: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {**(base or _analysis_spec(study, analysis, "aggregate")), "condition": condition,
             "aggregation": study.aggregation}
 
 

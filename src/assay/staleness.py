@@ -34,7 +34,6 @@ _NAME_MAX = 255
 # always stale: its ref was rewritten, so its mtime is newer).
 TRIGGERS = ("mtime", "params", "input", "software-env", "code")
 KEPT_HINT = "rerun with default triggers to refresh"
-QUOTE_ESCAPE = "'\"'\"'"   # shlex.quote's spelling of ' inside '...'
 
 
 def _reason(key: str, spec: dict[str, Any]) -> str:
@@ -139,15 +138,6 @@ def _plot_why(current: dict[str, Any], recorded: list[str]) -> str:
         ", ".join(spec_differences(current, spec)) or "params changed")
 
 
-def spec_dict(quoted: str) -> dict[str, Any]:
-    """``WorkflowPlan.spec``'s shell quoting undone without shlex (10x faster at 4,000 jobs)."""
-    if quoted.startswith("'") and quoted.endswith("'") and not quoted.startswith("'@"):
-        return json.loads(quoted[1:-1].replace(QUOTE_ESCAPE, "'"))
-    from .workflow import spec_json
-
-    return spec_json(quoted)   # also a long spec's @file (assay.spec_files)
-
-
 def _upstream(job: Any, by_output: dict[str, Any], plan: Any) -> list[Any]:
     n = job.names
     if job.stage == "collect":
@@ -195,21 +185,22 @@ def mark_stale(plan: Any, jobs: list[Any], root: str | Path,
             continue
         if job.stage == "catalog":
             continue   # its inputs are refs: rewritten only by jobs judged above
+        wildcards = SimpleNamespace(**job.names)
         try:
-            current = plan.spec(job.stage, SimpleNamespace(**job.names))
+            current = plan.spec_dict(job.stage, wildcards)
         except AssayError as exc:
             unchecked[job.stage] = str(exc)
             continue
         if job.stage == "plot":
             recorded = _metadata_params(root, job.output)
-            if recorded is not None and repr(current) not in recorded:
+            quoted = plan.spec("plot", wildcards)   # as Snakemake records it
+            if recorded is not None and repr(quoted) not in recorded:
                 if "params" in triggers:
-                    job.state, job.why = "stale", _plot_why(spec_dict(current), recorded)
+                    job.state, job.why = "stale", _plot_why(current, recorded)
                 else:
                     job.state, job.why = "kept", f"made with older params; {KEPT_HINT}"
             continue
-        stale, kept = _artifact_why(job, spec_dict(current), upstream, objects, digests,
-                                    root, triggers)
+        stale, kept = _artifact_why(job, current, upstream, objects, digests, root, triggers)
         if stale:
             job.state, job.why = "stale", stale
         elif kept:

@@ -140,22 +140,36 @@ class WorkflowPlan:
         return self._alternatives(list(self.study.analyses))
 
     # --- specs ----------------------------------------------------------------------
+    @cached_property
+    def _runner(self) -> Any:
+        return stages.resolve_runner(self.study.runner.plugin)
+
     @lru_cache(maxsize=None)
-    def _spec(self, stage: str, analysis: str | None, condition: str | None,
-              replicate: int | None, rule_params: bool = False) -> str:
+    def _shared(self, stage: str, analysis: str | None) -> Any:
+        """What all jobs of a stage (and analysis) share: the code digest, the settings
+        fingerprint. Made once per plan (status makes thousands of specs)."""
         if stage == "run":
-            spec = stages.run_spec(self.study, condition, replicate)
-            runner = stages.resolve_runner(self.study.runner.plugin)
-            extras = getattr(runner, "spec_extras", None)
+            return stages.runner_code_digest(self.study)
+        return stages._analysis_spec(self.study, analysis, stage)
+
+    @lru_cache(maxsize=None)
+    def _spec_dict(self, stage: str, analysis: str | None, condition: str | None,
+                   replicate: int | None) -> dict[str, Any]:
+        if stage == "run":
+            spec = stages.run_spec(self.study, condition, replicate,
+                                   code=self._shared("run", None))
+            extras = getattr(self._runner, "spec_extras", None)
             sources = None if extras is None else extras(
                 self.study.runner.settings, condition, replicate,
                 self.study.conditions[condition], self.workdir)
             if sources:   # none (the shell runner without code_files): the key as before
                 spec["sources"] = sources
         elif stage == "collect":
-            spec = stages.collect_spec(self.study, analysis, condition, replicate)
+            spec = stages.collect_spec(self.study, analysis, condition, replicate,
+                                       base=self._shared(stage, analysis))
         elif stage == "aggregate":
-            spec = stages.aggregate_spec(self.study, analysis, condition)
+            spec = stages.aggregate_spec(self.study, analysis, condition,
+                                         base=self._shared(stage, analysis))
         elif stage == "compare":
             spec = stages.compare_spec(self.study, analysis)
         else:
@@ -164,9 +178,14 @@ class WorkflowPlan:
             from .numerics import PORTABLE_PROFILE
 
             spec["numerics"] = {"portable": PORTABLE_PROFILE}
+        return spec
+
+    @lru_cache(maxsize=None)
+    def _spec(self, stage: str, analysis: str | None, condition: str | None,
+              replicate: int | None, rule_params: bool = False) -> str:
+        spec = self._spec_dict(stage, analysis, condition, replicate)
         if rule_params:   # the rule's command carries these instead (assay.keys)
-            for key in RULE_CODE_KEYS.get(stage, ()):
-                del spec[key]
+            spec = {k: v for k, v in spec.items() if k not in RULE_CODE_KEYS.get(stage, ())}
         return spec_argument(canonical_json(spec), self.results, self.workdir)
 
     def spec(self, stage: str, wildcards: Any, *, rule_params: bool = False) -> str:
@@ -177,6 +196,15 @@ class WorkflowPlan:
         replicate = get("replicate")
         return self._spec(stage, get("analysis"), get("condition"),
                           int(replicate) if replicate is not None else None, rule_params)
+
+    def spec_dict(self, stage: str, wildcards: Any) -> dict[str, Any]:
+        """``spec`` as the job reads it (JSON types: what provenance records), without the
+        shell quoting or a long spec's file (assay status)."""
+        get = lambda name: getattr(wildcards, name, None)  # noqa: E731
+        replicate = get("replicate")
+        return json.loads(canonical_json(self._spec_dict(
+            stage, get("analysis"), get("condition"),
+            int(replicate) if replicate is not None else None)))
 
     @lru_cache(maxsize=None)
     def rule_code(self, stage: str) -> str:
