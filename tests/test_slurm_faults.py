@@ -161,7 +161,8 @@ SLURM_PART = [f"results/replicates/contacts/{c}/{r}.json" for c in ("free", "str
               for r in (1, 2)]
 
 
-def start(cluster: Cluster, workdir: Path, *args: str, env: dict[str, str] | None = None) -> Watched:
+def start(cluster: Cluster, workdir: Path, *args: str,
+          env: dict[str, str] | None = None) -> Watched:
     return Watched(command(workdir, *args), cwd=workdir, watch=[workdir],
                    env=cluster.client_env(env))
 
@@ -342,8 +343,9 @@ def test_restart_after_sigkill_follows_the_documented_recipe(cluster, baseline, 
         job = running_job(cluster, run)
         os.kill(run.proc.pid, signal.SIGKILL)   # the main snakemake only, not its group
         run.proc.wait()
-    status = subprocess.run([str(Path(sys.executable).parent / "assay"), "status"], cwd=workdir, text=True,
-                            capture_output=True, env=cluster.client_env(), timeout=120)
+    status = subprocess.run([str(Path(sys.executable).parent / "assay"), "status"],
+                            cwd=workdir, text=True, capture_output=True,
+                            env=cluster.client_env(), timeout=120)
     assert "SLURM JOBS STILL RUNNING HERE (1)" in status.stdout, status.stdout + status.stderr
     assert f"scancel {job}" in status.stdout
     # the recipe: unlock, then the same command with --rerun-incomplete (beside the old job:

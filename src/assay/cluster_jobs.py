@@ -23,7 +23,8 @@ ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEU
          "RESIZING", "STOPPED", "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED")
 
 
-def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S) -> tuple[list[dict[str, str]] | None, str | None]:
+def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S
+               ) -> tuple[list[dict[str, str]] | None, str | None]:
     """(this user's unfinished SLURM jobs working in ``root``, or None; why not asked)."""
     exe = shutil.which("squeue")
     if exe is None:
