@@ -7,6 +7,8 @@ tests/data/small_study_pins.json, made locally) and the same digests in every te
 
 * ``squeue`` failing for a while (a wrapper first on PATH): the jobs are kept, a warning
   quotes squeue's error, the run finishes (assay.slurm_watch);
+* the only node drained: the pending job is named with SLURM's reason; then squeue fails
+  too, and Ctrl-C still stops snakemake and cancels the job;
 * slurmctld killed and restarted: the same, against the real controller;
 * ``sbatch`` refusing the job: one line with sbatch's own error, no ``message: None``;
 * ``scancel`` of the running job: one line with its SLURM state and SLURM's log line;
@@ -242,27 +244,46 @@ def test_failing_squeue_is_survived_and_reported(cluster, baseline, tmp_path):
     check_numbers(workdir, baseline)
 
 
-def test_ctrl_c_stops_a_run_whose_status_queries_fail(cluster, tmp_path):
-    """Ctrl-C while squeue fails: snakemake stops within a bound and cancels its job."""
+def test_drained_node_then_failing_squeue_then_ctrl_c(cluster, tmp_path):
+    """The only node is drained: the pending job is named with SLURM's reason instead of a
+    silent wait. Then squeue starts failing, and Ctrl-C still stops snakemake within a
+    bound and cancels its job."""
     workdir = study(tmp_path)
+    flag = tmp_path / "squeue-fails"
     real = shutil.which("squeue")
     bin_dir = wrapper(tmp_path / "bin", "squeue", (
-        'echo "squeue: error: slurm_load_jobs error: Socket timed out (test wrapper)" >&2; '
-        'exit 1'))
+        f'if [ -e "{flag}" ]; then echo "squeue: error: slurm_load_jobs error: Socket timed '
+        f'out (test wrapper)" >&2; exit 1; fi\nexec "{real}" "$@"'))
+
+    def scontrol(*args: str, check: bool = True) -> None:
+        subprocess.run(["scontrol", "update", "NodeName=faults-node", *args], check=check,
+                       env=cluster.client_env(), capture_output=True, timeout=60)
+
     # SIGINT as a terminal gives it, even when this test runs where SIGINT is ignored
     # (a background shell): the child restores the default before it becomes snakemake
-    argv = command(workdir, *SLURM_PART)
+    argv = command(workdir, SLURM_PART[0])
     restore = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
                "os.execv(sys.argv[1], sys.argv[1:])")
-    with Watched([sys.executable, "-c", restore, *argv], cwd=workdir, watch=[workdir],
-                 env=cluster.client_env({"PREPEND_PATH": str(bin_dir)})) as run:
-        job = running_job_id(run)
-        run.wait_until(lambda: "SLURM has not answered job status queries" in run.stderr,
-                       "the warning about failing status queries")
-        run.proc.send_signal(signal.SIGINT)
-        proc = finish(run, within=60)
+    scontrol("State=DRAIN", "Reason=assay_fault_test")
+    try:
+        with Watched([sys.executable, "-c", restore, *argv], cwd=workdir, watch=[workdir],
+                     env=cluster.client_env({"PREPEND_PATH": str(bin_dir)})) as run:
+            job = running_job_id(run)
+            run.wait_until(lambda: "has been PENDING" in run.stderr, "the pending warning")
+            flag.touch()
+            run.wait_until(lambda: "SLURM has not answered job status queries" in run.stderr,
+                           "the warning about failing status queries")
+            run.proc.send_signal(signal.SIGINT)
+            proc = finish(run, within=60)
+    finally:
+        scontrol("State=RESUME", check=False)
+    text = output(proc)
+    warning = next(line for line in text.splitlines() if "has been PENDING" in line)
+    assert re.search(rf"SLURM job {job} \(group replicate \(run free/1, collect "
+                     r"contacts/free/1\)\) has been PENDING for \d+ s: .*(ReqNodeNotAvail|"
+                     r"DRAIN).* It will not start by itself: check `sinfo -R`", warning), warning
     assert proc.returncode != 0
-    assert "Terminating processes on user request" in output(proc)
+    assert "Terminating processes on user request" in text
     state = subprocess.run([real, "-h", "-j", job, "-t", "all", "-o", "%T"], text=True,
                            capture_output=True, env=cluster.client_env(), timeout=60).stdout
     assert state.strip() == "CANCELLED", state

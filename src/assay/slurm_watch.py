@@ -10,7 +10,8 @@
    queries one warning says what fails (the query's own error) and what to check, again every
    ``5 x`` that while it lasts, and a line says when SLURM answers again. A job that the
    query answers without (slurmctld restarted without its state) is reported failed after
-   ``3 x`` the patience, instead of being waited for forever.
+   ``3 x`` the patience, instead of being waited for forever; a job that pends for a
+   reason waiting does not fix (a drained node, a held job) is named with SLURM's reason.
 2. **A failed or cancelled SLURM job is one line that says why**: the SLURM job id, what it
    ran, its SLURM state, reason and exit code (``scontrol show job``), the log's last SLURM
    line (``*** JOB 12 ON node CANCELLED AT ... ***``) or sbatch's own error text, and the log's
@@ -90,6 +91,8 @@ def install() -> bool:
                 continue   # reported as failed: SLURM no longer knows it
             kept.add(id(job_info))
             yield job_info
+        if answers:
+            _stuck_pending(self, state, [j for j in active_jobs if id(j) in kept], answers[-1])
         lost = [j for j in active_jobs if id(j) not in kept and id(j) not in state["handled"]]
         if lost:
             _status_unknown(self, state, lost, problems[-1] if problems else "no answer", began)
@@ -115,7 +118,7 @@ def _state(executor: Any) -> dict[str, Any]:
     state = executor.__dict__.get(_STATE_ATTR)
     if state is None:
         state = {"handled": set(), "failing_since": None, "warned": False, "next_warning": 0.0,
-                 "unlisted": {}}
+                 "unlisted": {}, "pending": {}}
         setattr(executor, _STATE_ATTR, state)
     return state
 
@@ -143,6 +146,60 @@ def _unknown_to_slurm(executor: Any, state: dict[str, Any], job_info: Any,
         f"job ended more than MinJobAge ago). Check `scontrol show job {job_id}`"
         + (f" and its log {log}" if log else "") + "; whatever it computed is in the store"))
     return True
+
+
+# Reasons a pending job waits for other jobs or its turn: it starts by itself.
+WAITING_REASONS = ("None", "Priority", "Resources", "BeginTime", "Dependency")
+
+
+def _stuck_pending(executor: Any, state: dict[str, Any], jobs: list[Any],
+                   answer: dict[str, str]) -> None:
+    """Say so when a job pends for a reason that waiting does not fix (a drained or down
+    node, a job held by an admin): once after the patience, then every ``5 x`` that."""
+    pending, now, patience = state["pending"], time.monotonic(), _patience()
+    due = []
+    for job_info in jobs:
+        job_id = str(job_info.external_jobid or "")
+        if answer.get(job_id) != "PENDING":
+            pending.pop(job_id, None)
+            continue
+        since, next_note = pending.setdefault(job_id, (now, now + patience))
+        if now >= next_note:
+            pending[job_id] = (since, now + 5 * patience)
+            due.append((job_info, now - since))
+    stuck = state.setdefault("stuck", set())
+    stuck &= {str(j.external_jobid) for j in jobs}
+    reasons = pending_reasons([str(j.external_jobid) for j, _ in due]) if due else {}
+    for job_info, waited in due:
+        reason = reasons.get(str(job_info.external_jobid), "")
+        if not reason or reason.split(",")[0] in WAITING_REASONS:
+            continue
+        stuck.add(str(job_info.external_jobid))
+        executor.logger.warning(
+            f"SLURM job {job_info.external_jobid} ({what_ran(job_info.job)}) has been PENDING "
+            f"for {waited:.0f} s: {reason}. It will not start by itself: check `sinfo -R` and "
+            f"`scontrol show job {job_info.external_jobid}` (a drained or down node, a held "
+            "job: your admins may need to resume or release it)")
+    if stuck:
+        # until a job that was stuck ends, look at least every patience: it may have waited
+        # long already, so tell promptly when it moves
+        executor.next_seconds_between_status_checks = min(
+            executor.next_seconds_between_status_checks or patience, patience)
+
+
+def pending_reasons(job_ids: list[str], timeout: float = 30.0) -> dict[str, str]:
+    """job id -> SLURM's reason it pends (``squeue -o %i|%r``); {} if squeue fails."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i|%r"],
+                              capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out = {}
+    for line in proc.stdout.splitlines():
+        job_id, _, reason = line.strip().partition("|")
+        if job_id:
+            out[job_id] = reason
+    return out
 
 
 def _status_unknown(executor: Any, state: dict[str, Any], lost: list[Any], problem: str,
