@@ -115,6 +115,7 @@ def cluster():
     up = own.run("up")
     if up.returncode != 0:
         own.run("down")
+        shutil.rmtree(state, ignore_errors=True)
         pytest.fail(f"could not start a second loopback cluster:\n{up.stderr[-3000:]}")
     yield own
     own.run("down")
