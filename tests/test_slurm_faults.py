@@ -66,9 +66,11 @@ class Cluster:
     def __init__(self, state: Path) -> None:
         self.state = state
         self.conf = state / "slurm.conf"
+        ctld = _free_port()
+        slurmd = next(port for port in iter(_free_port, None) if port != ctld)
         self.env = {**os.environ, "ASSAY_SLURM_STATE": str(state), "ASSAY_SLURM_ETC_COPY": "0",
-                    "ASSAY_SLURM_NODE": "faults-node", "ASSAY_SLURM_CTLD_PORT": str(_free_port()),
-                    "ASSAY_SLURMD_PORT": str(_free_port())}
+                    "ASSAY_SLURM_NODE": "faults-node", "ASSAY_SLURM_CTLD_PORT": str(ctld),
+                    "ASSAY_SLURMD_PORT": str(slurmd)}
 
     def run(self, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", str(CLUSTER), command], env=self.env, text=True,
