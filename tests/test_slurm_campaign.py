@@ -429,15 +429,15 @@ def test_gpu_request_reaches_sbatch(tmp_path):
     assert "Error in group replicate" in run.output, run.output[-6000:]
     assert not (tmp_path / "results" / "runs" / "free" / "1.json").exists()
     nothing_queued(run.run_id)
-    # Snakemake 9.27 leaves sbatch's own message out of a group job's error. With the run
-    # outside a group (profiles/slurm/README.md: how to see why a submission failed) it
-    # is there:
+    # Snakemake 9.27 leaves sbatch's own message out of a group job's error; assay's
+    # watch (assay.slurm_watch) puts it back, as one line, in the group's report too:
+    assert "Invalid generic resource (gres) specification" in run.output, run.output[-6000:]
     alone = snakemake_slurm(tmp_path, "results/runs/free/1.json", "--groups",
                             "collect=replicate", timeout=GPU_TIMEOUT)
     nothing_queued(alone.run_id)
     assert alone.returncode != 0 and alone.submitted == {}, alone.output[-6000:]
-    assert "SLURM sbatch failed" in alone.output, alone.output[-6000:]
-    assert "Invalid generic resource (gres) specification" in alone.output, alone.output[-6000:]
+    assert ("SLURM refused rule run free/1: sbatch: error: Invalid generic resource (gres) "
+            "specification") in alone.output, alone.output[-6000:]
 
 
 def nothing_queued(run_id: str | None) -> None:
