@@ -21,6 +21,7 @@ import pytest
 
 from assay import read_ref
 from assay.actions import ActionCache
+from assay.layout import job_key_path
 from workflow_helpers import SMALL_CONFIG, digests, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -144,7 +145,8 @@ def test_every_job_is_an_action_with_its_tool_inputs_outputs_and_recorded_times(
             _refs(job["result"]))
         expected = {f"objects/{i['digest'].split(':')[1]}" for i in manifest["inputs"]}
         assert set(_refs(job["object"])) == (expected or {"config/config.yaml"})
-        key = (finished / "results" / ".keys" / Path(ref).relative_to("results")).read_text()
+        key = job_key_path(finished / "results",
+                           Path(ref).relative_to("results").as_posix()).read_text()
         record = cache.read(key.strip())
         assert job["endTime"] == record["when"] and job["startTime"] <= job["endTime"]
         control = graph[f"#control/{job['@id'][len('#job/'):]}"]
