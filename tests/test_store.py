@@ -753,6 +753,22 @@ def test_read_ref_missing_says_what_to_do(tmp_path):
         read_ref(tmp_path / "nope.json")
 
 
+def test_read_ref_never_follows_a_link_nor_reads_a_fifo(tmp_path):
+    """A ref replaced by a link to another run's ref would serve that run as this one."""
+    digest = "sha256:" + "a" * 64
+    write_ref(tmp_path / "strong.json", digest)
+    (tmp_path / "free.json").symlink_to(tmp_path / "strong.json")
+    with pytest.raises(ArtifactStoreError, match=r"free.json is a symbolic link, not a file "
+                       r"\(never followed\); delete it and rerun the job that writes it"):
+        read_ref(tmp_path / "free.json")
+    os.mkfifo(tmp_path / "fifo.json")
+    with pytest.raises(ArtifactStoreError, match="fifo.json is a FIFO, not a regular file"):
+        read_ref(tmp_path / "fifo.json")
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(ArtifactStoreError, match="dir.json is a directory, not a regular"):
+        read_ref(tmp_path / "dir.json")
+
+
 # --- the action cache ---------------------------------------------------------------------------
 def test_action_key_is_deterministic():
     parts = dict(stage="collect", plugin="distance_matrix", code_digest="sha256:" + "0" * 64,

@@ -52,7 +52,7 @@ from .inventory import (
     sidecar_shas,
     walk_manifests,
 )
-from .refs import MAX_REF_BYTES, ref_bytes
+from .refs import MAX_REF_BYTES, read_ref, ref_bytes
 
 BUNDLE_FORMAT = "assay-bundle"
 BUNDLE_VERSION = 1
@@ -85,7 +85,9 @@ class BundleSummary:
 
 
 # --- export ----------------------------------------------------------------------------
-def _zip_info(name: str, size: int, compress: bool) -> zipfile.ZipInfo:
+def zip_member_info(name: str, size: int, compress: bool) -> zipfile.ZipInfo:
+    """A member with fixed time and mode, so a bundle (or crate) of the same objects is
+    the same bytes."""
     info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
     info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     info.external_attr = (stat.S_IFREG | 0o644) << 16
@@ -142,25 +144,29 @@ def export_bundle(store_root: str | os.PathLike[str], output: str | os.PathLike[
     with atomic_path(output) as tmp:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
             for sha, role, size in objects:
-                total += _copy_object_in(archive, store_root, sha, role, size)
+                total += copy_object_into_zip(archive, store_root, sha, role, size)
             for name, _, data in ref_items:
-                archive.writestr(_zip_info(f"refs/{name}", len(data), True), data)
+                archive.writestr(zip_member_info(f"refs/{name}", len(data), True), data)
             data = json.dumps(index, indent=1, sort_keys=True).encode() + b"\n"
-            archive.writestr(_zip_info(INDEX, len(data), True), data)
+            archive.writestr(zip_member_info(INDEX, len(data), True), data)
     return BundleSummary(output, objects=len(objects), bytes=total,
                          artifacts=len(graph.manifests), refs=[n for n, _, _ in ref_items])
 
 
-def _copy_object_in(archive: zipfile.ZipFile, store_root: Path, sha: str, role: str,
-                    size: int) -> int:
+def copy_object_into_zip(archive: zipfile.ZipFile, store_root: Path, sha: str, role: str,
+                         size: int) -> int:
+    """Copy one object in, hashing it on the way: a damaged store aborts the export."""
     path = ObjectStore(store_root).path_for(sha)
     try:
-        handle = open(path, "rb")
+        handle = open(open_regular(path), "rb")
     except FileNotFoundError:
         raise ArtifactIntegrityError(f"cannot export: {role} object sha256:{sha} is missing "
                                      f"({path}); run `assay verify`") from None
+    except OSError as exc:
+        raise ArtifactIntegrityError(f"cannot export: {role} object sha256:{sha} ({path}) is "
+                                     f"{exc.strerror}; run `assay verify --repair`") from None
     digest, copied = hashlib.sha256(), 0
-    info = _zip_info(f"objects/{sha}", size, role == "manifest")
+    info = zip_member_info(f"objects/{sha}", size, role == "manifest")
     with handle, archive.open(info, "w", force_zip64=size >= 2 ** 31) as member:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
@@ -410,9 +416,8 @@ def _results_lock(results_dir: Path) -> Iterator[None]:
 
 def _current_digest(target: Path) -> str | None:
     try:
-        with open(open_regular(target), "rb") as handle:
-            return json.loads(handle.read(MAX_REF_BYTES + 1)).get("digest")
-    except (OSError, ValueError, AttributeError, RecursionError):
+        return read_ref(target).digest
+    except AssayError:   # unreadable or not a ref: a conflict with any digest
         return None
 
 

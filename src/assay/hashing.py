@@ -98,6 +98,33 @@ def open_regular(path: str | os.PathLike[str]) -> int:
     return fd
 
 
+def read_regular_owned(path: str | os.PathLike[str], limit: int) -> tuple[bytes, int]:
+    """(a regular file's bytes, its owner's uid), read through ``open_regular`` and at most
+    ``limit + 1`` bytes of it: ``limit + 1`` bytes back means the file is too big.
+
+    The one bounded read of small files (refs, key files, records, spec files): never
+    through a link, never blocking, never without bound.
+    """
+    fd = open_regular(path)
+    try:
+        owner = os.fstat(fd).st_uid
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks), owner
+    finally:
+        os.close(fd)
+
+
+def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit + 1`` (that many back means: too big)."""
+    return read_regular_owned(path, limit)[0]
+
+
 def hash_file(path: Path) -> tuple[str, int]:
     """Hex digest and size of a file, read in large chunks into one reused buffer."""
     digest = hashlib.sha256()

@@ -19,12 +19,12 @@ from typing import Any
 from .errors import ArtifactStoreError
 from .layout import REF_DIRS
 from .actions import ActionCache
-from .objects import ObjectInfo, ObjectStore
-from .hashing import hash_file, hex_of, is_digest, is_sha256_hex, open_regular
+from .objects import MAX_MANIFEST_BYTES, ObjectInfo, ObjectStore
+from .hashing import (hash_file, hex_of, is_digest, is_sha256_hex, open_regular,
+                      read_regular)
 from .refs import MAX_REF_BYTES, Ref, read_ref
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 Progress = Callable[[str, int, "int | None"], None]
 
@@ -86,15 +86,6 @@ def _read_rest(fd: int, head: bytes, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     return b"".join(chunks)
-
-
-def read_capped(path: str, limit: int) -> bytes:
-    """A whole file of at most ``limit`` bytes (``limit + 1`` bytes back means: too big)."""
-    fd = open_regular(path)
-    try:
-        return _read_rest(fd, os.read(fd, 65536), limit)
-    finally:
-        os.close(fd)
 
 
 def check_object(path: Path | str, sha256: str, size: int | None = None) -> str | None:
@@ -198,7 +189,7 @@ class ManifestGraph:
 def _read_or_error(path: str, limit: int) -> bytes | OSError:
     """For reader threads: the bytes, or the error to handle on the calling thread."""
     try:
-        return read_capped(path, limit)
+        return read_regular(path, limit)
     except OSError as exc:
         return exc
 
@@ -439,8 +430,7 @@ def load_study_actions(store_root: Path, results_dir: Path, refs: list[RefEntry]
                 continue   # an atomic write's temp file, or anything else
             path = Path(dirpath) / name
             try:
-                with open(open_regular(path), "rb") as handle:
-                    key = handle.read(65).decode("ascii", "replace")
+                key = read_regular(path, 64).decode("ascii", "replace")
             except OSError:
                 continue
             if is_sha256_hex(key):   # a job whose ref is gone still names its record

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_bytes
-from .hashing import canonical_json, open_regular, sha256_hex
+from .hashing import canonical_json, read_regular_owned, sha256_hex
 from .sharing import SharingPolicy, _me
 
 ROOTS_DIR = "roots"
@@ -48,9 +48,10 @@ def registered_results(store_root: str | os.PathLike[str]) -> list[tuple[Path, d
         if not name.endswith(".json") or name.startswith("."):
             continue
         try:
-            with open(open_regular(folder / name), "rb") as handle:
-                owner = os.fstat(handle.fileno()).st_uid
-                record = json.loads(handle.read(MAX_ROOTS_RECORD_BYTES + 1))
+            data, owner = read_regular_owned(folder / name, MAX_ROOTS_RECORD_BYTES)
+            if len(data) > MAX_ROOTS_RECORD_BYTES:
+                continue
+            record = json.loads(data)
         except (OSError, ValueError, RecursionError):
             continue
         if isinstance(record, dict) and isinstance(record.get("results"), str):

@@ -24,6 +24,7 @@ from .sharing import SharingPolicy, StorePermissionError, is_fresh
 
 OBJECT_MODE = 0o444
 MAX_SMALL_OBJECT = 256 * 1024 * 1024   # read_bytes without a declared size (manifests, figures)
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a manifest is compact JSON; more is not one
 TMP_SUFFIX = ".part"
 
 

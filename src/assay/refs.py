@@ -6,6 +6,7 @@ artifact leaves downstream rules alone (Snakemake compares checksums of small in
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from .atomic import atomic_write_bytes
 from .errors import ArtifactSchemaError, ArtifactStoreError
-from .hashing import canonical_json, is_digest
+from .hashing import canonical_json, is_digest, read_regular
 from .payload import strict_json_payload
 
 MAX_REF_BYTES = 64 * 1024
@@ -60,13 +61,15 @@ def _brief(exc: BaseException) -> str:
 def read_ref(path: str | Path) -> Ref:
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_REF_BYTES + 1)
+        raw = read_regular(path, MAX_REF_BYTES)
     except FileNotFoundError:
         raise ArtifactStoreError(f"ref {path} does not exist; run the workflow "
                                  "(snakemake) that produces it") from None
-    except IsADirectoryError:
-        raise ArtifactStoreError(f"ref {path} is a directory, not a ref file") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EINVAL):   # a link, a directory, a FIFO, a device
+            raise ArtifactStoreError(f"ref {path} is {exc.strerror}; delete it and rerun "
+                                     "the job that writes it") from None
+        raise ArtifactStoreError(f"cannot read ref {path}: {exc.strerror}") from None
     if len(raw) > MAX_REF_BYTES:
         raise ArtifactSchemaError(f"ref {path} is larger than {MAX_REF_BYTES} bytes; "
                                   "not a ref file")

@@ -15,7 +15,7 @@ import shlex
 from pathlib import Path
 
 from .errors import AssayError
-from .hashing import open_regular, sha256_hex
+from .hashing import read_regular, sha256_hex
 
 # Well under MAX_ARG_STRLEN (128 KiB), which also holds the rest of the command.
 SPEC_ARGV_LIMIT = 32 * 1024
@@ -50,8 +50,7 @@ def spec_text(argument: str) -> str:
         return _MADE[argument]
     path = Path(argument[1:])
     try:
-        with open(open_regular(path), "rb") as handle:
-            data = handle.read(MAX_SPEC_FILE_BYTES + 1)
+        data = read_regular(path, MAX_SPEC_FILE_BYTES)
     except OSError as exc:
         raise AssayError(f"cannot read the job spec file {path}: {exc.strerror}; rerun "
                          "snakemake, which writes it again") from None

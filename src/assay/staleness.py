@@ -86,16 +86,21 @@ def judge(stage: str, keys: list[str], current: dict[str, Any],
 
 
 def _manifest(objects: Any, digest: str) -> dict[str, Any] | None:
-    """A manifest read without following links; None when unreadable (verify's job)."""
+    """A manifest whose bytes hash to its digest; None when missing, unreadable or damaged
+    (verify names it): a stale verdict is never drawn from bytes that changed."""
+    from .hashing import read_regular, sha256_hex
+    from .objects import MAX_MANIFEST_BYTES
+
+    sha = digest.partition(":")[2]
     try:
-        fd = os.open(objects.path_str(digest.partition(":")[2]),
-                     os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        data = read_regular(objects.path_str(sha), MAX_MANIFEST_BYTES)
     except OSError:
         return None
+    if len(data) > MAX_MANIFEST_BYTES or sha256_hex(data) != sha:
+        return None
     try:
-        with os.fdopen(fd, "rb") as handle:
-            value = json.loads(handle.read())
-    except (OSError, ValueError):
+        value = json.loads(data)
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
@@ -229,8 +234,9 @@ def _artifact_why(job: Any, current: dict[str, Any], upstream: list[Any], object
             return "its ref is unreadable", None
     digests[job.output] = digest
     manifest = _manifest(objects, digest)
-    if manifest is None:
-        return None, None   # a missing or damaged object is `assay verify`'s to report
+    if manifest is None:   # never "done" on bytes that changed or went away
+        return (f"its stored manifest {digest} is missing or damaged: run `assay verify "
+                "--repair`, then snakemake"), None
     keys = differing_keys(current, manifest.get("provenance") or {})
     stale, kept = judge(job.stage, keys, current, triggers)
     recorded = sorted(i.get("digest") for i in manifest.get("inputs") or []

@@ -24,7 +24,7 @@ from .lru import MISSING, CacheInfo, LRUCache
 from .errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreError
 from .hashing import hex_of, is_digest, parse_digest
 from .store_root import check_store_root
-from .objects import ObjectStore
+from .objects import MAX_MANIFEST_BYTES, ObjectStore
 from .refs import Ref, read_ref, write_ref
 from .sharing import SharingPolicy, SharingSettings, UntrustedWriterError
 from .workdirs import WORK_DIR, WorkDirs
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 Verify = Literal["stat", "full"]
 DEFAULT_REF = "result.json"
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 BINARY_FORMATS = ("joblib",)
 
 

@@ -171,7 +171,7 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     import zipfile
 
     from ..atomic import atomic_path
-    from ..bundle import _copy_object_in, _zip_info
+    from ..bundle import copy_object_into_zip, zip_member_info
     from ..inventory import load_study_actions
     from ..status import DEFAULT_CONFIGFILE, load_study_config
     from ..workflow import WorkflowPlan
@@ -235,10 +235,10 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     with atomic_path(output) as tmp:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
             for name, data in members:
-                archive.writestr(_zip_info(name, len(data), True), data)
+                archive.writestr(zip_member_info(name, len(data), True), data)
             for sha, role, size in objects:   # hashed while copied: damage stops here
                 try:
-                    summary.bytes += _copy_object_in(archive, store, sha, role, size)
+                    summary.bytes += copy_object_into_zip(archive, store, sha, role, size)
                 except ArtifactIntegrityError as exc:   # export's words, this command's
                     raise ArtifactIntegrityError(str(exc).replace(
                         "cannot export:", "cannot write the crate:")) from None
