@@ -335,7 +335,7 @@ def import_bundle(store: Any, bundle: str | os.PathLike[str],
         archive = zipfile.ZipFile(bundle)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BundleError(f"{bundle} is not a readable zip file ({exc})") from None
-    staging = store_root / "tmp" / f"staging-import-{uuid.uuid4().hex}"
+    staging = objects_store.tmp_dir / f"staging-import-{uuid.uuid4().hex}"
     try:
         with archive:
             members = _check_members(archive)

@@ -26,7 +26,6 @@ import base64
 import io
 import math
 import re
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -398,10 +397,7 @@ class OpenMMRunner:
         with ExitStack() as stack:
             folder = ctx.workdir
             if folder is None:   # outside a job: a private directory, no resume possible
-                tmp_root = ctx.artifact_store.root / "tmp"
-                tmp_root.mkdir(parents=True, exist_ok=True)
-                folder = Path(stack.enter_context(
-                    tempfile.TemporaryDirectory(dir=tmp_root, prefix="openmm-")))
+                folder = stack.enter_context(ctx.artifact_store.scratch_dir("openmm-"))
             folder = Path(folder)
             folder.mkdir(parents=True, exist_ok=True)
             outputs = self._simulate(ctx, s, name, data, folder, stack)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -171,17 +169,10 @@ class ShellRunner:
             raise ConfigError("runner.settings.command must be a non-empty shell command")
         if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
             raise ConfigError("runner.settings.outputs must be a list of file names")
-        store = ctx.artifact_store
-        scratch = None
-        if ctx.workdir is None:   # outside a workflow job: a scratch directory of its own
-            scratch = store.root / "tmp" / f"shell-{uuid.uuid4().hex}"
-            scratch.mkdir(parents=True)
-            ctx = dataclasses.replace(ctx, workdir=scratch)
-        try:
+        if ctx.workdir is not None:
             return self._run(ctx, command, outputs)
-        finally:
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
+        with ctx.artifact_store.scratch_dir("shell-") as scratch:   # outside a workflow job
+            return self._run(dataclasses.replace(ctx, workdir=scratch), command, outputs)
 
     def _run(self, ctx: RunContext, command: str, outputs: list[str]) -> RunArtifact:
         workdir = ctx.workdir

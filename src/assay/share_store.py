@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactStoreError
+from .actions import ACTIONS_DIR
 from .member_roots import ROOTS_DIR
+from .store_root import has_objects
 from .sharing import SHARED_DIR_MODE, _me, user_name, who
 
 
@@ -40,7 +42,7 @@ def _wanted(mode: int, is_dir: bool, others: int) -> int:
 
 # Folders whose files are records a member could otherwise replace or delete for another
 # (action records, registered results): --sticky-records sets the sticky bit on them.
-STICKY_FOLDERS = ("actions", ROOTS_DIR)
+STICKY_FOLDERS = (ACTIONS_DIR, ROOTS_DIR)
 
 
 def make_shared(root: str | os.PathLike[str], group: str, *, dry_run: bool = False,
@@ -54,7 +56,7 @@ def make_shared(root: str | os.PathLike[str], group: str, *, dry_run: bool = Fal
     import grp
 
     root = Path(root)
-    if not (root / "objects").is_dir():
+    if not has_objects(root):
         raise ArtifactStoreError(f"no store at {root} (no objects/ directory); pass --store DIR")
     try:
         entry = grp.getgrnam(group)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import stat
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
-from .actions import ActionCache
+from .actions import ACTIONS_DIR, ActionCache
 from .artifacts import (
     Artifact,
     Sidecar,
@@ -24,7 +25,7 @@ from .lru import MISSING, CacheInfo, LRUCache
 from .errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreError
 from .hashing import hex_of, is_digest, parse_digest
 from .store_root import check_store_root
-from .objects import MAX_MANIFEST_BYTES, ObjectStore
+from .objects import MAX_MANIFEST_BYTES, OBJECTS_DIR, TMP_DIR, ObjectStore
 from .refs import Ref, read_ref, write_ref
 from .sharing import SharingPolicy, SharingSettings, UntrustedWriterError
 from .workdirs import WORK_DIR, WorkDirs
@@ -69,17 +70,27 @@ class ArtifactStore:
         check_store_root(self.root, adopt=st is None or os.access(self.root, os.W_OK),
                          sharing=self.sharing)
         root = os.fspath(self.root)
-        for sub in ("objects", "actions", "tmp"):
+        for sub in (OBJECTS_DIR, ACTIONS_DIR, TMP_DIR):
             self.sharing.make_dirs(f"{root}/{sub}")
         self.objects = ObjectStore(self.root, self.sharing)
-        self.actions = ActionCache(self.root / "actions", self.sharing)
+        self.actions = ActionCache(self.root / ACTIONS_DIR, self.sharing)
         self.work = WorkDirs(self.root / WORK_DIR, self.sharing)
         self._cache = LRUCache(cache_size)
-        self._staging = self.root / "tmp" / f"staging-{uuid.uuid4().hex}"
+        self._staging = self.objects.tmp_dir / f"staging-{uuid.uuid4().hex}"
         self._owners: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
         return f"ArtifactStore({str(self.root)!r})"
+
+    @contextlib.contextmanager
+    def scratch_dir(self, prefix: str) -> Iterator[Path]:
+        """A private directory in the store's tmp folder, removed at exit: on the objects'
+        filesystem (files made there publish by rename), and one a crash leaves is gc's."""
+        import tempfile
+
+        self.sharing.make_dirs(self.objects.tmp_dir)
+        with tempfile.TemporaryDirectory(dir=self.objects.tmp_dir, prefix=prefix) as tmp:
+            yield Path(tmp)
 
     # --- sidecars: write ---------------------------------------------------------------
     def _ref(self, path: str, stored: Any, media_type: str | None,

@@ -27,6 +27,12 @@ MARKER_TEXT = b"assay store, format 1: do not put other files in this directory\
 STORE_FOLDERS = ("objects", "actions", "tmp", "work", "claims", "roots", "origins")
 
 
+def has_objects(root: str | os.PathLike[str]) -> bool:
+    """Whether ``root`` holds a store's objects folder: a quick "is there a store here"
+    for commands that only read one (they still run ``check_store_root``)."""
+    return (Path(root) / "objects").is_dir()
+
+
 def _is_marker(path: Path) -> bool:
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import re
 import sys
-import tempfile
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
@@ -148,9 +147,7 @@ def open_universe(ctx: Any, settings: dict[str, Any]) -> Iterator[Any]:
     store = ctx.artifact_store
     refs = [_run_file(ctx, settings["topology_kind"]),
             _run_file(ctx, settings["trajectory_kind"])]
-    tmp_root = store.root / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp_root, prefix="md-") as tmp:
+    with store.scratch_dir("md-") as tmp:
         links = []
         for ref in refs:
             link = Path(tmp) / PurePosixPath(ref.path).name

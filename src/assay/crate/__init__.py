@@ -180,10 +180,11 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     config = load_study_config(configfiles, study, replace=replace_config)
     plan = WorkflowPlan(config, workdir=study)
     store, results = study / plan.store, study / plan.results
-    if not (store / "objects").is_dir():
+    from ..store_root import check_store_root, has_objects
+
+    if not has_objects(store):
         raise ArtifactStoreError(f"no store at {store}; run `assay crate` in the study "
                                  "directory (or pass -d DIR)")
-    from ..store_root import check_store_root
 
     check_store_root(store, adopt=False)   # never read what is not a store
     config_paths = [Path(f) for f in configfiles]
