@@ -8,7 +8,7 @@ computed for a pool of real demo runs per condition (free, weak, strong; seeds 1
 Studies are then drawn from the pool (replicates resampled with replacement):
 
 * adaptive: replicates {min: 3, max: 24, batch: 3, until: precision mean_rg half_width h}
-  with assay.adaptive's rule (every condition's t-interval half-width <= h), h = the
+  with assay.pipeline.adaptive's rule (every condition's t-interval half-width <= h), h = the
   median half-width of the strong condition at 12 replicates;
 * fixed: n replicates per condition, the smallest n whose studies reach h in every
   condition at least as often as the adaptive ones do (same assurance).
@@ -38,10 +38,10 @@ def main() -> None:
     import numpy as np
     import yaml
 
-    from assay.adaptive import looks
+    from assay.pipeline.adaptive import looks
     from assay.demo.physics import radius_of_gyration, simulate_polymer
-    from assay.sequential import precise_enough
-    from assay.statistics import summarize
+    from assay.pipeline.sequential import precise_enough
+    from assay.pipeline.statistics import summarize
 
     config = yaml.safe_load((HERE.parent / "config" / "config.yaml").read_text())
     runner = config["runner"]["settings"]
@@ -105,7 +105,7 @@ def main() -> None:
         f"{runner['n_frames']} frames; {simulated:.0f} s to simulate), {studies} studies "
         f"resampled from them. Target: CI half-width <= {target:.4f} in every condition "
         "(the strong condition's median at 12 replicates). Adaptive: min 3, batch 3, max "
-        "24 (assay.adaptive's precision rule). Fixed: the smallest n reaching the target "
+        "24 (assay.pipeline.adaptive's precision rule). Fixed: the smallest n reaching the target "
         "in every condition at least as often as the adaptive studies.",
         "", machine_markdown(machine_description()), "",
         markdown_table(["figure", "adaptive", "fixed", "ratio", "goal", "met?"], rows), "",

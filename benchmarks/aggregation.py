@@ -5,13 +5,13 @@
 
 Builds N replicate artifacts of one condition through the store API (``write_npz_sidecar``
 of a 1 MB float64 array, then ``write_artifact`` of a ReplicateArtifact with four payload
-metrics), then times ``assay.stages.compute_aggregate`` with the spec
-``assay.stages.aggregate_spec`` gives (a new ArtifactStore each time, so the in-process LRU
+metrics), then times ``assay.pipeline.stages.compute_aggregate`` with the spec
+``assay.pipeline.stages.aggregate_spec`` gives (a new ArtifactStore each time, so the in-process LRU
 and stat cache start empty; the page cache is warm) and measures what it reads: bytes from
 ``/proc/self/io`` (``rchar``) and every file it opens (a ``sys.addaudithook`` "open" hook),
 sorted into manifests, sidecars and other files. Baselines in the same run: reading and
 parsing the N manifest files directly (the least any aggregation must read), and opening
-every sidecar (what aggregation avoids). Also times one ``assay.stages.execute`` of the
+every sidecar (what aggregation avoids). Also times one ``assay.pipeline.stages.execute`` of the
 aggregate spec (action key, aggregate, write the artifact and the action record).
 
 Writes the "## Aggregation" section of benchmarks/RESULTS.md.
@@ -92,8 +92,8 @@ def build(root: Path, n: int, seed: int = 0):
     plugins = write_plugins(root / "plugins")
     sys.path.insert(0, str(plugins))
     from assay import ArtifactStore, ReplicateArtifact
-    from assay.config import Study
-    from assay.stages import aggregate_spec
+    from assay.pipeline.config import Study
+    from assay.pipeline.stages import aggregate_spec
 
     config = study_config(Shape(1, n, 1))
     config["conditions"].append({"label": "c001", "params": {}})  # a control to compare to
@@ -123,8 +123,8 @@ def build(root: Path, n: int, seed: int = 0):
 # --- the benchmark -------------------------------------------------------------------------
 def measure(args: argparse.Namespace, root: Path) -> dict:
     from assay import ArtifactStore
-    from assay.hashing import parse_digest
-    from assay.stages import compute_aggregate, execute
+    from assay.store.hashing import parse_digest
+    from assay.pipeline.stages import compute_aggregate, execute
 
     log(f"building {args.replicates} replicates with a {SIDECAR_BYTES >> 20} MB sidecar each")
     spec, digests, sidecars, build_s = build(root, args.replicates)

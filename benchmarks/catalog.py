@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     from common import (OtherLoad, machine_description, machine_markdown, markdown_table,
                         replace_section, wait_until_quiet)
 
-    from assay.catalog import build_catalog, open_catalog
-    from assay.gc import collect_garbage
-    from assay.verify import verify_store
+    from assay.tools.catalog import build_catalog, open_catalog
+    from assay.tools.gc import collect_garbage
+    from assay.tools.verify import verify_store
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="assay-catalog-bench-"))
     try:

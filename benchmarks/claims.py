@@ -4,7 +4,7 @@
     python benchmarks/claims.py --quick    # 100 rounds
 
 Every computing job (each action-cache miss) takes the claim of its action key before it
-works and releases it after publishing (assay.claims: flufl.lock's hard-link lock, a
+works and releases it after publishing (assay.store.claims: flufl.lock's hard-link lock, a
 ``.who`` file naming the holder, a heartbeat thread). Baseline in the same run: one
 ``atomic_write_bytes`` of a 200-byte file (tmp + fsync + rename + directory fsync), which
 is what writing the job's ref costs. Cases alternate round by round; medians in ms.
@@ -36,7 +36,7 @@ from common import machine_description, machine_markdown, markdown_table, replac
 HOLDER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {src!r})
-    from assay.claims import Claim
+    from assay.store.claims import Claim
     Claim({root!r}, {key!r}).acquire()
     print("held", flush=True)
     time.sleep(600)
@@ -49,8 +49,8 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     rounds = 100 if args.quick else 500
-    from assay.atomic import atomic_write_bytes
-    from assay.claims import Claim
+    from assay.store.atomic import atomic_write_bytes
+    from assay.store.claims import Claim
 
     with tempfile.TemporaryDirectory(dir="/tmp") as scratch:
         root = Path(scratch)

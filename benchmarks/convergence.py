@@ -10,9 +10,9 @@ round-robin, each case is timed:
   declares two series), as Snakemake starts it: ``python -m assay.jobs collect
   --no-cache`` from process start to its ref;
 * the same job for a copy of the plugin without SERIES (no diagnostics);
-* in process: ``assay.diagnostics.with_replicate_diagnostics`` alone on the collected
+* in process: ``assay.pipeline.diagnostics.with_replicate_diagnostics`` alone on the collected
   replicate (read the series sidecar, t0/g/N_eff/MCSE of both series);
-* ``assay.convergence.series_diagnostics`` alone on AR(1) series of 1,000, 10,000 and
+* ``assay.pipeline.convergence.series_diagnostics`` alone on AR(1) series of 1,000, 10,000 and
   100,000 frames (g ~ 19), to show how it grows for long MD series.
 
 Writes the "## Convergence diagnostics" section of benchmarks/RESULTS.md.
@@ -81,10 +81,10 @@ def main() -> None:
 
     from assay import ArtifactStore, read_ref, write_ref
     from assay.analyses.polymer import RadiusOfGyration
-    from assay.config import Study
-    from assay.convergence import series_diagnostics
-    from assay.diagnostics import with_replicate_diagnostics
-    from assay.stages import collect_spec, execute, run_spec
+    from assay.pipeline.config import Study
+    from assay.pipeline.convergence import series_diagnostics
+    from assay.pipeline.diagnostics import with_replicate_diagnostics
+    from assay.pipeline.stages import collect_spec, execute, run_spec
 
     config = yaml.safe_load((HERE.parent / "config" / "config.yaml").read_text())
     config["analyses"] = {"gyration": config["analyses"]["gyration"],

@@ -4,7 +4,7 @@
     python benchmarks/jobs.py --quick    # 10 repeats
 
 Runs the exact shell command the workflow's ``collect`` rule runs, with the spec
-``assay.workflow.WorkflowPlan(config).spec("collect", wildcards)`` gives for the trivial
+``assay.pipeline.workflow.WorkflowPlan(config).spec("collect", wildcards)`` gives for the trivial
 analysis of benchmarks/workflow.py (``bench_plugins:Tiny``), the way Snakemake runs it
 (``bash -c 'set -euo pipefail; export PYTHONPATH=...; python -m assay.jobs collect ...'``,
 ``python`` found on PATH). Baseline: ``python -c pass`` started the same way. Cases:
@@ -81,9 +81,9 @@ class Fixture:
         sys.path.insert(0, str(plugins))
         self.env = bench_env(plugins)
         from assay import ArtifactStore, write_ref
-        from assay.layout import ref_identity
-        from assay.stages import execute
-        from assay.workflow import WorkflowPlan, spec_json
+        from assay.pipeline.layout import ref_identity
+        from assay.pipeline.stages import execute
+        from assay.pipeline.workflow import WorkflowPlan, spec_json
 
         self.config = study_config(Shape(2, 10, 1))
         self.config["analyses"]["big"] = {"plugin": "bench_plugins:TinySidecar",

@@ -4,7 +4,7 @@
     python benchmarks/numerics.py --quick    # 3 rounds
 
 ``numerics: {portable: true}`` makes a job pin OpenBLAS to its Haswell kernels, BLAS to one
-thread and numpy's dispatch to AVX2 (assay.numerics.PORTABLE_ENV). Each workload runs in a
+thread and numpy's dispatch to AVX2 (assay.pipeline.numerics.PORTABLE_ENV). Each workload runs in a
 fresh process per round (the variables act when numpy loads), timed inside the process
 around the work only; cases run round-robin. Ratio = portable median / native median.
 
@@ -37,7 +37,7 @@ from common import machine_description, machine_markdown, markdown_table, replac
 
 PREPARE = {
     "native": "",
-    "portable": ("from assay.numerics import apply_portable, check_portable\n"
+    "portable": ("from assay.pipeline.numerics import apply_portable, check_portable\n"
                  "apply_portable()\ncheck_portable()\n"),
     "native, 1 BLAS thread": "import os\nos.environ['OPENBLAS_NUM_THREADS'] = '1'\n",
 }
@@ -57,7 +57,7 @@ def _script(prepare: str, setup: str, work: str) -> str:
     return (f"import time\nt0 = time.perf_counter()\n{prepare}import numpy\n"
             f"t1 = time.perf_counter()\n{setup}t2 = time.perf_counter()\n{work}\n"
             "t3 = time.perf_counter()\n"
-            "from assay.numerics import numeric_environment\n"
+            "from assay.pipeline.numerics import numeric_environment\n"
             "t4 = time.perf_counter()\nnumeric_environment()\nt5 = time.perf_counter()\n"
             "import json\nprint(json.dumps({'start': t1 - t0, 'work': t3 - t2, "
             "'record': t5 - t4}))\n")

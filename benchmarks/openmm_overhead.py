@@ -100,8 +100,8 @@ class Case:
     """One solvent: a bare script and an assay job over the same simulation."""
 
     def __init__(self, root: Path, solvent: str, seconds: float) -> None:
-        from assay.openmm_runner import OpenMMRunner, openmm_seed
-        from assay.plugins import code_digest
+        from assay.pipeline.openmm_runner import OpenMMRunner, openmm_seed
+        from assay.pipeline.plugins import code_digest
 
         steps = int(STEPS_PER_S[solvent] * seconds) // 1000 * 1000 or 1000
         self.settings = {**BASE, "solvent": solvent, "steps": steps}
@@ -156,8 +156,8 @@ class Case:
 
 def checkpoint_cost(root: Path, solvent: str, repeats: int) -> dict[str, float]:
     """Median seconds of one checkpoint and of one report chunk, in one process."""
-    from assay.openmm_files import Outputs, save_checkpoint
-    from assay.openmm_runner import _build, parse_settings, resolve_structure
+    from assay.pipeline.openmm_files import Outputs, save_checkpoint
+    from assay.pipeline.openmm_runner import _build, parse_settings, resolve_structure
 
     s = parse_settings({**BASE, "solvent": solvent})
     name, data = resolve_structure(s.structure, REPO)

@@ -46,7 +46,7 @@ from common import (  # noqa: E402
 )
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINE_REF = "59c985d"   # the last commit before assay.sharing
+BASELINE_REF = "59c985d"   # the last commit before assay.store.sharing
 OPS = ("open", "put", "put again", "record", "hit")
 
 WORKER = r'''
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "## Shared-store permissions",
         "",
         f"`python benchmarks/sharing.py --ops {args.ops} --repeats {args.repeats}`: the cost "
-        "of `assay.sharing` for small store operations, against the code before it "
+        "of `assay.store.sharing` for small store operations, against the code before it "
         f"(`{args.baseline_ref}`), each case in a fresh interpreter on a fresh store; "
         f"microseconds per operation, median of {args.repeats} rounds of {args.ops} "
         "operations (cases round-robin, `os.sync()` before each); a ratio is the median "

@@ -4,7 +4,7 @@
     python benchmarks/status.py --quick    # 20 x 5 x 3
 
 The study is made of the real files, written through the library: every finished job's
-artifact is computed by ``assay.stages.execute`` from the plan's own spec (the demo runner
+artifact is computed by ``assay.pipeline.stages.execute`` from the plan's own spec (the demo runner
 with tiny settings, the three demo analyses), so the store holds real manifests and status
 checks each one against the plan (staleness); refs (``write_ref``), run work directories
 (``WorkDir.begin_attempt``/``write_progress``, from a helper process that stays alive for
@@ -56,7 +56,7 @@ SECTION = "Status"
 WORKER = """
 import json, sys, time
 from pathlib import Path
-from assay.workdirs import WorkDir
+from assay.store.workdirs import WorkDir
 for item in json.load(sys.stdin):
     work = WorkDir(Path(item["dir"]))
     work.begin_attempt(item["identity"], log_path=item["log"])
@@ -110,12 +110,12 @@ def build_study(root: Path, conditions: int, replicates: int) -> dict:
     import yaml
     from snakemake.persistence.file import FilePersistence
 
-    from assay.layout import ref_identity
-    from assay.refs import write_ref
-    from assay.stages import execute
-    from assay.status import plan_jobs
-    from assay.store import ArtifactStore
-    from assay.workflow import WorkflowPlan, spec_json
+    from assay.pipeline.layout import ref_identity
+    from assay.store.refs import write_ref
+    from assay.pipeline.stages import execute
+    from assay.tools.status import plan_jobs
+    from assay.store.artifact_store import ArtifactStore
+    from assay.pipeline.workflow import WorkflowPlan, spec_json
 
     config = study_config(conditions, replicates)
     _write(root / "config" / "config.yaml", yaml.safe_dump(config, sort_keys=False))
@@ -262,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         helpers.append(fake_snakemake(root, scratch / "bin"))
         build_s = time.monotonic() - started
 
-        from assay.config import Study  # noqa: F401  (imports outside the timing)
-        from assay.status import load_study_config, study_status
-        from assay.workflow import WorkflowPlan
+        from assay.pipeline.config import Study  # noqa: F401  (imports outside the timing)
+        from assay.tools.status import load_study_config, study_status
+        from assay.pipeline.workflow import WorkflowPlan
 
         plan = WorkflowPlan(load_study_config((), root), workdir=root)
         assay = shutil.which("assay")
@@ -282,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         check(result, expected)
         check(study_status(plan, root, slurm=False).to_dict(), expected)
         n_files = scandir_floor(root)
-        plan_only = [sys.executable, "-c", ("from assay.status import load_study_config; "
-                                            "from assay.workflow import WorkflowPlan; "
+        plan_only = [sys.executable, "-c", ("from assay.tools.status import load_study_config; "
+                                            "from assay.pipeline.workflow import WorkflowPlan; "
                                             "WorkflowPlan(load_study_config()).plots()")]
         discarded: list[str] = []
         timings = interleaved({
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise AssertionError(f"snakemake -n failed:\n{proc.stderr[-3000:]}")
         squeue_s = None
         if shutil.which("squeue"):
-            from assay.status import squeue_states
+            from assay.tools.status import squeue_states
 
             t0 = time.perf_counter()
             squeue_states()
@@ -360,7 +360,7 @@ def report(result, timings, n_files, build_s, squeue_s, dry_runs, info, conditio
     intro = (
         f"`python benchmarks/status.py`: a study of {shape} ({result['total']} "
         "jobs) written through the library: each finished job's artifact computed by "
-        "`assay.stages.execute` from the plan's spec (the demo runner, tiny settings), so "
+        "`assay.pipeline.stages.execute` from the plan's spec (the demo runner, tiny settings), so "
         "status reads and checks a real manifest per finished job (staleness: "
         f"{stale} stale or kept), plus run work directories, job logs, "
         "Snakemake's incomplete markers and lock files, a live process named snakemake: "

@@ -273,7 +273,7 @@ def plain_snakefile(shape: Shape, config: dict | None = None) -> str:
         return PLAIN_SNAKEFILE.format(conditions=shape.labels,
                                       replicates=list(range(1, shape.replicates + 1)),
                                       analyses=shape.analysis_names, plots=["summary"])
-    from assay.workflow import WorkflowPlan
+    from assay.pipeline.workflow import WorkflowPlan
 
     plan = WorkflowPlan(config)
     names = sorted({Path(p).stem for p in plan.plots()})
@@ -348,7 +348,7 @@ def targets_for(shape: Shape, catalog: bool, config: dict | None = None) -> list
         return []
     if config is None:
         return [f"results/plots/{a}/summary.png" for a in shape.analysis_names]
-    from assay.workflow import WorkflowPlan
+    from assay.pipeline.workflow import WorkflowPlan
 
     return WorkflowPlan(config).plots()
 

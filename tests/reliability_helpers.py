@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from assay.layout import REF_DIRS as RESULT_REF_DIRS
+from assay.pipeline.layout import REF_DIRS as RESULT_REF_DIRS
 from workflow_helpers import REPO, SMALL_CONFIG, digests, snakemake, write_config
 
 # The demo study cut down to what the reliability tests need: 2 conditions x 2 replicates,
@@ -134,7 +134,7 @@ def broken_refs(store: Path, results: Path, *, needed: set[str] | None = None
     """Ref name -> problem, for every ref that does not lead to an intact artifact closure.
     ``needed`` (if given) collects the sha256 of every object those closures use."""
     from assay import ArtifactStore, AssayError, read_ref
-    from assay.hashing import parse_digest
+    from assay.store.hashing import parse_digest
 
     problems = {}
     with ArtifactStore(store) as store_obj:

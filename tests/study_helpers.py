@@ -21,7 +21,7 @@ from assay import (
     write_ref,
 )
 from assay.cli import main
-from assay.layout import job_key_path
+from assay.pipeline.layout import job_key_path
 
 CONDITIONS = {"ctrl": 0.0, "treat": 1.0}
 REPLICATES = (1, 2, 3)

@@ -1,4 +1,4 @@
-"""Adaptive replicates (assay.adaptive): a real Snakemake run stops when the precision
+"""Adaptive replicates (assay.pipeline.adaptive): a real Snakemake run stops when the precision
 target holds, the same study makes the same decisions again, and a stricter target
 continues it to max; counted from the refs on disk."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from assay import ArtifactStore, ConfigError, read_ref
-from assay.adaptive import check_design, looks
-from assay.config import Study
+from assay.pipeline.adaptive import check_design, looks
+from assay.pipeline.config import Study
 from workflow_helpers import SMALL_CONFIG, jobs_run, snakemake, write_config
 
 
@@ -108,7 +108,7 @@ def _replicates(store, plan, tmp_path, shift: float, n: int) -> list[str]:
     import numpy as np
 
     from assay import ReplicateArtifact, write_ref
-    from assay.stages import collect_spec
+    from assay.pipeline.stages import collect_spec
 
     rng = np.random.default_rng(7)
     refs = []
@@ -132,9 +132,9 @@ def test_a_decided_comparison_stops_on_its_group_sequential_boundary(tmp_path, s
     """until: decided. A large difference crosses the O'Brien-Fleming boundary at look 2
     of 3 (not at look 1: n = 2 cannot reach p < 0.0002), with the p adjusted for the
     looks; no difference never crosses, and the last look stops at max."""
-    from assay.adaptive import decide
-    from assay.spec_files import spec_text
-    from assay.workflow import WorkflowPlan
+    from assay.pipeline.adaptive import decide
+    from assay.store.spec_files import spec_text
+    from assay.pipeline.workflow import WorkflowPlan
 
     config = copy.deepcopy(SMALL_CONFIG)
     config["analyses"] = {"contacts": config["analyses"]["contacts"]}

@@ -8,9 +8,9 @@ import pytest
 from workflow_helpers import SMALL_CONFIG
 
 from assay import ArtifactStore, AssayError, ReplicateArtifact
-from assay.aggregation import metric_value
-from assay.config import Study
-from assay.stages import aggregate_spec, execute
+from assay.pipeline.aggregation import metric_value
+from assay.pipeline.config import Study
+from assay.pipeline.stages import aggregate_spec, execute
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from assay import ArtifactStore, RunArtifact, write_ref
-from assay.atomic import atomic_write_bytes
+from assay.store.atomic import atomic_write_bytes
 
 
 class Syscalls:
@@ -94,10 +94,10 @@ def test_figures_catalog_and_bundles(tmp_path, calls):
     import matplotlib.pyplot as plt
 
     from assay import open_catalog
-    from assay.bundle import export_bundle
-    from assay.catalog import build_catalog
-    from assay.inventory import load_refs
-    from assay.plotting import save_figure
+    from assay.tools.bundle import export_bundle
+    from assay.tools.catalog import build_catalog
+    from assay.tools.inventory import load_refs
+    from assay.pipeline.plotting import save_figure
 
     store = ArtifactStore(tmp_path / "store")
     digest = store.write_artifact(RunArtifact(analysis_name="r", condition_label="c",
@@ -126,7 +126,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
     class Boom(Exception):
         pass
 
-    from assay.atomic import atomic_file
+    from assay.store.atomic import atomic_file
 
     with pytest.raises(Boom):
         with atomic_file(target) as handle:

@@ -1,7 +1,7 @@
 """Bad study configs are refused before any job, each with its exact short message.
 
 Every row goes through `assay config validate` and through the workflow's own entry
-(assay.workflow.plan_or_exit, what the Snakefile calls); a few rows also through a real
+(assay.pipeline.workflow.plan_or_exit, what the Snakefile calls); a few rows also through a real
 `snakemake -n`, which must print the message and nothing else (no schema dump, no
 traceback). The rows cover typos at every level, wrong types, bad ranges, params a runner
 does not take, and third-party plugins' declared settings.
@@ -23,7 +23,7 @@ import yaml
 from workflow_helpers import SMALL_CONFIG, snakemake, write_config
 
 from assay.cli import main
-from assay.workflow import plan_or_exit
+from assay.pipeline.workflow import plan_or_exit
 
 PLUGINS_MODULE = "bad_config_plugins"
 PLUGINS = textwrap.dedent('''

@@ -13,11 +13,11 @@ from study_helpers import make_study
 
 from assay import ArtifactStore, ArtifactStoreError, write_ref
 from assay import BundleError
-from assay.bundle import export_bundle, import_bundle
-from assay.catalog import build_catalog, open_catalog
+from assay.tools.bundle import export_bundle, import_bundle
+from assay.tools.catalog import build_catalog, open_catalog
 from assay.cli import main
-from assay.hashing import canonical_json, sha256_hex
-from assay.inventory import expand_ref_args
+from assay.store.hashing import canonical_json, sha256_hex
+from assay.tools.inventory import expand_ref_args
 
 
 @pytest.fixture
@@ -275,10 +275,10 @@ def test_export_by_digest_prefix_and_directory(study, tmp_path, capsys):
 def test_a_pickle_imported_from_a_bundle_is_data_not_authority(tmp_path):
     """Imported objects keep their origin; unpickling (which runs code) refuses them until
     the user says they trust the bundle, or saves the object again themselves."""
-    from assay.sharing import UntrustedWriterError
+    from assay.store.sharing import UntrustedWriterError
 
     source = ArtifactStore(tmp_path / "source")
-    from assay.artifacts import RunArtifact
+    from assay.store.artifacts import RunArtifact
 
     digest = source.save_object({"weights": [1, 2, 3]}, "Model", "model")
     run = RunArtifact(analysis_name="trainer", condition_label="x", replicate=1,
@@ -298,7 +298,7 @@ def test_a_pickle_imported_from_a_bundle_is_data_not_authority(tmp_path):
 
 def _rival_bundle(tmp_path: Path) -> tuple[Path, str]:
     """A bundle whose comparisons/rg.json names another comparison than ``bundle``'s."""
-    from assay.artifacts import ComparisonArtifact
+    from assay.store.artifacts import ComparisonArtifact
 
     rival = make_study(tmp_path / "c")
     digest = rival.store.write_artifact(ComparisonArtifact(

@@ -11,7 +11,7 @@ import pytest
 
 import assay
 from assay import ReplicateArtifact, RunArtifact
-from assay.catalog import TABLES, build_catalog, open_catalog
+from assay.tools.catalog import TABLES, build_catalog, open_catalog
 
 def _rows(path: Path) -> dict[str, list[tuple]]:
     con = duckdb.connect(str(path), read_only=True)
@@ -96,7 +96,7 @@ def test_unreferenced_manifests_are_indexed_but_not_live(study):
 
 
 def test_readers_never_see_a_half_built_catalog(study, monkeypatch):
-    import assay.catalog as catalog_module
+    import assay.tools.catalog as catalog_module
 
     path = build_catalog(study.store, study.results, store_wide=True).path
     reader = open_catalog(path)            # a reader holding the old catalog open
@@ -126,7 +126,7 @@ def test_readers_never_see_a_half_built_catalog(study, monkeypatch):
 
 
 def test_a_failed_build_leaves_the_old_catalog_and_no_temp_files(study, monkeypatch):
-    import assay.catalog as catalog_module
+    import assay.tools.catalog as catalog_module
 
     path = build_catalog(study.store, study.results).path
     before = path.read_bytes()

@@ -16,7 +16,7 @@ import pytest
 from study_helpers import run_cli
 
 from assay.cli import main
-from assay.hashing import canonical_json
+from assay.store.hashing import canonical_json
 
 HEAVY = ("numpy", "pandas", "duckdb", "matplotlib", "pyarrow", "scipy")
 
@@ -201,8 +201,8 @@ def test_config_validate(tmp_path, capsys):
 
 def test_reproduce_matches_and_names_differences(tmp_path, capsys):
     from assay import ArtifactStore
-    from assay.config import Study
-    from assay.stages import execute, run_spec
+    from assay.pipeline.config import Study
+    from assay.pipeline.stages import execute, run_spec
 
     study = Study.from_config(_small_config())
     store = ArtifactStore(tmp_path / "store")

@@ -89,14 +89,14 @@ def copies(finished, tmp_path) -> tuple[Path, Path]:
 
 def test_a_comment_in_plotting_code_reruns_only_the_plots(copies):
     lib, study = copies
-    _edit(lib, "plotting.py", "def save_figure(", "# a comment\ndef save_figure(")
+    _edit(lib, "pipeline/plotting.py", "def save_figure(", "# a comment\ndef save_figure(")
     assert _ran(_snakemake(lib, study)) == Counter(PLOTS)
     assert _recomputed(study) == Counter()   # figures are not artifacts: no `computed` line
 
 
 def test_statistics_code_reruns_aggregate_compare_and_plots(copies):
     lib, study = copies
-    _edit(lib, "statistics.py", "def welch(", "# a comment\ndef welch(")
+    _edit(lib, "pipeline/statistics.py", "def welch(", "# a comment\ndef welch(")
     assert _ran(_snakemake(lib, study)) == Counter(STATISTICS)
     assert _recomputed(study) == Counter({"aggregate": 4, "compare": 2})
 
@@ -106,7 +106,7 @@ def test_convergence_code_reruns_only_the_collects_that_store_diagnostics(copies
     diagnostics reruns gyration's 4 collects (not contacts'), the aggregates (which judge
     convergence) and what follows, and no run."""
     lib, study = copies
-    _edit(lib, "diagnostics.py", "def declared_series(", "# a comment\ndef declared_series(")
+    _edit(lib, "pipeline/diagnostics.py", "def declared_series(", "# a comment\ndef declared_series(")
     ran = _ran(_snakemake(lib, study))
     assert ran == Counter({"collect": 4, **STATISTICS}), ran
     logs = study / "results" / "logs" / "collect"
@@ -116,9 +116,9 @@ def test_convergence_code_reruns_only_the_collects_that_store_diagnostics(copies
 
 def test_another_runner_in_the_same_module_reruns_nothing(copies):
     lib, study = copies
-    _edit(lib, "runners.py", "class ShellRunner:\n", "class ShellRunner:\n    # edited\n")
-    _edit(lib, "runners.py", "def _template_fields(", "# edited\ndef _template_fields(")
-    _edit(lib, "stages.py", "def _replay(", "# stage glue: the format version covers it\n"
+    _edit(lib, "pipeline/runners.py", "class ShellRunner:\n", "class ShellRunner:\n    # edited\n")
+    _edit(lib, "pipeline/runners.py", "def _template_fields(", "# edited\ndef _template_fields(")
+    _edit(lib, "pipeline/stages.py", "def _replay(", "# stage glue: the format version covers it\n"
           "def _replay(")
     assert _ran(_snakemake(lib, study, "-n")) == Counter()
     assert "Nothing to be done" in _snakemake(lib, study).stdout + _snakemake(lib, study).stderr
@@ -126,10 +126,10 @@ def test_another_runner_in_the_same_module_reruns_nothing(copies):
 
 def test_the_runners_own_code_reruns_its_runs_and_what_they_feed(copies):
     lib, study = copies
-    _edit(lib, "runners.py", "    def run(self, ctx: RunContext) -> RunArtifact:\n"
-          "        from .demo.physics",
+    _edit(lib, "pipeline/runners.py", "    def run(self, ctx: RunContext) -> RunArtifact:\n"
+          "        from ..demo.physics",
           "    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
-          "        from .demo.physics")
+          "        from ..demo.physics")
     ran = _ran(_snakemake(lib, study))
     assert ran["run"] == 4 and ran["collect"] == 8
     assert _recomputed(study)["run"] == 4
@@ -140,7 +140,7 @@ def test_moving_a_module_reruns_nothing(copies):
     # the polymer analyses move to another module; the registry follows them
     analyses = lib / "assay" / "analyses"
     (analyses / "polymer.py").rename(analyses / "chain.py")
-    registry = lib / "assay" / "plugins.py"
+    registry = lib / "assay" / "pipeline" / "plugins.py"
     registry.write_text(registry.read_text().replace("assay.analyses.polymer:",
                                                      "assay.analyses.chain:"))
     assert _ran(_snakemake(lib, study, "-n")) == Counter()
@@ -148,16 +148,16 @@ def test_moving_a_module_reruns_nothing(copies):
 
 def test_a_storage_format_bump_reruns_everything(copies):
     lib, study = copies
-    _edit(lib, "keys.py", "STORAGE_FORMAT = 1\n", "STORAGE_FORMAT = 2\n")
+    _edit(lib, "pipeline/keys.py", "STORAGE_FORMAT = 1\n", "STORAGE_FORMAT = 2\n")
     ran = _ran(_snakemake(lib, study))
     assert ran == Counter({"run": 4, "collect": 8, **STATISTICS}), ran
     assert _recomputed(study) == Counter({"run": 4, "collect": 8, "aggregate": 4, "compare": 2})
 
 
 KEEP = ("--rerun-triggers", "mtime", "params", "input")
-RUNNER_RUN = "    def run(self, ctx: RunContext) -> RunArtifact:\n        from .demo.physics"
+RUNNER_RUN = "    def run(self, ctx: RunContext) -> RunArtifact:\n        from ..demo.physics"
 RUNNER_EDITED = ("    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
-                 "        from .demo.physics")
+                 "        from ..demo.physics")
 
 
 def _status(lib: Path, study: Path, *args: str) -> dict:
@@ -185,7 +185,7 @@ def _made_with(study: Path) -> set[str]:
 def test_rerun_triggers_without_code_keep_the_runs_and_status_says_kept(copies):
     lib, study = copies
     made_with = _made_with(study)
-    _edit(lib, "runners.py", RUNNER_RUN, RUNNER_EDITED)
+    _edit(lib, "pipeline/runners.py", RUNNER_RUN, RUNNER_EDITED)
 
     # The user keeps the campaign: nothing is scheduled, nothing recomputes.
     assert _ran(_snakemake(lib, study, *KEEP)) == Counter()

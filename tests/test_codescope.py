@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from assay.codescope import own_source
+from assay.pipeline.codescope import own_source
 
 MODULE = textwrap.dedent('''
     """Two plugins in one module."""
@@ -45,3 +45,24 @@ def test_editing_a_neighbour_or_a_line_between_definitions_changes_nothing():
     assert own_source(MODULE.replace("SCALE = 2", "SCALE = 3"), "A") != a
     assert own_source(MODULE.replace("return _helper_a(ctx)",
                                      "return _helper_a(ctx)  # why"), "A") != a
+
+
+def test_where_a_module_sits_is_not_code():
+    """Moving modules into the layer packages (issue 24) changed their relative imports and
+    the dotted names in their text; their keys must not change (a store written before the
+    move is a cache hit after it)."""
+    from assay.pipeline.codescope import placeless
+
+    before = ("from .artifacts import RunArtifact\nfrom .store import ArtifactStore\n"
+              "from . import joblog\nfrom .demo.physics import simulate_polymer\n"
+              'code_dependencies = ("assay.openmm_files",)  # see assay.store.ArtifactStore\n')
+    after = ("from ..store.artifacts import RunArtifact\nfrom ..store import ArtifactStore\n"
+             "from . import joblog\nfrom ..demo.physics import simulate_polymer\n"
+             'code_dependencies = ("assay.pipeline.openmm_files",)  # see '
+             "assay.store.artifact_store.ArtifactStore\n")
+    assert placeless(before) == before            # the old text is its own reading
+    assert placeless(after) == before
+    # what a module imports is still code: another name or another module differs
+    assert placeless("from ..store.refs import read_ref\n") != placeless(after)
+    assert placeless("from .refs import write_ref\n") != placeless("from .refs import read_ref\n")
+

@@ -18,8 +18,8 @@ from assay import (
     ConfigError,
     ReplicateArtifact,
 )
-from assay.config import Study
-from assay.stages import aggregate_spec, compare_spec, execute, stage_action_key
+from assay.pipeline.config import Study
+from assay.pipeline.stages import aggregate_spec, compare_spec, execute, stage_action_key
 
 VALUES = {
     "free": {"x": [1.0, 2.0, 3.0, 2.5], "y": [10.0, 11.0, 10.5, 10.2]},
@@ -308,7 +308,7 @@ def test_config_defaults_and_refusals():
 
 # --- where the results show up -------------------------------------------------------------
 def test_catalog_metrics_expose_every_test_and_its_adjusted_p(store, tmp_path):
-    from assay.catalog import build_catalog, open_catalog
+    from assay.tools.catalog import build_catalog, open_catalog
 
     art, _ = _compare(store, _study(pairs="all"))
     summary = build_catalog(store, tmp_path / "results", store_wide=True)   # no refs
@@ -333,8 +333,8 @@ def test_summary_figure_stars_adjusted_p_and_names_the_correction(store):
     from matplotlib.collections import PathCollection
     from matplotlib.figure import Figure
 
-    from assay.plotting import draw_summary, load_plot_context
-    from assay.stages import plot_spec
+    from assay.pipeline.plotting import draw_summary, load_plot_context
+    from assay.pipeline.stages import plot_spec
 
     study = _study()
     values = {"free": {"x": [1.0, 1.2, 1.4, 1.1]}, "strong": {"x": [1.0, 1.3, 1.4, 1.2]},

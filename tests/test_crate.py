@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from assay import read_ref
-from assay.actions import ActionCache
-from assay.layout import job_key_path
+from assay.store.actions import ActionCache
+from assay.pipeline.layout import job_key_path
 from workflow_helpers import SMALL_CONFIG, digests, snakemake, write_config
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from assay import ArtifactStore, ReplicateArtifact, canonical_json, write_ref
 from assay.cli import main
-from assay.diffing import diff_arrays, diff_artifacts, diff_values
+from assay.tools.diffing import diff_arrays, diff_artifacts, diff_values
 
 BASE = np.arange(10, dtype=np.float64)
 
@@ -174,8 +174,8 @@ def test_cli_diff_needs_b_or_a_second_location(tmp_path, capsys):
 def test_reproduce_says_by_how_much_a_recomputation_differs(tmp_path, capsys):
     from workflow_helpers import SMALL_CONFIG
 
-    from assay.config import Study
-    from assay.stages import execute, run_spec
+    from assay.pipeline.config import Study
+    from assay.pipeline.stages import execute, run_spec
 
     study = Study.from_config(copy.deepcopy(SMALL_CONFIG))
     store = ArtifactStore(tmp_path / "store")

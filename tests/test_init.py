@@ -16,8 +16,8 @@ import yaml
 
 import assay
 from assay import AssayError
-from assay.config import Study
-from assay.scaffold import RECORD, TEMPLATES, init_study
+from assay.pipeline.config import Study
+from assay.tools.scaffold import RECORD, TEMPLATES, init_study
 from watch_helpers import run_watched
 from workflow_helpers import jobs_run
 

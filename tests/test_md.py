@@ -2,7 +2,7 @@
 
 Every analysis runs the way a workflow job runs it: the files are imported by the real
 ``import`` runner into a real ArtifactStore, and the collect stage is executed through
-``assay.stages.execute`` (action key, provenance, manifest). The reference numbers come
+``assay.pipeline.stages.execute`` (action key, provenance, manifest). The reference numbers come
 from MDAnalysis on the original files, following MDAnalysis' own recipes.
 """
 
@@ -27,10 +27,10 @@ from MDAnalysis.lib.distances import distance_array, self_distance_array  # noqa
 
 from assay import ArtifactStore, ConfigError, canonical_json, read_ref  # noqa: E402
 from assay.analyses import md  # noqa: E402
-from assay.context import RunContext  # noqa: E402
-from assay.plugins import code_digest, resolve_analysis  # noqa: E402
-from assay.runners import ImportRunner  # noqa: E402
-from assay.stages import execute, settings_fingerprint  # noqa: E402
+from assay.pipeline.context import RunContext  # noqa: E402
+from assay.pipeline.plugins import code_digest, resolve_analysis  # noqa: E402
+from assay.pipeline.runners import ImportRunner  # noqa: E402
+from assay.pipeline.stages import execute, settings_fingerprint  # noqa: E402
 
 pytestmark = [pytest.mark.md,
               pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -361,7 +361,7 @@ def test_bad_settings_say_what_to_fix(example, plugin, settings, message):
 
 
 def test_plan_time_import_stays_light():
-    code = ("import sys, assay.analyses.md, assay.plugins as p; "
+    code = ("import sys, assay.analyses.md, assay.pipeline.plugins as p; "
             "p.resolve_analysis('md_rmsf'); assert 'MDAnalysis' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -390,7 +390,7 @@ def test_example_study_end_to_end(tmp_path):
 
     import yaml
 
-    from assay.workflow import WorkflowPlan
+    from assay.pipeline.workflow import WorkflowPlan
 
     config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     # Every figure and ref of the study; the catalog (one more local job at the end) is

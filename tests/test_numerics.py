@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.numerics import (
+from assay.pipeline.numerics import (
     PORTABLE_ENV,
     PortableNumericsError,
     apply_portable,
@@ -52,7 +52,7 @@ DEMO_BYTES = textwrap.dedent("""
     import hashlib, json, sys
     import numpy as np
     from assay.demo import physics
-    from assay.numerics import numeric_environment
+    from assay.pipeline.numerics import numeric_environment
 
     h = hashlib.sha256()
     for seed in (3, 11):
@@ -91,7 +91,7 @@ def test_demo_bytes_do_not_depend_on_blas_kernels_or_numpy_dispatch():
 
 
 def test_numeric_environment_names_what_changes_numbers():
-    env = _python("import json, numpy; from assay.numerics import numeric_environment; "
+    env = _python("import json, numpy; from assay.pipeline.numerics import numeric_environment; "
                   "print(json.dumps(numeric_environment()))",
                   {"OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1"})
     assert env["env"]["OPENBLAS_CORETYPE"] == "Prescott"
@@ -101,7 +101,7 @@ def test_numeric_environment_names_what_changes_numbers():
     assert blas["num_threads"] == 1 and blas["architecture"]
     assert env["portable"] is False
     # a process that never loaded numpy records no BLAS (it computed nothing with it)
-    bare = _python("import json; from assay.numerics import numeric_environment; "
+    bare = _python("import json; from assay.pipeline.numerics import numeric_environment; "
                    "print(json.dumps(numeric_environment()))", {})
     assert "blas" not in bare and "numpy" not in bare["libraries"]
 
@@ -129,7 +129,7 @@ def test_x86_levels():
 
 
 def test_portable_numerics_refuse_a_node_without_avx2(monkeypatch):
-    from assay import numerics
+    from assay.pipeline import numerics
 
     monkeypatch.setattr(numerics.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(numerics, "_cpuinfo", lambda: ("Old Xeon E5-2670", {"sse2", "avx"}))
@@ -152,7 +152,7 @@ def test_portable_numerics_stop_a_process_that_loaded_numpy_too_early():
     code = textwrap.dedent("""
         import json, os
         import numpy   # too early: OpenBLAS already picked its kernels
-        from assay.numerics import apply_portable, check_portable, PortableNumericsError
+        from assay.pipeline.numerics import apply_portable, check_portable, PortableNumericsError
         apply_portable()
         try:
             check_portable()
@@ -165,7 +165,7 @@ def test_portable_numerics_stop_a_process_that_loaded_numpy_too_early():
     assert "not Haswell" in result["error"] and "python -m assay.jobs" in result["error"]
     ok = _python(textwrap.dedent("""
         import json
-        from assay.numerics import apply_portable, check_portable, numeric_environment
+        from assay.pipeline.numerics import apply_portable, check_portable, numeric_environment
         apply_portable()
         check_portable()
         print(json.dumps(numeric_environment()))

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import pytest
 
 from assay import ArtifactIntegrityError, ArtifactStore, read_ref
-from assay.claims import Claim, ClaimHeld, ClaimLost
+from assay.store.claims import Claim, ClaimHeld, ClaimLost
 from workflow_helpers import REPO, snakemake, write_config
 
 KEY = "ab" * 32
@@ -34,7 +34,7 @@ KEY = "ab" * 32
 HOLDER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {src!r})
-    from assay.claims import Claim
+    from assay.store.claims import Claim
     claim = Claim({root!r}, {key!r}, what="run a/1", lease_seconds={lease})
     claim.acquire()
     print("held", flush=True)
@@ -273,7 +273,7 @@ def _run_spec(root: Path) -> str:
 
     import yaml
 
-    from assay.workflow import WorkflowPlan
+    from assay.pipeline.workflow import WorkflowPlan
 
     cwd = os.getcwd()
     os.chdir(root)
@@ -415,8 +415,8 @@ def test_kill_9_of_snakemakes_session_leaves_no_process_and_resumes(tmp_path):
 
 
 def test_gc_never_removes_the_work_directory_of_a_live_attempt(tmp_path):
-    from assay.gc import collect_garbage
-    from assay.workdirs import WorkDirs
+    from assay.tools.gc import collect_garbage
+    from assay.store.workdirs import WorkDirs
 
     store_root = tmp_path / "store"
     ArtifactStore(store_root).close()
@@ -450,8 +450,8 @@ def test_verify_finds_a_trajectory_that_disagrees_with_its_payload(tmp_path):
     import dataclasses
 
     from assay import write_ref
-    from assay.openmm_runner import OpenMMRunner
-    from assay.verify import repair_store, verify_store
+    from assay.pipeline.openmm_runner import OpenMMRunner
+    from assay.tools.verify import repair_store, verify_store
     from test_openmm_runner import SETTINGS, make_ctx
 
     ctx = make_ctx(tmp_path, settings={**SETTINGS, "steps": 1000})
@@ -498,7 +498,7 @@ def _dcd_header_len(data: bytes) -> int:
 
 
 def test_gc_sweeps_what_dead_claimants_left_and_keeps_a_live_claim(tmp_path):
-    from assay.gc import collect_garbage
+    from assay.tools.gc import collect_garbage
 
     store_root = tmp_path / "store"
     ArtifactStore(store_root).close()
@@ -525,7 +525,7 @@ def test_gc_sweeps_what_dead_claimants_left_and_keeps_a_live_claim(tmp_path):
 
 
 def test_a_link_another_user_planted_in_a_kept_work_directory_is_removed(tmp_path):
-    from assay.workdirs import WorkDirs
+    from assay.store.workdirs import WorkDirs
 
     if os.getuid() != 0:
         pytest.skip("making a link owned by another uid needs root")

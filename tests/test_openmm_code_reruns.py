@@ -39,9 +39,9 @@ def test_edits_outside_the_openmm_runner_recompute_no_simulation(tmp_path):
     assert _recomputed(study)["run"] == 1   # the simulation ran once
     _clear_logs(study)
 
-    _edit(lib, "runners.py", "class ShellRunner:\n", "class ShellRunner:\n    # edited\n")
-    _edit(lib, "statistics.py", "def welch(", "# edited\ndef welch(")
-    _edit(lib, "plotting.py", "def save_figure(", "# edited\ndef save_figure(")
+    _edit(lib, "pipeline/runners.py", "class ShellRunner:\n", "class ShellRunner:\n    # edited\n")
+    _edit(lib, "pipeline/statistics.py", "def welch(", "# edited\ndef welch(")
+    _edit(lib, "pipeline/plotting.py", "def save_figure(", "# edited\ndef save_figure(")
     ran = _ran(_snakemake(lib, study))
     assert ran["run"] == 0 and ran["collect"] == 0, ran
     assert ran["aggregate"] == 1 and ran["compare"] == 1, ran   # statistics changed

@@ -23,11 +23,11 @@ pytest.importorskip("openmm")
 pytest.importorskip("MDAnalysisTests")
 
 from assay import ArtifactStore, ConfigError  # noqa: E402
-from assay import openmm_runner  # noqa: E402
-from assay.context import RunContext  # noqa: E402
-from assay.openmm_runner import OpenMMRunner, SimulationStopped  # noqa: E402
-from assay.plugins import code_digest, modules_digest, resolve_runner  # noqa: E402
-from assay.stages import execute, settings_fingerprint  # noqa: E402
+from assay.pipeline import openmm_runner  # noqa: E402
+from assay.pipeline.context import RunContext  # noqa: E402
+from assay.pipeline.openmm_runner import OpenMMRunner, SimulationStopped  # noqa: E402
+from assay.pipeline.plugins import code_digest, modules_digest, resolve_runner  # noqa: E402
+from assay.pipeline.stages import execute, settings_fingerprint  # noqa: E402
 
 pytestmark = [pytest.mark.openmm, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -139,8 +139,8 @@ KILL_SCRIPT = """
 import json, sys
 from pathlib import Path
 from assay import ArtifactStore
-from assay.context import RunContext
-from assay.openmm_runner import OpenMMRunner
+from assay.pipeline.context import RunContext
+from assay.pipeline.openmm_runner import OpenMMRunner
 root, settings = Path(sys.argv[1]), json.loads(sys.argv[2])
 ctx = RunContext(condition_label="T300", replicate=1, params={}, settings=settings,
                  seed=int(sys.argv[3]), artifact_store=ArtifactStore(root / "store"),
@@ -318,7 +318,7 @@ def test_unknown_force_field_and_missing_platform(tmp_path):
 # --- the workflow's view --------------------------------------------------------------------
 def test_registered_and_versioned():
     assert resolve_runner("openmm") is OpenMMRunner
-    assert code_digest(OpenMMRunner) != modules_digest(("assay.openmm_runner",))
+    assert code_digest(OpenMMRunner) != modules_digest(("assay.pipeline.openmm_runner",))
 
 
 def test_structure_digest_joins_the_action_key(tmp_path):
@@ -370,7 +370,7 @@ def test_a_study_force_field_file_joins_the_key_and_is_the_one_openmm_loads(
 
 def collect(store: ArtifactStore, run_digest: str, plugin: str, settings: dict):
     """The collect stage as a workflow job runs it."""
-    from assay.plugins import resolve_analysis
+    from assay.pipeline.plugins import resolve_analysis
 
     spec = {"stage": "collect", "analysis": plugin, "plugin": plugin, "settings": settings,
             "settings_fingerprint": settings_fingerprint(plugin, settings),

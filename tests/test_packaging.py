@@ -44,7 +44,7 @@ def test_environment_yml_matches_pyproject_dependencies_and_extras():
 def test_builtin_plugins_are_listed_once_and_all_resolve():
     """plugins.BUILTIN_* is the one registry: pyproject declares no entry points of its
     own for them (a second list would drift), and every name loads."""
-    from assay.plugins import BUILTIN_ANALYSES, BUILTIN_RUNNERS, load_target
+    from assay.pipeline.plugins import BUILTIN_ANALYSES, BUILTIN_RUNNERS, load_target
 
     points = _project().get("entry-points", {})
     assert "assay.runners" not in points and "assay.analyses" not in points
@@ -62,7 +62,7 @@ def test_the_distribution_name_is_the_one_the_docs_and_messages_give():
     assay-workflow (deploy.DISTRIBUTION, which `assay --version` and every missing-extra
     message use), while the package and the command keep the name assay."""
     from assay.deploy import DISTRIBUTION
-    from assay.preflight import install_command
+    from assay.pipeline.preflight import install_command
 
     project = _project()
     assert project["name"] == DISTRIBUTION == "assay-workflow"

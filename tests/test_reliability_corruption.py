@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.layout import BY_REF_DIR
+from assay.pipeline.layout import BY_REF_DIR
 from reliability_helpers import (
     assay,
     bad_objects,

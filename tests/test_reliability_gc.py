@@ -42,7 +42,7 @@ from reliability_helpers import (
 )
 
 from assay import ArtifactStore, ReplicateArtifact, action_key, write_ref
-from assay.gc import collect_garbage
+from assay.tools.gc import collect_garbage
 
 HOUR = 3600
 TESTS = Path(__file__).resolve().parent

@@ -51,8 +51,8 @@ from assay import (
     read_ref,
     strict_json_payload,
 )
-from assay.config import Study
-from assay.sidecar_paths import check_sidecar_path
+from assay.pipeline.config import Study
+from assay.store.sidecar_paths import check_sidecar_path
 
 HYPOTHESIS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
                       suppress_health_check=[HealthCheck.too_slow,

@@ -55,8 +55,8 @@ from assay import read_ref
 SEED = 20260601
 EPOCHS = 10              # a fresh store per epoch ...
 TRIALS_PER_EPOCH = 12    # ... shared by this many kill trials (so earlier refs can be lost)
-PRELOAD = ["reliability_helpers", "assay", "assay.store", "assay.npz", "assay.tables",
-           "assay.cli", "assay.verify", "assay.gc", "numpy", "pandas", "joblib"]
+PRELOAD = ["reliability_helpers", "assay", "assay.store.artifact_store", "assay.store.npz", "assay.store.tables",
+           "assay.cli", "assay.tools.verify", "assay.tools.gc", "numpy", "pandas", "joblib"]
 
 
 @pytest.fixture(scope="module")

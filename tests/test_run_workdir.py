@@ -264,7 +264,7 @@ BAD_RESOURCES = [(r, m, [m]) for r, m in BAD_RESOURCES]
 @pytest.mark.parametrize("resources, message, _", BAD_RESOURCES)
 def test_bad_resources_have_their_exact_error(resources, message, _):
     from assay import ConfigError
-    from assay.config import Study
+    from assay.pipeline.config import Study
 
     config = copy.deepcopy(CONFIG)
     config["resources"] = resources

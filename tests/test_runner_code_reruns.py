@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from assay import ConfigError, PluginError
-from assay.plugins import code_digest, resolve_runner
+from assay.pipeline.plugins import code_digest, resolve_runner
 from workflow_helpers import SMALL_CONFIG, jobs_run, snakemake, write_config
 
 SIMULATE = textwrap.dedent('''
@@ -145,7 +145,7 @@ def test_editing_a_listed_script_of_the_shell_runner_reruns_the_runs(tmp_path):
 
 
 def test_shell_code_files_join_the_key_only_when_listed(tmp_path):
-    from assay.runners import ShellRunner
+    from assay.pipeline.runners import ShellRunner
 
     (tmp_path / "run.sh").write_text("echo one\n")
     settings = {"command": "sh run.sh", "code_files": ["run.sh"]}

@@ -1,4 +1,4 @@
-"""Group-sequential stopping (assay.sequential): published boundaries, an independent
+"""Group-sequential stopping (assay.pipeline.sequential): published boundaries, an independent
 multivariate-normal check, and 2,000 simulated null studies in which the spending design
 keeps the false-positive rate at alpha while stopping at the first p < alpha does not."""
 
@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from assay import sequential as sq
-from assay.statistics import welch
+from assay.pipeline import sequential as sq
+from assay.pipeline.statistics import welch
 
 FIVE = [0.2, 0.4, 0.6, 0.8, 1.0]
 

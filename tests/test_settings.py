@@ -21,9 +21,9 @@ from workflow_helpers import REPO, SMALL_CONFIG, write_config
 
 from assay import ConfigError, PluginError, Setting, Settings
 from assay.cli import main
-from assay.config import Study
-from assay.plugins import BUILTIN_ANALYSES, BUILTIN_RUNNERS, resolve_analysis, resolve_runner
-from assay.settings import declared_settings
+from assay.pipeline.config import Study
+from assay.pipeline.plugins import BUILTIN_ANALYSES, BUILTIN_RUNNERS, resolve_analysis, resolve_runner
+from assay.pipeline.settings import declared_settings
 
 TEMPLATES = REPO / "src" / "assay" / "templates"
 
@@ -51,15 +51,15 @@ def test_every_builtin_plugin_declares_its_settings(name):
 
 def test_no_builtin_plugin_reads_settings_with_its_own_default():
     sources = [*(REPO / "src" / "assay" / "analyses").glob("*.py"),
-               REPO / "src" / "assay" / "runners.py", REPO / "src" / "assay" / "openmm_runner.py"]
+               REPO / "src" / "assay" / "pipeline" / "runners.py", REPO / "src" / "assay" / "pipeline" / "openmm_runner.py"]
     for path in sources:
         assert not re.search(r"ctx\.(merged_)?settings\.get\(", path.read_text()), path
 
 
 def test_declared_defaults_are_the_code_defaults():
-    from assay import openmm_runner
+    from assay.pipeline import openmm_runner
     from assay.demo.physics import simulate_polymer
-    from assay.runners import PolymerLangevinRunner, ShellRunner, _template_fields
+    from assay.pipeline.runners import PolymerLangevinRunner, ShellRunner, _template_fields
 
     signature = inspect.signature(simulate_polymer).parameters
     assert PolymerLangevinRunner.SETTINGS.defaults() == {
@@ -120,7 +120,7 @@ def test_a_job_refuses_settings_that_bypassed_validation():
 
 
 def test_a_runner_reads_its_params_merged_over_its_settings():
-    from assay.runners import PolymerLangevinRunner
+    from assay.pipeline.runners import PolymerLangevinRunner
 
     ctx = SimpleNamespace(condition_label="strong", params={"surface_epsilon": 3.0},
                           settings={"n_beads": 12})

@@ -199,8 +199,8 @@ def figure_records(store: Path) -> list[Path]:
 
 
 def run_key(workdir: Path, config: dict, condition: str, replicate: int) -> str:
-    from assay.stages import stage_action_key
-    from assay.workflow import WorkflowPlan, spec_json
+    from assay.pipeline.stages import stage_action_key
+    from assay.pipeline.workflow import WorkflowPlan, spec_json
 
     class Wildcards:
         pass
@@ -376,7 +376,7 @@ def test_two_members_share_one_store_one_after_the_other(lab: Lab, baseline, cha
 
 def _lookup_trusting_any(store: str, key: str) -> str | None:
     from assay import ArtifactStore
-    from assay.sharing import SharingSettings
+    from assay.store.sharing import SharingSettings
 
     with ArtifactStore(store, sharing=SharingSettings(trusted=("any",))) as s:
         return s.lookup_action(key)
@@ -518,14 +518,14 @@ def _results_with_a_ref(store: str, results: str, condition: str = "c") -> str:
         digest = s.write_artifact(RunArtifact(analysis_name="r", condition_label=condition,
                                               replicate=1))
         write_ref(Path(results) / "runs" / condition / "1.json", digest, artifact_type="run")
-        from assay.member_roots import register_results
+        from assay.store.member_roots import register_results
 
         register_results(s.sharing, results)
         return digest
 
 
 def _gc(store: str, results: str) -> str:
-    from assay.gc import collect_garbage
+    from assay.tools.gc import collect_garbage
 
     report = collect_garbage(store, results, grace_seconds=0, delete=True)
     return f"{report.deleted_objects} deleted, kept by {report.member_results}"
@@ -550,7 +550,7 @@ def test_gc_never_deletes_what_a_members_unreadable_results_keep(lab: Lab):
 
 
 def _untrusted_roots(store: str, results: str) -> dict[str, str]:
-    from assay.gc import collect_garbage
+    from assay.tools.gc import collect_garbage
 
     return collect_garbage(store, results, grace_seconds=0, delete=True).untrusted_roots
 
@@ -582,7 +582,7 @@ def _record(store: str, key: str, digest: str) -> str:
 def _replace_or_delete(store: str, key: str) -> list[str]:
     """Everything an outsider tries against another's record: what refused it."""
     from assay import ArtifactStore
-    from assay.actions import RecordKeptError
+    from assay.store.actions import RecordKeptError
 
     refused = []
     with ArtifactStore(store) as s:
@@ -669,7 +669,7 @@ def test_a_store_folder_made_by_an_outsider_is_refused(lab: Lab):
 
 def test_world_writable_store_is_refused_unless_allowed(tmp_path):
     from assay import ArtifactStore
-    from assay.sharing import SharingSettings, StorePermissionError, user_name, group_name
+    from assay.store.sharing import SharingSettings, StorePermissionError, user_name, group_name
 
     store = tmp_path / "store"
     store.mkdir()
@@ -688,8 +688,8 @@ def test_world_writable_store_is_refused_unless_allowed(tmp_path):
 
 # --- the study's store_sharing reaches the jobs, never a spec ----------------------------
 def test_store_sharing_reaches_jobs_through_the_environment_not_the_specs(tmp_path):
-    from assay.sharing import ENV_VAR, SharingSettings
-    from assay.workflow import WorkflowPlan
+    from assay.store.sharing import ENV_VAR, SharingSettings
+    from assay.pipeline.workflow import WorkflowPlan
 
     plain = WorkflowPlan(REDUCED_CONFIG, tmp_path)
     config = {**copy.deepcopy(REDUCED_CONFIG),
@@ -713,8 +713,8 @@ def test_store_sharing_reaches_jobs_through_the_environment_not_the_specs(tmp_pa
 
 def test_refused_store_or_unknown_trusted_name_stops_before_any_job(tmp_path):
     from assay.errors import ConfigError
-    from assay.sharing import StorePermissionError
-    from assay.workflow import WorkflowPlan
+    from assay.store.sharing import StorePermissionError
+    from assay.pipeline.workflow import WorkflowPlan
 
     store = tmp_path / "store"
     store.mkdir()

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from assay import ArtifactStore, read_ref
-from assay.hashing import hash_file, parse_digest
+from assay.store.hashing import hash_file, parse_digest
 from workflow_helpers import REPO, SMALL_CONFIG, digests, snakemake, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

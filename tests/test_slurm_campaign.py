@@ -430,7 +430,7 @@ def test_gpu_request_reaches_sbatch(tmp_path):
     assert not (tmp_path / "results" / "runs" / "free" / "1.json").exists()
     nothing_queued(run.run_id)
     # Snakemake 9.27 leaves sbatch's own message out of a group job's error; assay's
-    # watch (assay.slurm_watch) puts it back, as one line, in the group's report too:
+    # watch (assay.pipeline.slurm_watch) puts it back, as one line, in the group's report too:
     assert "Invalid generic resource (gres) specification" in run.output, run.output[-6000:]
     alone = snakemake_slurm(tmp_path, "results/runs/free/1.json", "--groups",
                             "collect=replicate", timeout=GPU_TIMEOUT)

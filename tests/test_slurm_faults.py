@@ -6,7 +6,7 @@ SLURM job, and that the study ends with the numbers of a fault-free run (the pin
 tests/data/small_study_pins.json, made locally) and the same digests in every test:
 
 * ``squeue`` failing for a while (a wrapper first on PATH): the jobs are kept, a warning
-  quotes squeue's error, the run finishes (assay.slurm_watch);
+  quotes squeue's error, the run finishes (assay.pipeline.slurm_watch);
 * the only node drained: the pending job is named with SLURM's reason; then squeue fails
   too, and Ctrl-C still stops snakemake and cancels the job;
 * slurmctld killed and restarted: the same, against the real controller;

@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from assay import ArtifactStore, AssayError, ConfigError, ReplicateArtifact
-from assay.config import Study
-from assay.stages import (
+from assay.pipeline.config import Study
+from assay.pipeline.stages import (
     aggregate_spec,
     collect_spec,
     compare_spec,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from assay.statistics import summarize, welch
+from assay.pipeline.statistics import summarize, welch
 
 SAMPLES = [
     ([1.0, 2.0, 4.0], [0.5, 0.7, 0.2, 0.9]),
@@ -70,7 +70,7 @@ from itertools import combinations
 
 from statsmodels.stats.multitest import multipletests
 
-from assay.statistics import (
+from assay.pipeline.statistics import (
     adjust_pvalues,
     hedges_correction,
     hedges_g,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from assay import ArtifactStore, read_ref
-from assay.refs import ref_bytes
+from assay.store.refs import ref_bytes
 from workflow_helpers import SMALL_CONFIG, digests, jobs_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -320,8 +320,8 @@ def test_a_label_ending_in_a_newline_is_refused():
     import copy
 
     from assay import ArtifactSchemaError, ConfigError
-    from assay.artifacts import RunArtifact
-    from assay.config import Study
+    from assay.store.artifacts import RunArtifact
+    from assay.pipeline.config import Study
 
     config = copy.deepcopy(SMALL_CONFIG)
     config["conditions"][0]["label"] = config["control"] = "free\n"
@@ -334,7 +334,7 @@ def test_a_label_ending_in_a_newline_is_refused():
 def test_damage_that_keeps_the_size_is_healed_by_the_next_write_of_those_bytes(tmp_path):
     """Deduplication used to compare sizes only: a flipped byte survived every rerun, since
     the rerun's good copy was dropped in favour of the damaged object."""
-    from assay.objects import ObjectStore
+    from assay.store.objects import ObjectStore
 
     store = ArtifactStore(tmp_path / "store")
     data = os.urandom(4096)
@@ -369,7 +369,7 @@ def test_settings_longer_than_an_argument_reach_the_job_through_a_digest_named_f
     import copy
 
     from assay import AssayError
-    from assay.spec_files import spec_text
+    from assay.store.spec_files import spec_text
 
     table = [f"{i:04d}" + "ACGT" * 250 for i in range(200)]   # 200 sequences, ~200 KB
     config = copy.deepcopy(SMALL_CONFIG)

@@ -3,7 +3,7 @@ then `assay ls` / `assay metrics` in the study directory with no flag to guess.
 
 Also: which study an `assay` command reads (assay.commands._common), the study README and
 config headers written for the study they are in, and a missing extra stopping validate
-and snakemake in one line (assay.preflight).
+and snakemake in one line (assay.pipeline.preflight).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from assay.cli import main
-from assay.scaffold import TEMPLATES, init_study
+from assay.tools.scaffold import TEMPLATES, init_study
 from watch_helpers import run_watched
 
 # Hides modules from the import system (`HIDE_MODULES=a,b`), as if they were not installed:

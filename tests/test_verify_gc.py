@@ -11,8 +11,8 @@ import numpy as np
 from study_helpers import run_cli
 
 from assay import ReplicateArtifact, write_ref
-from assay.gc import collect_garbage
-from assay.verify import verify_store
+from assay.tools.gc import collect_garbage
+from assay.tools.verify import verify_store
 
 HOUR = 3600
 
@@ -108,7 +108,7 @@ def test_damaged_sidecar_is_named_with_dependents_then_repaired(study, capsys):
 
 
 def test_damaged_manifest_repair_removes_its_ref_and_action(study, capsys):
-    from assay.catalog import build_catalog
+    from assay.tools.catalog import build_catalog
 
     catalog = build_catalog(study.store, study.results).path
     digest = study.replicates["ctrl", 2]

@@ -158,7 +158,7 @@ def test_user_plugin_outside_the_package_and_code_change_rerun(study):
     assert art.payload["metrics"]["end_to_end"]["n"] == 2
 
     # a comment inside the plugin's own code changes its digest (one after it, outside any
-    # definition, would not: assay.codescope)
+    # definition, would not: assay.pipeline.codescope)
     (plugins / "my_analysis.py").write_text(source.replace(
         "    def collect(self, ctx):\n", "    def collect(self, ctx):\n        # edited\n"))
     ran = jobs_run(snakemake(study, env=env))
@@ -185,7 +185,7 @@ def data_pins(workdir: Path) -> dict[str, dict]:
     import hashlib
 
     from assay import canonical_json, read_ref
-    from assay.layout import REF_DIRS
+    from assay.pipeline.layout import REF_DIRS
 
     store = ArtifactStore(workdir / "store")
     out = {}
@@ -205,14 +205,14 @@ def test_numbers_are_pinned(finished):
     module is edited; the data they describe must not.) Regenerate the pins only for a
     change that is meant to change results, and say so in the commit. Serialization code
     is in no action key: a change that writes other bytes must also bump
-    assay.keys.STORAGE_FORMAT, or finished studies keep their old bytes under the new code.
+    assay.pipeline.keys.STORAGE_FORMAT, or finished studies keep their old bytes under the new code.
     """
     import json
 
     pinned = json.loads((Path(__file__).parent / "data" / "small_study_pins.json").read_text())
     assert data_pins(finished) == pinned, (
         "payload or sidecar bytes moved: if meant, regenerate the pins and bump "
-        "assay.keys.STORAGE_FORMAT (serialization code is in no action key)")
+        "assay.pipeline.keys.STORAGE_FORMAT (serialization code is in no action key)")
 
 
 def test_numbers_do_not_depend_on_the_cpu(tmp_path):

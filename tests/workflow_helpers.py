@@ -74,7 +74,7 @@ def rules_run(proc: subprocess.CompletedProcess) -> list[str]:
 def digests(workdir: Path) -> dict[str, str]:
     """Ref path -> digest for every ref under results/."""
     from assay import read_ref
-    from assay.layout import REF_DIRS
+    from assay.pipeline.layout import REF_DIRS
 
     out = {}
     for sub in REF_DIRS:

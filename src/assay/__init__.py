@@ -1,15 +1,18 @@
 """assay: replicate-based analyses on a content-addressed artifact store.
 
-Everything a user or plugin author needs is importable from here; submodules are private.
-Heavy modules (pandas, duckdb, matplotlib) load only when first used.
+Everything a user or plugin author needs is importable from here. The packages below are
+the project's own layers (docs/architecture.md): ``assay.store`` (bytes on disk),
+``assay.pipeline`` (config to artifacts), ``assay.tools`` (reading a finished study), and
+the command line; plugins and scripts import from ``assay`` only. Heavy modules (pandas,
+duckdb, matplotlib) load only when first used.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .actions import action_key
-from .artifacts import (
+from .store.actions import action_key
+from .store.artifacts import (
     SCHEMA_VERSION,
     Artifact,
     ArtifactSidecarRef,
@@ -19,7 +22,7 @@ from .artifacts import (
     RunArtifact,
     Sidecar,
 )
-from .context import (
+from .pipeline.context import (
     AggregateContext,
     CollectorContext,
     CompareContext,
@@ -39,8 +42,8 @@ from .errors import (
     RunInterrupted,
     SidecarPathError,
 )
-from .hashing import canonical_json
-from .payload import (
+from .store.hashing import canonical_json
+from .store.payload import (
     COMPARISONS,
     METRICS,
     P_ADJUSTED,
@@ -49,9 +52,9 @@ from .payload import (
     VALUES,
     strict_json_payload,
 )
-from .refs import Ref, read_ref, write_ref
-from .settings import REQUIRED, Setting, Settings, SettingsView
-from .store import ArtifactStore
+from .store.refs import Ref, read_ref, write_ref
+from .pipeline.settings import REQUIRED, Setting, Settings, SettingsView
+from .store.artifact_store import ArtifactStore
 
 __version__ = "0.1.0"
 
@@ -68,7 +71,8 @@ __all__ = [
     "Setting", "Settings", "SettingsView", "REQUIRED",
 ]
 
-_LAZY = {"open_catalog": "catalog", "Catalog": "catalog", "write_crate": "crate"}
+_LAZY = {"open_catalog": "tools.catalog", "Catalog": "tools.catalog",
+         "write_crate": "tools.crate"}
 __all__ += list(_LAZY)
 
 

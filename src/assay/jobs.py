@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import joblog
+from .pipeline import joblog
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay job", description=__doc__)
@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", required=True, help="store directory")
     parser.add_argument("--spec", required=True, help="job spec as JSON, or @FILE named by its sha256 (long specs)")
     parser.add_argument("--inputs", nargs="*", default=[], help="input ref files")
-    # The run rule gives these in its shell text, not in its spec param (assay.keys).
+    # The run rule gives these in its shell text, not in its spec param (assay.pipeline.keys).
     parser.add_argument("--code-digest", help="the runner's code digest (run stage)")
     parser.add_argument("--storage-format", type=int, help="the storage format (run stage)")
     parser.add_argument("--output", help="ref file to write (artifact stages)")
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds a run gets after SIGTERM to checkpoint (run stage)")
     parser.add_argument("--claim-wait", type=float, default=300.0,
                         help="seconds to wait for another live attempt of the same action "
-                             "key before stopping (assay.claims)")
+                             "key before stopping (assay.store.claims)")
     parser.add_argument("--log", help="this job's log file (its stdout/stderr), quoted in errors")
     return parser
 
@@ -52,9 +52,9 @@ def _wants_portable(spec_text: str) -> bool:
 def _note_job_key(results: Path, output: str, spec: dict, inputs: list[str]) -> None:
     """results/.keys/<ref path> names the action key behind the ref: per-study tools (the
     catalog) find the study's records without scanning store/actions."""
-    from .atomic import atomic_write_bytes
-    from .layout import job_key_path
-    from .stages import stage_action_key
+    from .store.atomic import atomic_write_bytes
+    from .pipeline.layout import job_key_path
+    from .pipeline.stages import stage_action_key
 
     relative = Path(output).relative_to(results).as_posix()
     key = stage_action_key(spec, inputs)
@@ -73,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     supervisor = None
     if args.stage == "run":
         # A run gets SIGTERM at its walltime (or scancel, preemption): forward it to the
-        # runner and give it the grace period to checkpoint (assay.supervise).
-        from .supervise import Supervisor
+        # runner and give it the grace period to checkpoint (assay.pipeline.supervise).
+        from .pipeline.supervise import Supervisor
 
         import socket
         from datetime import datetime, timezone
@@ -95,12 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{joblog.prefix(args.stage)}{message}", file=sys.stderr, flush=True)
 
     try:
-        from .spec_files import spec_text
+        from .store.spec_files import spec_text
 
         args.spec = spec_text(args.spec)   # a long spec comes as @<file named by its digest>
         # Before anything loads numpy: its BLAS reads these variables once, at load.
         if _wants_portable(args.spec):
-            from .numerics import apply_portable, check_portable
+            from .pipeline.numerics import apply_portable, check_portable
 
             apply_portable(log=log)
             check_portable()
@@ -108,13 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"error: {exc}")
         return 1
 
-    from .layout import STAGE_LAYOUTS, ref_identity
-    from .refs import read_ref, write_ref
-    from .store import ArtifactStore
+    from .pipeline.layout import STAGE_LAYOUTS, ref_identity
+    from .store.refs import read_ref, write_ref
+    from .store.artifact_store import ArtifactStore
 
     store = None
     try:
-        from .keys import with_rule_code
+        from .pipeline.keys import with_rule_code
 
         spec = with_rule_code(json.loads(args.spec), {"code_digest": args.code_digest,
                                                       "format": args.storage_format})
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.umask(umask)
         inputs = [read_ref(path).digest for path in args.inputs]
         if args.stage == "plot":
-            from .plotting import run_plot, run_plot_cached
+            from .pipeline.plotting import run_plot, run_plot_cached
 
             [comparison] = inputs
             if args.no_cache:
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"{joblog.FIGURES_WRITTEN}{len(args.plots)} figure(s) in "
                 f"{time.monotonic() - started:.2f}s")
             return 0
-        from .stages import JobOptions, execute
+        from .pipeline.stages import JobOptions, execute
 
         if not args.output:
             raise AssayError("--output REF is required for artifact stages")
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = STAGE_LAYOUTS[args.stage].results_of(args.output)
         _note_job_key(results, args.output, spec, inputs)
         # In a shared store any member's gc marks from these refs too.
-        from .member_roots import register_results
+        from .store.member_roots import register_results
 
         register_results(store.sharing, results)
         log(f"{joblog.REF_WRITTEN}{args.output} -> {digest} "
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"error: {exc}")
         return 1
     except PermissionError as exc:   # outside assay's own writes (a runner, say): still clear
-        from .sharing import PRIVATE
+        from .store.sharing import PRIVATE
 
         policy = store.sharing if store is not None else PRIVATE
         path = exc.filename or args.store

@@ -801,7 +801,7 @@ def fetch_example(destination: str | Path = "data/md") -> list[Path]:
     try:
         from MDAnalysisTests import datafiles
     except ImportError:
-        from ..preflight import install_command
+        from ..pipeline.preflight import install_command
 
         raise ConfigError("the MD example needs MDAnalysisTests, not installed here: "
                           + install_command(["MDAnalysisTests"])) from None

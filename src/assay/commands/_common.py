@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import ArtifactStoreError, AssayError
-from ..hashing import format_digest, hex_of, is_digest
-from ..inventory import RefEntry, expand_ref_args
+from ..store.hashing import format_digest, hex_of, is_digest
+from ..tools.inventory import RefEntry, expand_ref_args
 
 _PREFIX = re.compile(r"^(?:sha256:)?([0-9a-f]{6,64})$")
 SHORT = 12
@@ -126,14 +126,14 @@ def store_root(args: Any) -> Path:
         raise ArtifactStoreError(
             f"no store at {root} (no objects/ directory); run in the study directory "
             "or pass --store DIR")
-    from ..store_root import check_store_root
+    from ..store.store_root import check_store_root
 
     check_store_root(root, adopt=False)   # never read or sweep what is not a store
     return root
 
 
 def open_store(args: Any) -> Any:
-    from ..store import ArtifactStore
+    from ..store.artifact_store import ArtifactStore
 
     return ArtifactStore(store_root(args))
 
@@ -147,7 +147,7 @@ def results_dir(args: Any, *, must_exist: bool = False) -> Path:
 
 
 def catalog_path(args: Any) -> Path:
-    from ..catalog import default_catalog_path
+    from ..tools.catalog import default_catalog_path
 
     return Path(args.catalog) if getattr(args, "catalog", None) else default_catalog_path(
         results_dir(args))
@@ -192,7 +192,7 @@ def resolve(text: str, root: Path, results: Path) -> tuple[str, RefEntry | None]
     match = _PREFIX.match(text)
     if match:
         prefix = match.group(1)
-        from ..objects import ObjectStore
+        from ..store.objects import ObjectStore
 
         found = ObjectStore(root).with_prefix(prefix)
         if len(found) == 1:

@@ -1,4 +1,4 @@
-"""assay share-store: make an existing store shared by a Unix group (assay.sharing)."""
+"""assay share-store: make an existing store shared by a Unix group (assay.store.sharing)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from ._common import add_command, add_json, print_json, store_root
 
 
 def run_share_store(args: Any) -> int:
-    from ..share_store import make_shared
-    from ..sharing import SharingPolicy, SharingSettings
+    from ..store.share_store import make_shared
+    from ..store.sharing import SharingPolicy, SharingSettings
 
     root = store_root(args)
     report = make_shared(root, args.group, dry_run=args.dry_run,

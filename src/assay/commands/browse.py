@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactIntegrityError, ArtifactStoreError
-from ..inventory import load_refs, store_stats
+from ..tools.inventory import load_refs, store_stats
 from ._common import (
     add_command,
     add_json,
@@ -110,7 +110,7 @@ def run_cat(args: Any) -> int:
 
 def _copy_verified(source: Path, sha256: str, size: int, target: Path, *, what: str) -> None:
     """Copy while hashing; the target appears only if every byte matched."""
-    from ..atomic import atomic_file
+    from ..store.atomic import atomic_file
 
     digest, copied = hashlib.sha256(), 0
     try:

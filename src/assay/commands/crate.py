@@ -14,7 +14,7 @@ def run_crate(args: Any) -> int:
     # Planning imports the study's plugins (its own modules too), as `assay status` does.
     sys.dont_write_bytecode = True
     sys.path.insert(0, os.path.abspath(args.directory))
-    from ..crate import write_crate
+    from ..tools.crate import write_crate
 
     summary = write_crate(args.directory, args.output, configfiles=args.configfile or [],
                           replace_config=args.replace_workflow_config, license=args.license,

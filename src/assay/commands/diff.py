@@ -20,8 +20,8 @@ from ._common import (
 
 
 def run_diff(args: Any) -> int:
-    from ..diffing import diff_artifacts
-    from ..store import ArtifactStore
+    from ..tools.diffing import diff_artifacts
+    from ..store.artifact_store import ArtifactStore
 
     root, results = store_root(args), results_dir(args)
     digest_a, entry_a = resolve(args.a, root, results)

@@ -1,4 +1,4 @@
-"""`assay init DIR`: start a new study outside this repository (see assay.scaffold)."""
+"""`assay init DIR`: start a new study outside this repository (see assay.tools.scaffold)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ HELP_ORDER = 0
 
 
 def run_init(args: Any) -> int:
-    from ..scaffold import init_study
+    from ..tools.scaffold import init_study
 
     report = init_study(args.directory, args.template, force=args.force)
     if args.json:
@@ -22,7 +22,7 @@ def run_init(args: Any) -> int:
     for name in report.kept:
         print(f"kept  {report.directory / name} (not written by assay init, or changed since)")
     from ..deploy import DISTRIBUTION
-    from ..scaffold import TEMPLATES
+    from ..tools.scaffold import TEMPLATES
 
     spec = TEMPLATES[report.template]
     steps = [f"cd {report.directory}", *(line.split("#")[0].strip() for line in spec.setup),
@@ -37,7 +37,7 @@ def run_init(args: Any) -> int:
 
 def register(sub: Any) -> None:
     """Add `assay init` to the `assay` parser."""
-    from ..scaffold import TEMPLATES
+    from ..tools.scaffold import TEMPLATES
 
     p = add_command(sub, "init", "start a new study directory from a template (a Snakefile "
                     "that uses assay's installed workflow, a commented config, profiles)",

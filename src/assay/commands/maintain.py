@@ -11,9 +11,9 @@ from ._common import add_command, add_json, add_jobs, human_bytes, print_json, p
 
 
 def run_verify(args: Any) -> int:
-    from ..verify import repair_store, verify_store
+    from ..tools.verify import repair_store, verify_store
 
-    from ..sharing import SharingSettings
+    from ..store.sharing import SharingSettings
 
     root, results = store_root(args), results_dir(args)
     sharing = SharingSettings.from_env()
@@ -88,7 +88,7 @@ SHORT_KEY = 12
 
 
 def run_gc(args: Any) -> int:
-    from ..gc import collect_garbage
+    from ..tools.gc import collect_garbage
 
     if args.delete and args.grace < 60:
         print(f"assay gc: warning: --grace {args.grace:g} deletes unreferenced objects only "

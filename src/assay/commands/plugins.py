@@ -13,7 +13,7 @@ HELP_ORDER = 55
 
 def _known() -> list[tuple[str, str, str]]:
     """(kind, name, 'module:attr') of every plugin a config may name."""
-    from ..plugins import (
+    from ..pipeline.plugins import (
         ANALYSES_GROUP,
         BUILTIN_ANALYSES,
         BUILTIN_RUNNERS,
@@ -31,7 +31,7 @@ def _known() -> list[tuple[str, str, str]]:
 
 def _resolve(name: str) -> tuple[str, str, Any]:
     from ..errors import PluginError
-    from ..plugins import resolve_analysis, resolve_runner
+    from ..pipeline.plugins import resolve_analysis, resolve_runner
 
     for kind, known, target in _known():
         if name in (known, target):
@@ -42,14 +42,14 @@ def _resolve(name: str) -> tuple[str, str, Any]:
             return "analysis", name, resolve_analysis(name, where=name)
         except PluginError:
             return "runner", name, resolve_runner(name, where=name)
-    from ..settings import did_you_mean
+    from ..pipeline.settings import did_you_mean
 
     raise PluginError(f"no plugin {name!r}{did_you_mean(name, [k[1] for k in _known()])}; "
                       "`assay plugins` lists them")
 
 
 def run_plugins(args: Any) -> int:
-    from ..settings import declared_settings
+    from ..pipeline.settings import declared_settings
 
     if not args.name:
         rows = [{"kind": kind, "name": name, "target": target}
@@ -62,7 +62,7 @@ def run_plugins(args: Any) -> int:
         return 0
     kind, name, plugin = _resolve(args.name)
     declared = declared_settings(plugin)
-    from ..diagnostics import declared_series
+    from ..pipeline.diagnostics import declared_series
 
     series = declared_series(plugin) if kind == "analysis" else {}
     if args.json:

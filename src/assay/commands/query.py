@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ..joblog import CATALOG_BUILT
+from ..pipeline.joblog import CATALOG_BUILT
 from ._common import (
     add_command,
     add_json,
@@ -21,7 +21,7 @@ from ._common import (
 
 
 def run_query(args: Any) -> int:
-    from ..catalog import open_catalog
+    from ..tools.catalog import open_catalog
 
     with open_catalog(catalog_path(args)) as catalog:
         frame = catalog.query(args.sql)
@@ -30,14 +30,14 @@ def run_query(args: Any) -> int:
 
 
 def run_metrics(args: Any) -> int:
-    from ..catalog import open_catalog
+    from ..tools.catalog import open_catalog
 
     with open_catalog(catalog_path(args)) as catalog:
         frame = catalog.query_metrics(analysis=args.analysis, condition=args.condition,
                                       metric=args.metric, statistic=args.statistic,
                                       artifact_type=args.artifact_type,
                                       live_only=not args.all)
-        from ..diagnostics import metrics_convergence
+        from ..pipeline.diagnostics import metrics_convergence
 
         frame["convergence"] = metrics_convergence(catalog, frame)
     fmt = "json" if args.json else args.format
@@ -48,7 +48,7 @@ def run_metrics(args: Any) -> int:
 
 
 def run_catalog(args: Any) -> int:
-    from ..catalog import build_catalog
+    from ..tools.catalog import build_catalog
 
     progress = progress_for(args)
     try:

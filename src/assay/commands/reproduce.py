@@ -12,9 +12,9 @@ from ._common import add_command, add_json, add_tolerance, open_store, print_jso
 
 
 def run_reproduce(args: Any) -> int:
-    from ..diffing import diff_artifacts
-    from ..stages import recompute
-    from ..store import ArtifactStore
+    from ..tools.diffing import diff_artifacts
+    from ..pipeline.stages import recompute
+    from ..store.artifact_store import ArtifactStore
 
     root, results = store_root(args), results_dir(args)
     digest, entry = resolve(args.target, root, results)
@@ -31,7 +31,7 @@ def run_reproduce(args: Any) -> int:
             f"{args.target} --run-recorded-code`")
     numerics = original.provenance.get("numerics")
     if isinstance(numerics, dict) and numerics.get("portable"):
-        from ..numerics import apply_portable
+        from ..pipeline.numerics import apply_portable
 
         apply_portable()   # before the recomputation loads numpy; execute() checks it held
     if args.scratch:
@@ -81,17 +81,17 @@ def recorded_code(provenance: dict[str, Any]) -> str | None:
 
 
 def run_config(args: Any) -> int:
-    from ..config import load_config
+    from ..pipeline.config import load_config
     from ..errors import ConfigError
 
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError(f"no config file at {path}")
     study = load_config(path)
-    from ..study_settings import check_runner_code
+    from ..pipeline.study_settings import check_runner_code
 
     check_runner_code(study)   # from here, the study directory, as snakemake would
-    from ..preflight import missing_import_files
+    from ..pipeline.preflight import missing_import_files
 
     missing = missing_import_files(study)   # paths from here, as snakemake takes them
     warnings = list(study.warnings) + ([missing] if missing else [])

@@ -9,7 +9,7 @@ from ._common import add_command, add_json, human_bytes, print_json, progress_fo
 
 
 def run_export(args: Any) -> int:
-    from ..bundle import export_bundle
+    from ..tools.bundle import export_bundle
 
     root, results = store_root(args), results_dir(args)
     refs, digests = resolve_many(args.targets, root, results)
@@ -23,8 +23,8 @@ def run_export(args: Any) -> int:
 
 
 def run_import(args: Any) -> int:
-    from ..bundle import import_bundle
-    from ..store import ArtifactStore
+    from ..tools.bundle import import_bundle
+    from ..store.artifact_store import ArtifactStore
 
     store = ArtifactStore(store_path(args))   # importing into a new store creates it
     progress = progress_for(args)

@@ -23,8 +23,8 @@ def run_status(args: Any) -> int:
     # modules are plugins too.
     sys.dont_write_bytecode = True
     sys.path.insert(0, os.path.abspath(args.directory))
-    from ..status import load_study_config, study_status
-    from ..workflow import WorkflowPlan
+    from ..tools.status import load_study_config, study_status
+    from ..pipeline.workflow import WorkflowPlan
 
     configfiles = args.configfile or []
     triggers = tuple(args.rerun_triggers) if args.rerun_triggers else None
@@ -40,7 +40,7 @@ def run_status(args: Any) -> int:
                               configfiles=typed, replace_config=args.replace_workflow_config,
                               rerun_triggers=triggers)
         if args.why is not None:   # one job: which key parts differ from what is stored
-            from ..explain import explain
+            from ..tools.explain import explain
 
             report = explain(plan, status, args.directory, args.why)
             if args.json:
@@ -58,7 +58,7 @@ def run_status(args: Any) -> int:
                 sys.stdout.write("\x1b[H\x1b[2J")   # clear the screen: redraw in place
             print_status(status, show_all=args.all)
             if not args.no_slurm:   # SLURM jobs a killed snakemake left running here
-                from ..cluster_jobs import leftover_lines
+                from ..tools.cluster_jobs import leftover_lines
 
                 for line in leftover_lines(status, args.directory):
                     print(line)
@@ -169,7 +169,7 @@ def print_convergence(status: Any) -> None:
 
 
 def _run_cells(row: dict[str, Any], now: float) -> dict[str, Any]:
-    from ..status import SLURM_QUEUED
+    from ..tools.status import SLURM_QUEUED
 
     state = ("queued" if row["state"] == "running" and row["slurm_state"] in SLURM_QUEUED
              else row["state"] + (" (cache)" if row["cached"] else ""))
@@ -205,7 +205,7 @@ def register(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="list every run, not only the "
                    f"running and failed ones (the default above {ALL_RUNS_UP_TO} runs)")
     p.add_argument("--no-slurm", action="store_true", help="do not ask squeue")
-    from ..staleness import TRIGGERS
+    from ..tools.staleness import TRIGGERS
 
     p.add_argument("--rerun-triggers", nargs="+", choices=TRIGGERS, metavar="TRIGGER",
                    help="as given to snakemake (default: all): e.g. `mtime params input` "

@@ -1,21 +1,21 @@
-# Helpers shared by the rules: everything comes from assay.workflow.WorkflowPlan.
+# Helpers shared by the rules: everything comes from assay.pipeline.workflow.WorkflowPlan.
 import os
 
 from assay.deploy import LIBRARY_DIR
-from assay.layout import catalog_log_path, plot_log_path
+from assay.pipeline.layout import catalog_log_path, plot_log_path
 
 # Jobs run `python -m assay.jobs` with the very library this workflow was parsed with
 # (with --use-conda the conda env holds only the dependencies): the directory holding the
 # imported assay package goes first on the jobs' PYTHONPATH.
 shell.prefix(f'export PYTHONPATH="{LIBRARY_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
-# PLAN (assay.workflow.WorkflowPlan) is made, and the config validated, in the Snakefile.
+# PLAN (assay.pipeline.workflow.WorkflowPlan) is made, and the config validated, in the Snakefile.
 STORE = PLAN.store
 RESULTS = PLAN.results
 # Adaptive replicates: the aggregate and catalog inputs ask the looks (rules/look.smk).
 PLAN.bind_checkpoints(checkpoints)
 # Each stage rule's params hold its job spec: settings, inputs' identity and the digest of
-# exactly the code that computes its bytes (assay.keys), so Snakemake reruns what a code
+# exactly the code that computes its bytes (assay.pipeline.keys), so Snakemake reruns what a code
 # change affects and nothing else.
 
 
@@ -41,8 +41,8 @@ IN_CLUSTER_JOB = (getattr(workflow, "remote_exec", False)
                   and "SLURM_ARRAY_TASK_ID" not in os.environ)
 
 # In the main snakemake: the SLURM executor keeps polling jobs through a failing status
-# query and says why a cluster job failed in one line (assay.slurm_watch; docs/hpc.md).
+# query and says why a cluster job failed in one line (assay.pipeline.slurm_watch; docs/hpc.md).
 if not getattr(workflow, "remote_exec", False):
-    from assay.slurm_watch import install as _watch_slurm_executor
+    from assay.pipeline.slurm_watch import install as _watch_slurm_executor
 
     _watch_slurm_executor()

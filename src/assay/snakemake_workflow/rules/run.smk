@@ -14,7 +14,7 @@ rule run:
         store=STORE,
         # Without the runner's code digest and the storage format: the command below
         # carries those, so a code change is Snakemake's `code` trigger, not `params`
-        # (`--rerun-triggers mtime params input` keeps finished runs; assay.keys).
+        # (`--rerun-triggers mtime params input` keeps finished runs; assay.pipeline.keys).
         spec=lambda wildcards: PLAN.spec("run", wildcards, rule_params=True),
     log:
         PLAN.log_output("run"),

@@ -1,0 +1,105 @@
+"""SLURM jobs of a study that outlived their snakemake, for `assay status`.
+
+A snakemake killed by SIGKILL (or a lost login session) cannot cancel its SLURM jobs: they
+keep running, finish their runs and publish them. A restarted snakemake submits new jobs
+for the same runs; each waits on the run's claim (assay.store.claims) for the live holder and
+then takes its result from the action cache, so nothing runs twice, but the user should
+know those jobs exist and how to stop them. They are found by one ``squeue`` call: the
+user's jobs not finished whose working directory is the study (the profile submits every
+job from it), joined with the claims in ``store/claims`` that name the run each one holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+SQUEUE_TIMEOUT_S = 10.0
+ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
+         "RESIZING", "STOPPED", "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED")
+
+
+def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S
+               ) -> tuple[list[dict[str, str]] | None, str | None]:
+    """(this user's unfinished SLURM jobs working in ``root``, or None; why not asked)."""
+    exe = shutil.which("squeue")
+    if exe is None:
+        return None, "no squeue on PATH"
+    try:
+        proc = subprocess.run([exe, "-h", "--me", "-t", ",".join(ALIVE), "-o", "%i|%T|%r|%j|%Z"],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"squeue did not answer within {timeout:g} s"
+    except OSError as exc:
+        return None, f"squeue: {exc}"
+    if proc.returncode != 0:
+        return None, f"squeue exited {proc.returncode}: {' '.join(proc.stderr.split())[:200]}"
+    here = os.path.realpath(root)
+    jobs = []
+    for line in proc.stdout.splitlines():
+        parts = line.split("|", 4)
+        if len(parts) == 5 and os.path.realpath(parts[4]) == here:
+            jobs.append({"id": parts[0], "state": parts[1], "reason": parts[2], "name": parts[3]})
+    held = claimed_runs(Path(root))
+    for job in jobs:
+        job["holds"] = ", ".join(sorted(held.get(job["id"].split("_")[0], [])))
+    return jobs, None
+
+
+def claimed_runs(root: Path, store: str = "store") -> dict[str, list[str]]:
+    """SLURM job id -> what it holds a claim on ('run free/2'), from ``store/claims/*.who``."""
+    from ..store.claims import CLAIMS_DIR, _read_text
+
+    out: dict[str, list[str]] = {}
+    folder = root / store / CLAIMS_DIR
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".who")]
+    except OSError:
+        return out
+    for name in names:
+        text = _read_text(folder / name)
+        try:
+            who = json.loads(text) if text else None
+        except ValueError:
+            continue
+        if isinstance(who, dict) and who.get("slurm_job_id"):
+            out.setdefault(str(who["slurm_job_id"]), []).append(str(who.get("what") or "?"))
+    return out
+
+
+def _main_snakemake_alive(snakemake: dict[str, Any]) -> bool:
+    """A snakemake works here that is not a SLURM job's own (a job's snakemake runs in the
+    study directory too, on this host when it is the compute node)."""
+    processes = snakemake.get("processes")
+    if processes is None:   # cannot look: trust status
+        return bool(snakemake.get("running"))
+    for pid in processes:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if not any(v.startswith(b"SLURM_JOB_ID=") for v in handle.read().split(b"\0")):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def leftover_lines(status: Any, root: str | Path) -> list[str]:
+    """What `assay status` prints about SLURM jobs working here while no snakemake runs here
+    (it was killed): which, what they hold, that a restart waits for them, how to stop them."""
+    if _main_snakemake_alive(status.snakemake):
+        return []
+    jobs, problem = study_jobs(root)
+    if not jobs:
+        return [] if problem is None or not status.snakemake.get("locked") else [
+            f"\ncould not ask SLURM for jobs left by a killed snakemake ({problem})"]
+    shown = [f"{j['id']} {j['state']}" + (f" ({j['holds']})" if j["holds"] else "")
+             for j in jobs]
+    return [f"\nSLURM JOBS STILL RUNNING HERE ({len(jobs)}), left by a snakemake that is gone:",
+            "  " + ", ".join(shown),
+            "  they finish what they run and publish it; a restarted snakemake waits for "
+            "them (one live attempt per run), then takes their results from the cache.",
+            "  to stop them instead: scancel " + " ".join(j["id"] for j in jobs)]
