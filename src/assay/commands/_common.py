@@ -122,7 +122,9 @@ def store_path(args: Any) -> Path:
 def store_root(args: Any) -> Path:
     """The store directory, which must exist: reading commands never create one."""
     root = store_path(args)
-    if not (root / "objects").is_dir():
+    from ..store.store_root import has_objects
+
+    if not has_objects(root):
         raise ArtifactStoreError(
             f"no store at {root} (no objects/ directory); run in the study directory "
             "or pass --store DIR")

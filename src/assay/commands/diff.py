@@ -28,7 +28,9 @@ def run_diff(args: Any) -> int:
     second = args.store2 is not None or args.results2 is not None
     root_b = Path(args.store2) if args.store2 is not None else root
     results_b = Path(args.results2) if args.results2 is not None else results
-    if not (root_b / "objects").is_dir():
+    from ..store.store_root import has_objects
+
+    if not has_objects(root_b):
         from ..errors import ArtifactStoreError
 
         raise ArtifactStoreError(f"no store at {root_b} (no objects/ directory); pass "

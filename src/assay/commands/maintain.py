@@ -7,6 +7,7 @@ import shlex
 import sys
 from typing import Any
 
+from ..store.workdirs import WORK_DIR
 from ._common import add_command, add_json, add_jobs, human_bytes, print_json, progress_for, results_dir, short, store_root
 
 
@@ -131,7 +132,7 @@ def run_gc(args: Any) -> int:
             if report.young_objects else "")
     for work in report.work_dirs:
         print(f"{'removed' if report.delete else 'would remove'} work directory "
-              f"work/{work['key'][:SHORT_KEY]} of run {work['condition']}/{work['replicate']} "
+              f"{WORK_DIR}/{work['key'][:SHORT_KEY]} of run {work['condition']}/{work['replicate']} "
               f"(attempt {work['attempt']}, {human_bytes(work['size_bytes'])}, "
               f"{'result published' if work['why'] == 'published' else 'untouched for %.0f h' % (work['age_s'] / 3600)})")
     if report.delete:

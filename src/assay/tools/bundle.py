@@ -85,6 +85,9 @@ class BundleSummary:
 
 
 # --- export ----------------------------------------------------------------------------
+OBJECTS_PREFIX = "objects/"   # a bundle's (and a crate's) folder of objects, named by sha256
+
+
 def zip_member_info(name: str, size: int, compress: bool) -> zipfile.ZipInfo:
     """A member with fixed time and mode, so a bundle (or crate) of the same objects is
     the same bytes."""
@@ -166,7 +169,7 @@ def copy_object_into_zip(archive: zipfile.ZipFile, store_root: Path, sha: str, r
         raise ArtifactIntegrityError(f"cannot export: {role} object sha256:{sha} ({path}) is "
                                      f"{exc.strerror}; run `assay verify --repair`") from None
     digest, copied = hashlib.sha256(), 0
-    info = zip_member_info(f"objects/{sha}", size, role == "manifest")
+    info = zip_member_info(f"{OBJECTS_PREFIX}{sha}", size, role == "manifest")
     with handle, archive.open(info, "w", force_zip64=size >= 2 ** 31) as member:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
@@ -341,21 +344,21 @@ def import_bundle(store: Any, bundle: str | os.PathLike[str],
             members = _check_members(archive)
             index = _load_index(archive, members)
             expected = _expected_objects(index)
-            object_members = {m[len("objects/"):] for m in members if m.startswith("objects/")}
+            object_members = {m[len(OBJECTS_PREFIX):] for m in members if m.startswith(OBJECTS_PREFIX)}
             if object_members - set(expected):
                 extra = sorted(object_members - set(expected))[0]
                 raise BundleError(f"bundle member objects/{extra} is not in index.json")
             if set(expected) - object_members:
                 lost = sorted(set(expected) - object_members)[0]
                 raise BundleError(f"index.json lists sha256:{lost} but the bundle lacks "
-                                  f"objects/{lost}")
+                                  f"{OBJECTS_PREFIX}{lost}")
             refs = _expected_refs(index, members)
             total = sum(size for size, _ in expected.values())
             if total > max_bytes:
                 raise BundleError(f"bundle would unpack to {total} bytes, more than the limit "
                                   f"of {max_bytes} (raise it with --max-bytes if you trust it)")
             for sha, (size, _) in expected.items():
-                declared = members[f"objects/{sha}"].file_size
+                declared = members[f"{OBJECTS_PREFIX}{sha}"].file_size
                 if declared != size:
                     raise BundleError(f"bundle member objects/{sha} declares {declared} bytes "
                                       f"but index.json says {size}")
@@ -366,7 +369,7 @@ def import_bundle(store: Any, bundle: str | os.PathLike[str],
                                   f"{staging.parent}")
             for i, sha in enumerate(sorted(expected), 1):
                 size, _ = expected[sha]
-                _stage_object(archive, members[f"objects/{sha}"], sha, size, staging / sha)
+                _stage_object(archive, members[f"{OBJECTS_PREFIX}{sha}"], sha, size, staging / sha)
                 if progress is not None and i % 64 == 0:
                     progress("import verify", i, len(expected))
             manifests = _check_manifests(staging, expected, objects_store)

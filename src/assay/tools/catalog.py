@@ -27,6 +27,7 @@ from ..store.artifacts import SCHEMA_VERSION
 from ..store.atomic import atomic_path
 from ..errors import ArtifactStoreError
 from ..store.hashing import format_digest
+from ..store.store_root import has_objects
 from .inventory import (
     Progress,
     input_shas,
@@ -351,7 +352,7 @@ def build_catalog(store: Any, results_dir: str | os.PathLike[str],
     """
     start = time.perf_counter()
     store_root = store.root if isinstance(store, ArtifactStore) else Path(store)
-    if not (store_root / "objects").is_dir():
+    if not has_objects(store_root):
         raise ArtifactStoreError(f"no store at {store_root} (no objects/ directory); "
                                  "pass the store root, e.g. --store store")
     output = Path(output) if output is not None else default_catalog_path(results_dir)

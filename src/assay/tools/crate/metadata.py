@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ...errors import AssayError
+from ..bundle import OBJECTS_PREFIX
 
 CONTEXT = "https://w3id.org/ro/crate/1.1/context"
 RO_CRATE = "https://w3id.org/ro/crate/1.1"
@@ -155,18 +156,18 @@ def build_metadata(*, plan: Any, config: dict[str, Any], config_files: list[str]
     manifest_of = graph.manifests
     for sha, manifest in sorted(manifest_of.items()):
         name = _artifact_name(manifest)
-        g.add({"@id": f"objects/{sha}", "@type": "File",
+        g.add({"@id": f"{OBJECTS_PREFIX}{sha}", "@type": "File",
                "name": f"{name} (manifest)", "encodingFormat": "application/json",
                "contentSize": str(graph.raw_sizes[sha]), "sha256": sha,
                "identifier": f"sha256:{sha}"})
         for side in manifest.get("sidecars") or []:
-            g.add({"@id": f"objects/{side['sha256']}", "@type": "File",
+            g.add({"@id": f"{OBJECTS_PREFIX}{side['sha256']}", "@type": "File",
                    "name": f"{side['path']} of {name}",
                    "encodingFormat": side.get("media_type") or "application/octet-stream",
                    "contentSize": str(side["size_bytes"]), "sha256": side["sha256"],
                    "identifier": f"sha256:{side['sha256']}"})
     for entry in refs:   # the ref path is the artifact's name in results/
-        entity = g.entities.get(f"objects/{entry.sha256}")
+        entity = g.entities.get(f"{OBJECTS_PREFIX}{entry.sha256}")
         if entity is not None:
             entity["alternateName"] = f"results/{entry.name}"
 
@@ -181,9 +182,9 @@ def build_metadata(*, plan: Any, config: dict[str, Any], config_files: list[str]
             raise CrateError(f"artifact {entry.digest} ({entry.name}) records no known stage "
                              f"({stage!r}); it was not made by this workflow")
         record = records.get(entry.sha256)
-        outputs = [f"objects/{entry.sha256}"] + [f"objects/{s}" for s, _ in
+        outputs = [f"{OBJECTS_PREFIX}{entry.sha256}"] + [f"{OBJECTS_PREFIX}{s}" for s, _ in
                                                  sidecar_shas(manifest)]
-        inputs = [f"objects/{s}" for s in sorted(_input_shas(manifest))]
+        inputs = [f"{OBJECTS_PREFIX}{s}" for s in sorted(_input_shas(manifest))]
         if stage == "run":
             inputs += [f"config/{PurePosixPath(f).name}" for f in config_files]
         jobs.append(_Job(f"#job/{entry.name}", stage, f"{stage} {entry.name}",
@@ -201,7 +202,7 @@ def build_metadata(*, plan: Any, config: dict[str, Any], config_files: list[str]
         tool = g.tool("plot", {**fig.spec, "versions": versions}, {"matplotlib": matplotlib})
         jobs.append(_Job(f"#job/{fig.id}", "plot", f"plot {fig.id}",
                          f"the plot job that drew {fig.id} from the comparison", tool,
-                         [f"objects/{fig.comparison}"], [fig.id], fig.record))
+                         [f"{OBJECTS_PREFIX}{fig.comparison}"], [fig.id], fig.record))
 
     # Steps, control actions, the run of the workflow and Snakemake's organizing action.
     steps = {}
@@ -231,11 +232,11 @@ def build_metadata(*, plan: Any, config: dict[str, Any], config_files: list[str]
                                "instrument": _id(steps[job.stage]), "object": _id(job.id)}))
 
     inputs, values = _parameters(g, config, config_files)
-    final = sorted({f.id for f in figures} | {f"objects/{e.sha256}" for e in refs
+    final = sorted({f.id for f in figures} | {f"{OBJECTS_PREFIX}{e.sha256}" for e in refs
                    if e.name.startswith("comparisons/") and e.sha256 in manifest_of})
     outputs = []
     for item in final:
-        name = item if not item.startswith("objects/") else g.entities[item]["alternateName"]
+        name = item if not item.startswith(OBJECTS_PREFIX) else g.entities[item]["alternateName"]
         outputs.append(g.add({"@id": f"#param/output/{name}", "@type": "FormalParameter",
                               "name": name, "additionalType": "File",
                               "workExample": _id(item)}))
