@@ -58,7 +58,7 @@ def run_status(args: Any) -> int:
                 sys.stdout.write("\x1b[H\x1b[2J")   # clear the screen: redraw in place
             print_status(status, show_all=args.all)
             if not args.no_slurm:   # SLURM jobs a killed snakemake left running here
-                from ..tools.cluster_jobs import leftover_lines
+                from ..pipeline.cluster_jobs import leftover_lines
 
                 for line in leftover_lines(status, args.directory):
                     print(line)
