@@ -226,6 +226,7 @@ def _opened_during(fn) -> tuple[list[str], list[str]]:
     return opened, listed
 
 
+@pytest.mark.slow   # several seconds: not in the quick loop
 def test_a_study_catalog_costs_what_the_study_holds_not_the_store(study):
     """A lab store holds many studies: the study's catalog reads its refs, what they reach
     and the records behind them (results/.keys), never the other objects or records."""

@@ -78,6 +78,7 @@ def _python(code: str, env: dict[str, str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow   # several seconds: not in the quick loop
 @x86_only
 def test_demo_bytes_do_not_depend_on_blas_kernels_or_numpy_dispatch():
     results = {json.dumps(env, sort_keys=True): _python(DEMO_BYTES, env)

@@ -124,6 +124,7 @@ def _remember_closures(root: Path, results: Path) -> list[str]:
 
 
 # --- the library: many damaged objects, each detected, repaired, rewritten --------------
+@pytest.mark.slow   # several seconds: not in the quick loop
 def test_damaged_objects_are_detected_named_and_repaired(tmp_path):
     pristine = tmp_path / "pristine"
     seeds = (0,)

@@ -150,6 +150,7 @@ class GcLoop:
         return sum(p["report"]["deleted_objects"] for p in self.passes)
 
 
+@pytest.mark.stress   # a long trial (writers and gc in a loop): not in the quick loop
 def test_gc_loop_while_writers_rewrite_loses_nothing(tmp_path):
     """Two writer processes rerun 20 earlier writes (each: sidecars of every kind, manifests,
     action records, refs) while `assay gc --delete --grace 30` runs in a loop. Like

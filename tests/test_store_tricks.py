@@ -88,6 +88,7 @@ def _on_alarm(signum, frame):
     raise Hang("a command did not finish within the alarm")
 
 
+@pytest.mark.stress   # randomized, many trials: not in the quick loop
 @settings(max_examples=24, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
