@@ -485,3 +485,24 @@ def test_run_length_at_max_short_of_its_target_says_so(tmp_path):
 def test_run_length_keys_are_checked(change, message):
     with pytest.raises(ConfigError, match=message):
         openmm_runner.parse_settings({**ADAPTIVE, **change})
+
+
+def test_run_length_schema_says_what_the_check_does():
+    """The exported JSON schema (`assay plugins openmm --json`) accepts the good run_length
+    and refuses every bad one the check refuses, except the cross-checks it cannot say
+    (multiples of report_interval and segment)."""
+    import jsonschema
+
+    schema = OpenMMRunner.SETTINGS.json_schema()["properties"]["run_length"]
+    jsonschema.validate(RUN_LENGTH, schema)
+    jsonschema.validate(None, schema)
+    for bad in ({**RUN_LENGTH, "segments": 2}, {"segment": 1000, "until": {"n_eff": 5}},
+                {**RUN_LENGTH, "until": {"n_eff": 5, "neff": 2}},
+                {**RUN_LENGTH, "until": {"series": "temperature_k"}},
+                {**RUN_LENGTH, "until": {"n_eff": 0}},
+                {**RUN_LENGTH, "until": {"n_eff": 5, "series": "rmsd"}},
+                {**RUN_LENGTH, "max": True}, {**RUN_LENGTH, "segment": 0}, 3000):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+        with pytest.raises(ConfigError):
+            openmm_runner.parse_settings({**ADAPTIVE, "run_length": bad})

@@ -45,7 +45,13 @@ from .atomic import atomic_write_bytes
 from .context import RunContext
 from .errors import ConfigError, RunInterrupted
 from .hashing import canonical_json, hash_file, sha256_hex
-from .run_length import Ends, RunLength, csv_column, parse_run_length
+from .run_length import (
+    Ends,
+    RunLength,
+    csv_column,
+    json_schema as run_length_schema,
+    parse_run_length,
+)
 from .settings import PARAMS_MERGED, REQUIRED, Setting, Settings
 from .openmm_files import (
     FILES,
@@ -65,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "temperature_k": 300.0,
     "friction_per_ps": 1.0,
     "timestep_fs": 2.0,
-    "steps": 10_000,
+    "steps": None,                   # null: DEFAULT_STEPS, or run_length decides
     "report_interval": 500,          # steps between DCD frames / state rows
     "checkpoint_interval": 5_000,    # steps between checkpoints; a multiple of the above
     "minimize": True,
@@ -79,6 +85,9 @@ DEFAULTS: dict[str, Any] = {
 RUN_LENGTH_SERIES = ("potential_energy_kj_mol", "kinetic_energy_kj_mol",
                      "total_energy_kj_mol", "temperature_k")
 RUN_LENGTH_CODE = ("assay.run_length", "assay.convergence")
+# steps when a study gives neither steps nor run_length. The declared default is null so
+# that the check can tell steps a study gives (refused beside run_length) from a default.
+DEFAULT_STEPS = 10_000
 SOLVENTS = ("vacuum", "hct", "obc1", "obc2", "gbn", "gbn2")
 CONSTRAINTS = ("none", "HBonds", "AllBonds", "HAngles")
 INTEGRATORS = ("langevin_middle",)
@@ -118,10 +127,8 @@ OPENMM_SETTINGS = Settings({
                                help="Langevin friction"),
     "timestep_fs": Setting(float, DEFAULTS["timestep_fs"], gt=0, unit="fs",
                            help="integration time step"),
-    # Declared default null, filled in as DEFAULTS["steps"] by parse_settings: so that the
-    # check can tell steps a study gives (refused beside run_length) from the default.
     "steps": Setting(int, None, ge=1, le=MAX_STEPS, unit="steps",
-                     help=f"MD steps per run (null: {DEFAULTS['steps']}); leave out with "
+                     help=f"MD steps per run (null: {DEFAULT_STEPS}); leave out with "
                           "run_length"),
     "report_interval": _steps("report_interval", "steps",
                               "steps between trajectory frames / state rows"),
@@ -136,7 +143,7 @@ OPENMM_SETTINGS = Settings({
                          help="CUDA/OpenCL/HIP only: single, mixed or double"),
     "threads": Setting(int, DEFAULTS["threads"], ge=1, unit="threads",
                        help="CPU platform only; 1 is the deterministic choice"),
-    "run_length": Setting(dict, None,
+    "run_length": Setting(dict, None, schema=run_length_schema(RUN_LENGTH_SERIES),
                           help="instead of steps: {segment: steps, max: steps, until: "
                                "{n_eff: 50, series: potential_energy_kj_mol}}: extend the "
                                "run a segment at a time until N_eff of the series holds"),
@@ -184,7 +191,7 @@ def parse_settings(raw: dict[str, Any], params: dict[str, Any] | None = None) ->
     s = {**DEFAULTS, **raw}
     steps_given = s["steps"] is not None and "steps" in raw
     if s["steps"] is None:
-        s["steps"] = DEFAULTS["steps"]
+        s["steps"] = DEFAULT_STEPS
 
     def number(key: str, *, minimum: float = 0.0, optional: bool = False) -> float | None:
         value = s[key]

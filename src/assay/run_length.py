@@ -22,6 +22,23 @@ KEYS = ("segment", "max", "until")
 UNTIL_KEYS = ("n_eff", "series")
 
 
+def json_schema(series: Sequence[str]) -> dict[str, Any]:
+    """The keys as JSON-schema keywords (`assay plugins --json`, editors); parse_run_length
+    is the check that runs, with the cross-checks a schema cannot say (multiples of
+    report_interval and segment), and tests/test_openmm_runner.py holds the two together."""
+    steps = {"type": "integer", "minimum": 1}
+    return {"properties": {
+        "segment": {**steps, "description": "steps per segment (a multiple of "
+                                            "report_interval, at least 8 frames)"},
+        "max": {**steps, "description": "at most this many steps (a multiple of segment)"},
+        "until": {"type": "object", "additionalProperties": False, "required": ["n_eff"],
+                  "properties": {
+                      "n_eff": {"type": "number", "exclusiveMinimum": 0,
+                                "description": "stop when N_eff of the series reaches it"},
+                      "series": {"enum": list(series), "default": series[0]}}}},
+        "required": list(KEYS), "additionalProperties": False}
+
+
 @dataclass(frozen=True)
 class RunLength:
     """Extend by ``segment`` steps until N_eff of ``series`` >= ``n_eff``, at most ``max``."""
