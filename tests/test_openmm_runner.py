@@ -506,3 +506,28 @@ def test_run_length_schema_says_what_the_check_does():
             jsonschema.validate(bad, schema)
         with pytest.raises(ConfigError):
             openmm_runner.parse_settings({**ADAPTIVE, "run_length": bad})
+
+
+def test_a_study_with_run_length_is_checked_before_any_job():
+    """The example study with run_length instead of steps validates; steps in a condition's
+    params beside it, or a misspelled key, stops the study naming the key (and condition)."""
+    import copy
+
+    import yaml
+
+    from assay.config import Study
+
+    config = yaml.safe_load((REPO / "config" / "examples" / "openmm.yaml").read_text())
+    del config["runner"]["settings"]["steps"]
+    config["runner"]["settings"]["run_length"] = {"segment": 1000, "max": 20000,
+                                                  "until": {"n_eff": 50}}
+    Study.from_config(config)
+    clash = copy.deepcopy(config)
+    clash["conditions"][1]["params"]["steps"] = 3000
+    with pytest.raises(ConfigError, match=r"^condition 'T350': condition param 'steps' and "
+                                          r"runner.settings.run_length: give steps"):
+        Study.from_config(clash)
+    typo = copy.deepcopy(config)
+    typo["runner"]["settings"]["run_length"]["until"] = {"neff": 50}
+    with pytest.raises(ConfigError, match=r"run_length.until: unknown key\(s\) \['neff'\]"):
+        Study.from_config(typo)
