@@ -17,9 +17,9 @@ and the previous look's decision) named by the ref ``results/decisions/<k>.json`
 the catalog indexes (its ``decisions`` table) and gc keeps; ``results/looks/<k>.json``
 carries that artifact's digest under ``artifact``. The aggregate and catalog rules ask for
 the replicates the looks decided (``WorkflowPlan.replicates``), so Snakemake schedules the
-next batch only after a look said to go on. Seeds are fixed per condition x replicate, so a rerun or a
-resumed study makes the same decisions. `assay status` and the plan read the decisions on
-disk (``decided_replicates``).
+next batch only after a look said to go on. Seeds are fixed per condition x replicate, so
+a rerun or a resumed study makes the same decisions. `assay status` and the plan read the
+decisions on disk (``decided_replicates``).
 """
 
 from __future__ import annotations
