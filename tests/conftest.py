@@ -31,7 +31,8 @@ def study(tmp_path: Path) -> Study:
 # where it alone set the wall time. Rough serial times from CI's --durations, longest first.
 LONGEST_FIRST = (
     "test_slurm_campaign.py", "test_slurm_faults.py", "test_md.py", "test_init.py",
-    "test_shared_store.py", "test_slurm.py", "test_reliability_kill.py", "test_status.py",
+    "test_shared_store.py", "test_slurm.py", "test_adaptive_replay.py",
+    "test_reliability_kill.py", "test_status.py",
     "test_one_live_attempt.py", "test_store_proofs.py", "test_templates.py",
     "test_code_change_reruns.py", "test_cli.py", "test_slurm_twins.py",
     "test_openmm_workflow.py", "test_status_stale.py",

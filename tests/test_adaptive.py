@@ -78,6 +78,8 @@ def test_an_adaptive_study_stops_at_its_target_and_goes_on_when_it_is_stricter(t
         assert summary["n"] == 2 and numbers["met"] is True
         assert (summary["ci_high"] - summary["ci_low"]) / 2 == numbers["half_width"] <= 2.0
 
+    _check_on_record(tmp_path, [first])
+
     status = subprocess.run([sys.executable, "-m", "assay.cli", "status", "--json",
                              "--no-slurm"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120)
@@ -100,6 +102,38 @@ def test_an_adaptive_study_stops_at_its_target_and_goes_on_when_it_is_stricter(t
                             "gyration/strong mean_rg; add 2")
     assert (last["n"], last["stop"]) == (4, True)
     assert last["why"].startswith("max 4 reached; precision not reached: gyration/free")
+    _check_on_record(tmp_path, [first, last])
+
+
+def _check_on_record(root: Path, decisions: list[dict]) -> None:
+    """Each look's decision is a stored artifact named by results/decisions/<k>.json, and
+    a row of the catalog's decisions table with the same numbers."""
+    from assay import open_catalog
+
+    store = ArtifactStore(root / "store")
+    previous = None
+    for decision in decisions:
+        ref = read_ref(root / "results" / "decisions" / f"{decision['look']}.json")
+        assert ref.digest == decision["artifact"]
+        stored = store.read_artifact(ref)
+        assert stored.artifact_type == "decision"
+        assert stored.payload == {k: v for k, v in decision.items() if k != "artifact"}
+        inputs = {i["role"]: i["digest"] for i in stored.inputs}
+        judged = {c: decision["numbers"]["gyration"][c]["mean_rg"]["condition_artifact"]
+                  for c in ("free", "strong")}
+        assert {i["digest"] for i in stored.inputs if i["role"] == "condition"} == set(
+            judged.values())
+        assert inputs.get("previous_look") == previous
+        previous = ref.digest
+    with open_catalog(root / CATALOG) as catalog:
+        rows = catalog.query("SELECT artifact, look, n, stop, why, "
+                             "CAST(numbers AS VARCHAR) AS numbers FROM decisions "
+                             "WHERE live ORDER BY look")
+    assert list(rows.look) == [d["look"] for d in decisions]
+    assert list(rows.artifact) == [d["artifact"] for d in decisions]
+    assert [(n, bool(s), w) for n, s, w in zip(rows.n, rows.stop, rows.why)] == [
+        (d["n"], d["stop"], d["why"]) for d in decisions]
+    assert [json.loads(n) for n in rows.numbers] == [d["numbers"] for d in decisions]
 
 
 def _replicates(store, plan, tmp_path, shift: float, n: int) -> list[str]:

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from assay import ArtifactStore, PluginError, ReplicateArtifact, read_ref
-from assay.pipeline import convergence as cv
-from assay.pipeline.diagnostics import (
+from assay import convergence as cv
+from assay.diagnostics import (
     MAX_RHAT,
     MIN_N_EFF,
     declared_series,
@@ -256,9 +256,9 @@ def test_the_summary_figure_marks_what_is_not_converged(finished):
     """The plot job's figure: the '!' marker and its note are drawn for 'short' only."""
     from matplotlib.figure import Figure
 
-    from assay.pipeline.plotting import draw_summary, load_plot_context
-    from assay.pipeline.stages import plot_spec
-    from assay.pipeline.config import load_config
+    from assay.plotting import draw_summary, load_plot_context
+    from assay.stages import plot_spec
+    from assay.config import load_config
 
     study = load_config(finished / "config" / "config.yaml")
     store = ArtifactStore(finished / "store")
@@ -287,9 +287,10 @@ def _replicate_with_series(store, number: int, values: np.ndarray) -> ReplicateA
 
 
 def test_what_a_condition_cannot_judge_is_said(tmp_path):
-    """One replicate: no R-hat, and why; series of other lengths: no R-hat, and why; a
-    replicate with a series too short for diagnostics: not converged, and why."""
-    from assay.pipeline.diagnostics import condition_convergence
+    """One replicate: no R-hat, and why; series of other lengths (an adaptive run length):
+    R-hat over the common window, up to the shortest series' end; a replicate with a
+    series too short for diagnostics: not converged, and why."""
+    from assay.diagnostics import condition_convergence
 
     store = ArtifactStore(tmp_path / "store")
     one = {1: _replicate_with_series(store, 1, ar1(0.2, 400, 1))}
@@ -298,7 +299,16 @@ def test_what_a_condition_cannot_judge_is_said(tmp_path):
         None, "fewer than 2 replicates", True)
     uneven = {**one, 2: _replicate_with_series(store, 2, ar1(0.2, 300, 2))}
     entry = condition_convergence(store, uneven, 10, 1.01)[0]["mean_rg"]
-    assert entry["rhat_note"] == "the replicates' series differ in length"
+    start = max(entry["replicates"][r]["t0"] for r in ("1", "2"))
+    assert (entry["window_start"], entry["window_end"], entry["rhat_note"]) == (
+        start, 300, None)
+    from assay.convergence import rank_rhat, rounded
+
+    assert entry["rhat"] == rounded(rank_rhat(
+        [ar1(0.2, 400, 1)[start:300], ar1(0.2, 300, 2)[start:300]]))
+    assert "window_end" not in condition_convergence(   # equal lengths: as before
+        store, {**one, 2: _replicate_with_series(store, 2, ar1(0.2, 400, 2))}, 10,
+        1.01)[0]["mean_rg"]
     short = {**one, 3: _replicate_with_series(store, 3, ar1(0.2, 5, 3))}
     found, warnings = condition_convergence(store, short, 10, 1.01)
     assert found["mean_rg"]["problems"] == ["no diagnostics for replicate 3"]

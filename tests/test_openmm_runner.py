@@ -399,3 +399,135 @@ def test_sidecars_feed_the_md_analyses_unchanged(reference, tmp_path):
     assert rgyr.payload["metrics"]["mean_rg"] == pytest.approx(sum(direct) / len(direct),
                                                                rel=1e-12)
     assert universe.trajectory[1].time - universe.trajectory[0].time == pytest.approx(0.2)
+
+
+# --- adaptive run length (issue 26, item 3) ------------------------------------------------
+# The temperature's N_eff on this system and seed after 1000, 2000, 3000, ... steps (10
+# frames each): 6.2, 9.0, 11.5, 13.0, 22.0; a target of 11 holds first at 3000 steps.
+RUN_LENGTH = {"segment": 1000, "max": 6000, "until": {"n_eff": 11, "series": "temperature_k"}}
+ADAPTIVE = {**{k: v for k, v in SETTINGS.items() if k != "steps"}, "run_length": RUN_LENGTH,
+            "checkpoint_interval": 1000}
+DECISION = re.compile(r"run_length: step (\d+) \(\d+ frames\), temperature_k N_eff (\S+) "
+                      r"(<|>=) 11: (extend by 1000|done)")
+
+
+def test_run_length_extends_until_the_target_holds_with_the_one_go_digest(tmp_path, capfd):
+    """Extended twice (N_eff 6.2, 9.0 < 11) and stopped at 3000 steps (11.5): the sidecars
+    and the artifact are byte for byte those of `steps: 3000` run in one go."""
+    ctx = make_ctx(tmp_path / "adaptive", settings=ADAPTIVE)
+    run = OpenMMRunner().run(ctx)
+    decisions = [(int(m[0]), m[2], m[3]) for m in DECISION.findall(capfd.readouterr().err)]
+    assert decisions == [(1000, "<", "extend by 1000"), (2000, "<", "extend by 1000"),
+                         (3000, ">=", "done")]
+    assert run.payload["steps"] == 3000 and run.payload["n_frames"] == 30
+    assert run.warnings == []
+    one_go = make_ctx(tmp_path / "one-go", settings={**SETTINGS, "steps": 3000,
+                                                      "checkpoint_interval": 1000})
+    fixed = OpenMMRunner().run(one_go)
+    assert digests(run) == digests(fixed)
+    assert ctx.artifact_store.write_artifact(run) == one_go.artifact_store.write_artifact(fixed)
+    # the number it stopped on is the one collect's diagnostics store for that series
+    from assay.convergence import series_diagnostics
+
+    table = ctx.artifact_store.load_table_sidecar(run.sidecar(kind="state_data"))
+    assert series_diagnostics(table["temperature_k"].tolist())["n_eff"] >= 11 > \
+        series_diagnostics(table["temperature_k"].tolist()[:20])["n_eff"]
+
+
+def test_run_length_stopped_in_a_segment_resumes_to_the_same_run(tmp_path, capfd,
+                                                                  monkeypatch):
+    """Stopped at step 1600 (after the first extension), resumed from the checkpoint the
+    stop left: the decisions still to make, the same 3000-step run."""
+    monkeypatch.setattr(openmm_runner, "_PROGRESS_EVERY_S", 0.0)
+    ctx = make_ctx(tmp_path, settings=ADAPTIVE)
+    ctx.progress_sink = lambda done, total, message: (
+        ctx.stop_event.set() if done >= 1500 else None)
+    with pytest.raises(SimulationStopped, match="at step 1600 of 6000"):
+        OpenMMRunner().run(ctx)
+    capfd.readouterr()
+    run = OpenMMRunner().run(make_ctx(tmp_path, settings=ADAPTIVE, resuming=True))
+    err = capfd.readouterr().err
+    assert RESUMED.search(err).groups() == ("1600", "6000")
+    assert [int(m[0]) for m in DECISION.findall(err)] == [2000, 3000]
+    fixed = OpenMMRunner().run(make_ctx(tmp_path / "one-go", settings={
+        **SETTINGS, "steps": 3000}))
+    assert digests(run) == digests(fixed) and run.payload == fixed.payload
+
+
+def test_run_length_at_max_short_of_its_target_says_so(tmp_path):
+    settings = {**ADAPTIVE, "run_length": {"segment": 1000, "max": 2000,
+                                           "until": {"n_eff": 50}}}
+    run = OpenMMRunner().run(make_ctx(tmp_path, settings=settings))
+    assert run.payload["steps"] == 2000
+    assert len(run.warnings) == 1 and re.fullmatch(
+        r"run_length: potential_energy_kj_mol reached N_eff \S+ of the 50 asked for at max "
+        r"2000 steps; raise run_length.max", run.warnings[0])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"steps": 3000}, "give steps .* or run_length .*, not both"),
+    ({"run_length": {**RUN_LENGTH, "segments": 2}}, r"unknown key\(s\) \['segments'\]"),
+    ({"run_length": {"segment": 1000, "until": {"n_eff": 5}}}, "run_length: max is required"),
+    ({"run_length": {**RUN_LENGTH, "until": {"n_eff": 5, "neff": 2}}},
+     r"run_length.until: unknown key\(s\) \['neff'\]"),
+    ({"run_length": {**RUN_LENGTH, "until": {"series": "temperature_k"}}},
+     "until: n_eff is required"),
+    ({"run_length": {**RUN_LENGTH, "until": {"n_eff": 0}}}, "n_eff must be a number > 0"),
+    ({"run_length": {**RUN_LENGTH, "until": {"n_eff": 5, "series": "rmsd"}}},
+     "series must be one of"),
+    ({"run_length": {**RUN_LENGTH, "segment": 150}}, "multiple of report_interval"),
+    ({"run_length": {**RUN_LENGTH, "segment": 500}}, "at least 8 frames"),
+    ({"run_length": {**RUN_LENGTH, "max": 6500}}, r"max \(6500\) must be a multiple of "
+                                                  r"segment \(1000\)"),
+    ({"run_length": {**RUN_LENGTH, "max": True}}, "max must be an integer"),
+    ({"run_length": 3000}, "run_length must be a mapping"),
+])
+def test_run_length_keys_are_checked(change, message):
+    with pytest.raises(ConfigError, match=message):
+        openmm_runner.parse_settings({**ADAPTIVE, **change})
+
+
+def test_run_length_schema_says_what_the_check_does():
+    """The exported JSON schema (`assay plugins openmm --json`) accepts the good run_length
+    and refuses every bad one the check refuses, except the cross-checks it cannot say
+    (multiples of report_interval and segment)."""
+    import jsonschema
+
+    schema = OpenMMRunner.SETTINGS.json_schema()["properties"]["run_length"]
+    jsonschema.validate(RUN_LENGTH, schema)
+    jsonschema.validate(None, schema)
+    for bad in ({**RUN_LENGTH, "segments": 2}, {"segment": 1000, "until": {"n_eff": 5}},
+                {**RUN_LENGTH, "until": {"n_eff": 5, "neff": 2}},
+                {**RUN_LENGTH, "until": {"series": "temperature_k"}},
+                {**RUN_LENGTH, "until": {"n_eff": 0}},
+                {**RUN_LENGTH, "until": {"n_eff": 5, "series": "rmsd"}},
+                {**RUN_LENGTH, "max": True}, {**RUN_LENGTH, "segment": 0}, 3000):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+        with pytest.raises(ConfigError):
+            openmm_runner.parse_settings({**ADAPTIVE, "run_length": bad})
+
+
+def test_a_study_with_run_length_is_checked_before_any_job():
+    """The example study with run_length instead of steps validates; steps in a condition's
+    params beside it, or a misspelled key, stops the study naming the key (and condition)."""
+    import copy
+
+    import yaml
+
+    from assay.config import Study
+
+    config = yaml.safe_load((REPO / "config" / "examples" / "openmm.yaml").read_text())
+    del config["runner"]["settings"]["steps"]
+    config["runner"]["settings"]["run_length"] = {"segment": 1000, "max": 20000,
+                                                  "until": {"n_eff": 50}}
+    Study.from_config(config)
+    clash = copy.deepcopy(config)
+    clash["conditions"][1]["params"]["steps"] = 3000
+    with pytest.raises(ConfigError, match=r"^condition 'T350': condition param 'steps' and "
+                                          r"runner.settings.run_length: give steps"):
+        Study.from_config(clash)
+    typo = copy.deepcopy(config)
+    typo["runner"]["settings"]["run_length"]["until"] = {"neff": 50}
+    with pytest.raises(ConfigError, match=r"run_length.until: unknown key\(s\) \['neff'\]"):
+        Study.from_config(typo)

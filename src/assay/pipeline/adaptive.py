@@ -1,21 +1,25 @@
 """Adaptive replicates: run ``min`` per condition, then ``batch`` more until a precision
-target holds, the comparison is decided (group-sequential boundaries, assay.pipeline.sequential),
+target holds, the comparison is decided (group-sequential boundaries, assay.sequential),
 or ``max`` is reached (issue 26, item 2).
 
     replicates: {min: 3, max: 24, batch: 3,
                  until: {precision: [{analysis: gyration, metric: mean_rg, half_width: 0.05}]}}
 
 Look k happens after n_k = min + (k - 1) batch replicates per condition (the last look at
-max). Each look is a Snakemake checkpoint job (``python -m assay.pipeline.adaptive``): it
+max). Each look is a Snakemake checkpoint job (``python -m assay.adaptive``): it
 aggregates the first n_k replicates of every condition for each named analysis (ordinary
 aggregate jobs through the action cache: the look that stops made exactly the condition
 artifacts the study then uses), checks every target in every condition, and writes its
 decision to ``results/looks/<k>.json``: the look, n, the rule, each number it compared and
-why it stopped or went on. The aggregate and catalog rules ask for the replicates the
-looks decided (``WorkflowPlan.replicates``), so Snakemake schedules the next batch only
-after a look said to go on. Seeds are fixed per condition x replicate, so a rerun or a
-resumed study makes the same decisions. `assay status` and the plan read the decisions on
-disk (``decided_replicates``).
+why it stopped or went on. The decision is also on record in the store: a ``decision``
+artifact (payload: the decision; inputs: the condition and comparison artifacts it judged
+and the previous look's decision) named by the ref ``results/decisions/<k>.json``, which
+the catalog indexes (its ``decisions`` table) and gc keeps; ``results/looks/<k>.json``
+carries that artifact's digest under ``artifact``. The aggregate and catalog rules ask for
+the replicates the looks decided (``WorkflowPlan.replicates``), so Snakemake schedules the
+next batch only after a look said to go on. Seeds are fixed per condition x replicate, so
+a rerun or a resumed study makes the same decisions. `assay status` and the plan read the
+decisions on disk (``decided_replicates``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 LOOKS_DIR = "looks"
+# The decision artifact's analysis_name (an envelope field every artifact has): a look
+# judges the whole design, not one analysis.
+DECISION_ANALYSIS = "adaptive"
 
 
 def check_design(design: dict[str, Any], analyses: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +84,19 @@ def look_path(results: str, look: int | str) -> str:
     return f"{results}/{LOOKS_DIR}/{look}.json"
 
 
+def decision_ref_path(results: str, look: int | str) -> str:
+    from .layout import DECISIONS_DIR
+
+    return f"{results}/{DECISIONS_DIR}/{look}.json"
+
+
+def made_looks(design: dict[str, Any], decided: list[int]) -> list[int]:
+    """The looks a study whose looks decided ``decided`` replicates has made (all of them
+    when it stopped; the caller knows whether one is still to make)."""
+    sizes = looks(design)
+    return list(range(1, sizes.index(len(decided)) + 2)) if len(decided) in sizes else []
+
+
 def read_decision(path: str | Path) -> dict[str, Any] | None:
     """A look's decision file, or None when it is missing or not one."""
     try:
@@ -119,7 +139,7 @@ def status_note(design: dict[str, Any], results_dir: Path) -> str:
 def decide(store: Any, spec: dict[str, Any], refs: list[str]) -> dict[str, Any]:
     """Aggregate the first n replicates of each named analysis and condition, check every
     precision target, and say whether to stop and why."""
-    from ..store.refs import read_ref
+    from .refs import read_ref
     from .stages import execute
 
     n, rule = spec["n"], spec["rule"]
@@ -196,7 +216,7 @@ def _decided(store: Any, spec: dict[str, Any], conditions: dict[str, dict[str, s
     condition's test of the metric vs the control (its multiplicity-adjusted p) below the
     look's nominal level. Records p, the level and, on a stop, the p adjusted for the
     looks; returns what crossed, or None."""
-    from ..store.payload import COMPARISONS, P_ADJUSTED, P_VALUE
+    from .payload import COMPARISONS, P_ADJUSTED, P_VALUE
     from .sequential import adjusted_p, boundaries, nominal_levels
     from .stages import execute
 
@@ -234,30 +254,79 @@ def _decided(store: Any, spec: dict[str, Any], conditions: dict[str, dict[str, s
                      for c, e in found.items())
 
 
+def record(store: Any, decision: dict[str, Any], previous: str | None) -> str:
+    """Store the decision as a ``decision`` artifact; its digest. Its inputs are the
+    condition and comparison artifacts the look judged and the previous look's decision,
+    so the catalog's edges and gc's liveness reach everything a decision stands on."""
+    from .artifacts import DecisionArtifact
+
+    judged: dict[str, str] = {}
+    pending = [decision["numbers"]]
+    while pending:   # every artifact digest the numbers name, at any depth
+        node = pending.pop()
+        for key, value in node.items():
+            if isinstance(value, dict):
+                pending.append(value)
+            elif key in ("condition_artifact", "comparison_artifact") and value:
+                judged.setdefault(value, key.removesuffix("_artifact"))
+    inputs = [{"role": role, "digest": digest} for digest, role in sorted(
+        judged.items(), key=lambda item: (item[1], item[0]))]
+    if previous:
+        inputs.append({"role": "previous_look", "digest": previous})
+    return store.write_artifact(DecisionArtifact(
+        analysis_name=DECISION_ANALYSIS, payload=decision, inputs=inputs,
+        provenance={"stage": "look", "look": decision["look"]}))
+
+
+def previous_decision(refs: list[str], look: int) -> str | None:
+    """The digest of look - 1's decision artifact, from its decision file among the
+    inputs (None at look 1; a decision file without one: a ConfigError naming the fix)."""
+    if look == 1:
+        return None
+    for path in refs:
+        if Path(path).parent.name == LOOKS_DIR and Path(path).stem == str(look - 1):
+            found = read_decision(path)
+            if found is not None and isinstance(found.get("artifact"), str):
+                return found["artifact"]
+            raise ConfigError(f"{path} holds no decision artifact digest (written by an "
+                              f"older assay); delete {Path(path).parent} and rerun to "
+                              "make the looks again")
+    raise ConfigError(f"look {look}: the decision of look {look - 1} is not among the inputs")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m assay.pipeline.adaptive --store S --spec JSON --inputs REFS --output FILE``."""
+    """``python -m assay.adaptive --store S --spec JSON --inputs REFS --output FILE
+    --ref REF``."""
     import argparse
     import sys
 
-    from ..store.atomic import atomic_write_bytes
-    from ..errors import AssayError
-    from ..store.hashing import canonical_json
-    from ..store.spec_files import spec_text
-    from ..store.artifact_store import ArtifactStore
+    from .atomic import atomic_write_bytes
+    from .errors import AssayError
+    from .hashing import canonical_json
+    from .refs import write_ref
+    from .spec_files import spec_text
+    from .store import ArtifactStore
 
-    parser = argparse.ArgumentParser(prog="python -m assay.pipeline.adaptive")
+    parser = argparse.ArgumentParser(prog="python -m assay.adaptive")
     parser.add_argument("--store", required=True)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--inputs", nargs="*", default=[])
     parser.add_argument("--output", required=True)
+    parser.add_argument("--ref", required=True, help="the decision artifact's ref")
     args = parser.parse_args(argv)
     try:
         spec = json.loads(spec_text(args.spec))
-        decision = decide(ArtifactStore(args.store), spec, args.inputs)
+        store = ArtifactStore(args.store)
+        previous = previous_decision(args.inputs, spec["look"])
+        decision = decide(store, spec, args.inputs)
+        digest = record(store, decision, previous)
     except AssayError as exc:
         print(f"[assay look] error: {exc}", file=sys.stderr)
         return 1
-    atomic_write_bytes(Path(args.output), canonical_json(decision) + b"\n")
+    # The ref first: a decision file on disk always names a stored, referenced decision.
+    write_ref(args.ref, digest, artifact_type="decision", analysis=DECISION_ANALYSIS)
+    atomic_write_bytes(Path(args.output),
+                       canonical_json({**decision, "artifact": digest}) + b"\n")
     print(f"[assay look] look {decision['look']} (n = {decision['n']}): "
           f"{'stop' if decision['stop'] else 'go on'}: {decision['why']}", file=sys.stderr)
     return 0

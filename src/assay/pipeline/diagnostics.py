@@ -125,25 +125,28 @@ def with_replicate_diagnostics(store: Any, plugin: Any, artifact: Any, who: str)
 
 # --- aggregate: one condition ---------------------------------------------------------------
 def _chains(store: Any, artifacts: dict[int, Any], entries: dict[int, dict[str, Any]]
-            ) -> tuple[Any, int | None, str | None]:
-    """The replicates' series from the common production window (after the largest t0),
-    as rows of equal length, with the window's start; or None and why not."""
+            ) -> tuple[Any, int | None, int | None, str | None]:
+    """The replicates' series from the common production window (after the largest t0,
+    up to the shortest series' end: runs of an adaptive length differ), as rows of equal
+    length, with the window's start and, when the lengths differ, its end; or None and
+    why not."""
     import numpy as np
 
     if len(entries) < 2:
-        return None, None, "fewer than 2 replicates"
-    lengths = {entry.get("n") for entry in entries.values()}
-    if len(lengths) != 1:
-        return None, None, "the replicates' series differ in length"
+        return None, None, None, "fewer than 2 replicates"
+    lengths = {int(entry["n"]) for entry in entries.values()}
+    end = min(lengths) if len(lengths) > 1 else None
     start = max(int(entry.get("t0", 0)) for entry in entries.values())
     rows = []
     for number, entry in sorted(entries.items()):
         sidecar = artifacts[number].sidecar(path=entry["sidecar"])
         with store.load_npz_sidecar(sidecar) as data:
-            rows.append(np.asarray(data[entry["series"]], dtype=np.float64)[start:])
+            rows.append(np.asarray(data[entry["series"]], dtype=np.float64)[start:end])
     if rows[0].size < 4:
-        return None, start, "fewer than 4 frames after the largest t0"
-    return np.stack(rows), start, None
+        where = "the largest t0" + ("" if end is None else " and before the shortest "
+                                                          "series ends")
+        return None, start, end, f"fewer than 4 frames after {where}"
+    return np.stack(rows), start, end, None
 
 
 def condition_convergence(store: Any, artifacts: dict[int, Any], min_n_eff: float,
@@ -160,8 +163,8 @@ def condition_convergence(store: Any, artifacts: dict[int, Any], min_n_eff: floa
     for metric, entries in sorted(per_metric.items()):
         lacking = sorted(set(artifacts) - set(entries))
         usable = {n: e for n, e in entries.items() if "n_eff" in e}
-        chains, start, why = _chains(store, artifacts, usable) if len(usable) == len(
-            entries) else (None, None, "a replicate has no diagnostics")
+        chains, start, end, why = _chains(store, artifacts, usable) if len(usable) == len(
+            entries) else (None, None, None, "a replicate has no diagnostics")
         rhat = ess = None
         if chains is not None:
             rhat, ess = rounded(rank_rhat(chains)), rounded(bulk_ess(chains))
@@ -182,7 +185,8 @@ def condition_convergence(store: Any, artifacts: dict[int, Any], min_n_eff: floa
             "replicates": {str(n): {k: e[k] for k in ("n", "t0", "g", "n_eff", "mcse", "note")
                                     if k in e} for n, e in sorted(entries.items())},
             "n_eff_min": min((e["n_eff"] for e in usable.values()), default=None),
-            "rhat": rhat, "ess": ess, "window_start": start, "rhat_note": why,
+            "rhat": rhat, "ess": ess, "window_start": start,
+            **({} if end is None else {"window_end": end}), "rhat_note": why,
             "thresholds": {"min_n_eff": min_n_eff, "max_rhat": max_rhat},
             CONVERGED: not problems, "problems": problems}
         if problems:

@@ -12,6 +12,13 @@ Why it is built the way it is:
   bytes (the files and checkpoints: ``openmm_files``). Two or more CPU threads give other
   bytes on every run (measured with OpenMM 8.6.1): the runner then warns in the
   artifact. Platform, precision and threads are settings, so they are in the action key.
+* **Adaptive run length.** ``run_length: {segment, max, until: {n_eff, series}}`` instead
+  of ``steps``: the run stops at the first segment end (a checkpoint) where the N_eff of a
+  state-table series (assay.convergence, as stored diagnostics compute it) reaches the
+  target, or at ``max``. Each decision reads only the frames so far, so a run extended to
+  N steps, and one killed and resumed, has the bytes (and artifact digest) of a run of
+  ``steps: N`` in one go; the decisions are in the job log, and a run that stops at
+  ``max`` short of the target carries a warning.
 * **What the payload holds.** Steps, simulated ns, frame spacing, atoms, platform,
   precision, threads, OpenMM version and seed: facts that depend only on the inputs. The
   issue also asks for ns/day, but a manifest must not hold timings: the payload of a
@@ -26,17 +33,25 @@ import base64
 import io
 import math
 import re
+import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..store.artifacts import RunArtifact
-from ..store.atomic import atomic_write_bytes
+from .artifacts import RunArtifact
+from .atomic import atomic_write_bytes
 from .context import RunContext
-from ..errors import ConfigError, RunInterrupted
-from ..store.hashing import canonical_json, hash_file, sha256_hex
+from .errors import ConfigError, RunInterrupted
+from .hashing import canonical_json, hash_file, sha256_hex
+from .run_length import (
+    Ends,
+    RunLength,
+    csv_column,
+    json_schema as run_length_schema,
+    parse_run_length,
+)
 from .settings import PARAMS_MERGED, REQUIRED, Setting, Settings
 from .openmm_files import (
     FILES,
@@ -56,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "temperature_k": 300.0,
     "friction_per_ps": 1.0,
     "timestep_fs": 2.0,
-    "steps": 10_000,
+    "steps": None,                   # null: DEFAULT_STEPS, or run_length decides
     "report_interval": 500,          # steps between DCD frames / state rows
     "checkpoint_interval": 5_000,    # steps between checkpoints; a multiple of the above
     "minimize": True,
@@ -64,7 +79,15 @@ DEFAULTS: dict[str, Any] = {
     "platform": "CPU",
     "precision": None,               # CUDA/OpenCL/HIP only: single, mixed, double
     "threads": 1,                    # CPU only; 1 is the deterministic choice
+    "run_length": None,              # instead of steps: {segment, max, until: {n_eff}}
 }
+# run_length.until.series: a column of the state table; the potential energy by default.
+RUN_LENGTH_SERIES = ("potential_energy_kj_mol", "kinetic_energy_kj_mol",
+                     "total_energy_kj_mol", "temperature_k")
+RUN_LENGTH_CODE = ("assay.run_length", "assay.convergence")
+# steps when a study gives neither steps nor run_length. The declared default is null so
+# that the check can tell steps a study gives (refused beside run_length) from a default.
+DEFAULT_STEPS = 10_000
 SOLVENTS = ("vacuum", "hct", "obc1", "obc2", "gbn", "gbn2")
 CONSTRAINTS = ("none", "HBonds", "AllBonds", "HAngles")
 INTEGRATORS = ("langevin_middle",)
@@ -104,7 +127,9 @@ OPENMM_SETTINGS = Settings({
                                help="Langevin friction"),
     "timestep_fs": Setting(float, DEFAULTS["timestep_fs"], gt=0, unit="fs",
                            help="integration time step"),
-    "steps": _steps("steps", "steps", "MD steps per run"),
+    "steps": Setting(int, None, ge=1, le=MAX_STEPS, unit="steps",
+                     help=f"MD steps per run (null: {DEFAULT_STEPS}); leave out with "
+                          "run_length"),
     "report_interval": _steps("report_interval", "steps",
                               "steps between trajectory frames / state rows"),
     "checkpoint_interval": _steps("checkpoint_interval", "steps",
@@ -118,6 +143,10 @@ OPENMM_SETTINGS = Settings({
                          help="CUDA/OpenCL/HIP only: single, mixed or double"),
     "threads": Setting(int, DEFAULTS["threads"], ge=1, unit="threads",
                        help="CPU platform only; 1 is the deterministic choice"),
+    "run_length": Setting(dict, None, schema=run_length_schema(RUN_LENGTH_SERIES),
+                          help="instead of steps: {segment: steps, max: steps, until: "
+                               "{n_eff: 50, series: potential_energy_kj_mol}}: extend the "
+                               "run a segment at a time until N_eff of the series holds"),
 }, params=PARAMS_MERGED, check=lambda merged, params: parse_settings(dict(merged), params))
 
 
@@ -144,6 +173,7 @@ class MDSettings:
     platform: str
     precision: str | None
     threads: int
+    run_length: RunLength | None = None   # then ``steps`` is run_length.max, the most
 
 
 def parse_settings(raw: dict[str, Any], params: dict[str, Any] | None = None) -> MDSettings:
@@ -159,6 +189,9 @@ def parse_settings(raw: dict[str, Any], params: dict[str, Any] | None = None) ->
         raise ConfigError(f"openmm runner: unknown setting(s) {unknown}; it accepts "
                           f"{sorted(allowed)}")
     s = {**DEFAULTS, **raw}
+    steps_given = s["steps"] is not None and "steps" in raw
+    if s["steps"] is None:
+        s["steps"] = DEFAULT_STEPS
 
     def number(key: str, *, minimum: float = 0.0, optional: bool = False) -> float | None:
         value = s[key]
@@ -209,6 +242,15 @@ def parse_settings(raw: dict[str, Any], params: dict[str, Any] | None = None) ->
         platform=choice("platform", PLATFORMS),
         precision=choice("precision", PRECISIONS, optional=True),
         threads=integer("threads", 1))
+    if s["run_length"] is not None:
+        if steps_given:
+            raise ConfigError(f"{where('steps')} and {where('run_length')}: give steps (a "
+                              "fixed length) or run_length (extend until a target holds), "
+                              "not both")
+        rl = parse_run_length(s["run_length"], where("run_length"),
+                              report_interval=out.report_interval, max_steps=MAX_STEPS,
+                              series=RUN_LENGTH_SERIES)
+        out = replace(out, steps=rl.max, run_length=rl)
     if out.steps > MAX_STEPS:
         raise ConfigError(f"{where('steps')} must be at most {MAX_STEPS}, got {out.steps}")
     if out.steps % out.report_interval:
@@ -354,8 +396,14 @@ def _temperature(simulation: Any) -> Any:
 class OpenMMRunner:
     """Runs an OpenMM simulation per condition x replicate; resumable, deterministic."""
 
-    code_dependencies = ("assay.pipeline.openmm_files",)
+    code_dependencies = ("assay.openmm_files",)
     version_dependencies = ("openmm",)
+
+    @staticmethod
+    def settings_code_modules(settings: dict[str, Any]) -> tuple[str, ...]:
+        """With run_length, the code that decides where a run ends joins its code digest
+        (an edit of the N_eff estimator reruns those runs, and no fixed-length run)."""
+        return RUN_LENGTH_CODE if settings.get("run_length") is not None else ()
 
     @staticmethod
     def check_consistency(payload: dict[str, Any], sidecars: dict[str, Path]) -> list[str]:
@@ -397,7 +445,10 @@ class OpenMMRunner:
         with ExitStack() as stack:
             folder = ctx.workdir
             if folder is None:   # outside a job: a private directory, no resume possible
-                folder = stack.enter_context(ctx.artifact_store.scratch_dir("openmm-"))
+                tmp_root = ctx.artifact_store.root / "tmp"
+                tmp_root.mkdir(parents=True, exist_ok=True)
+                folder = Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(dir=tmp_root, prefix="openmm-")))
             folder = Path(folder)
             folder.mkdir(parents=True, exist_ok=True)
             outputs = self._simulate(ctx, s, name, data, folder, stack)
@@ -434,7 +485,9 @@ class OpenMMRunner:
             step = 0
             save_checkpoint(folder, simulation, outputs, 0, identity, complete=False)
             threads = f", {s.threads} thread(s)" if s.platform == "CPU" else ""
-            ctx.log(f"starting: {topology.getNumAtoms()} atoms, {s.steps} steps on "
+            length = (f"{s.run_length.segment}-step segments up to {s.steps}"
+                      if s.run_length is not None else f"{s.steps} steps")
+            ctx.log(f"starting: {topology.getNumAtoms()} atoms, {length} on "
                     f"{s.platform}{threads}; checkpoints in {folder}")
         if s.platform == "CPU" and s.threads > 1:
             ctx.warnings.append(f"threads: {s.threads} on the CPU platform is not "
@@ -443,18 +496,25 @@ class OpenMMRunner:
             ctx.log(f"note: OpenMM uses {s.threads} threads but the job has {ctx.threads}")
         first, started, shown = step, time.monotonic(), 0.0
         temperature = _temperature(simulation)
-        while step < s.steps:
+        ends = Ends(s.steps, s.run_length, s.report_interval,
+                    lambda series: csv_column(outputs.csv_path, series), ctx.log)
+        upto = "at most " if s.run_length is not None else ""
+        # A checkpoint that ended the run: publish. (A fixed run's step 0 never does; an
+        # adaptive run resumed at a segment end decides again from the same frames.)
+        done = step > 0 and ends(step)
+        while not done:
             simulation.step(s.report_interval)
             step += s.report_interval
             state = simulation.context.getState(getPositions=True, getEnergy=True)
             outputs.write(step, state, temperature(state))
-            stop = ctx.stop_requested and step < s.steps
-            if step % s.checkpoint_interval == 0 or step == s.steps or stop:
-                save_checkpoint(folder, simulation, outputs, step, identity,
-                                 complete=step == s.steps)
+            done = ends(step)
+            stop = ctx.stop_requested and not done
+            segment_end = s.run_length is not None and step % s.run_length.segment == 0
+            if step % s.checkpoint_interval == 0 or done or stop or segment_end:
+                save_checkpoint(folder, simulation, outputs, step, identity, complete=done)
             now = time.monotonic()
-            if now - shown >= _PROGRESS_EVERY_S or step == s.steps or stop:
-                ctx.progress(step, s.steps, f"step {step} of {s.steps}")
+            if now - shown >= _PROGRESS_EVERY_S or done or stop:
+                ctx.progress(step, s.steps, f"step {step} of {upto}{s.steps}")
                 shown = now
             if stop:
                 where = (f"with a checkpoint in {folder}; rerun to resume"
@@ -463,18 +523,22 @@ class OpenMMRunner:
                 raise SimulationStopped(
                     f"openmm run {ctx.condition_label}/{ctx.replicate} stopped on request at "
                     f"step {step} of {s.steps} {where}")
+        if s.run_length is not None and ends.short_of_target:
+            ctx.warnings.append(ends.short_of_target)
         elapsed = time.monotonic() - started
         done_ns = (step - first) * s.timestep_fs * 1e-6
         speed = f"{done_ns / elapsed * 86400:.1f} ns/day" if elapsed > 0 and done_ns else "-"
-        ctx.log(f"finished {s.steps} steps; this attempt ran steps {first}-{step} in "
+        ctx.log(f"finished {step} steps; this attempt ran steps {first}-{step} in "
                 f"{elapsed:.1f} s: {speed}, {(step - first) / max(elapsed, 1e-9):.0f} steps/s")
         outputs.close()
-        return {"n_atoms": topology.getNumAtoms(), "openmm_version": openmm.__version__}
+        return {"n_atoms": topology.getNumAtoms(), "openmm_version": openmm.__version__,
+                "steps": step}
 
     def _publish(self, ctx: RunContext, s: MDSettings, folder: Path,
                  facts: dict[str, Any]) -> RunArtifact:
         store = ctx.artifact_store
-        n_frames = s.steps // s.report_interval
+        steps = facts["steps"]   # run_length: where the target held (or max)
+        n_frames = steps // s.report_interval
         sidecars = [
             store.ingest_file(folder / FILES["topology"], "sidecars/topology.pdb",
                               media_type="chemical/x-pdb",
@@ -489,8 +553,8 @@ class OpenMMRunner:
                                         "columns": list(STATE_COLUMNS)}),
         ]
         payload = {
-            "steps": s.steps, "timestep_fs": s.timestep_fs,
-            "simulated_ns": s.steps * s.timestep_fs * 1e-6,
+            "steps": steps, "timestep_fs": s.timestep_fs,
+            "simulated_ns": steps * s.timestep_fs * 1e-6,
             "n_frames": n_frames, "frame_interval_ps": s.report_interval * s.timestep_fs / 1000,
             "n_atoms": facts["n_atoms"], "temperature_k": s.temperature_k,
             "platform": s.platform, "precision": s.precision,

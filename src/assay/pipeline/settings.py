@@ -66,7 +66,8 @@ class Setting:
     """One setting: its type(s), default (REQUIRED: none), unit, bounds or choices, help.
 
     ``items`` is the type of a list's items or a mapping's values; ``check`` returns why a
-    value is wrong (or None) for what the rest cannot say (a pattern, a cross-check)."""
+    value is wrong (or None) for what the rest cannot say (a pattern, a cross-check);
+    ``schema`` adds JSON-schema keywords to the export (a mapping's own keys)."""
 
     type: type | tuple[type, ...]
     default: Any = REQUIRED
@@ -80,6 +81,7 @@ class Setting:
     items: type | None = None
     nullable: bool = False
     check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+    schema: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         types = self.types
@@ -173,6 +175,8 @@ class Setting:
             schema["description"] = self.help
         if self.unit:
             schema["x-unit"] = self.unit
+        if self.schema:
+            schema.update(copy.deepcopy(dict(self.schema)))
         return schema
 
 

@@ -255,6 +255,27 @@ class WorkflowPlan:
 
         return look_path(self.results, "{look}")
 
+    def decision_ref_output(self) -> str:
+        from .adaptive import decision_ref_path
+
+        return decision_ref_path(self.results, "{look}")
+
+    def decision_refs(self) -> list[str]:
+        """The refs of the decisions of the looks made so far: in Snakemake (a catalog
+        input) every look up to the one that stopped, asked through the checkpoints; outside
+        it, those made on disk before the look still to make."""
+        if not self.study.adaptive:
+            return []
+        from .adaptive import decision_ref_path, made_looks
+
+        if self._checkpoints is None:
+            decided, pending = self._decided_on_disk()
+            made = (list(range(1, pending)) if pending is not None
+                    else made_looks(self.study.adaptive, decided))
+        else:
+            made = made_looks(self.study.adaptive, self.replicates())
+        return [decision_ref_path(self.results, k) for k in made]
+
     def look_inputs(self, wildcards: Any) -> list[str]:
         """Look k reads the first n_k replicates of each analysis its rule names (every
         condition), after look k - 1."""
@@ -302,7 +323,7 @@ class WorkflowPlan:
                      for c in self.study.conditions for r in replicates]
             refs += [self.condition_ref(analysis, c) for c in self.study.conditions]
             refs.append(self.comparison_ref(analysis))
-        return refs
+        return refs + self.decision_refs()
 
     def plots(self) -> list[str]:
         out = []

@@ -260,9 +260,22 @@ class ComparisonArtifact(Artifact):
             raise ArtifactSchemaError(f"{owner}: a comparison artifact has no replicate")
 
 
+@dataclass
+class DecisionArtifact(Artifact):
+    """One look of an adaptive study (assay.adaptive): its payload is the decision (look,
+    n, rule, the numbers compared, stop, why); its inputs the artifacts it judged."""
+
+    artifact_type: ClassVar[str] = "decision"
+
+    def _check_identity(self, owner: str) -> None:
+        if self.condition_label is not None or self.replicate is not None:
+            raise ArtifactSchemaError(f"{owner}: a decision has no condition or replicate")
+
+
 ARTIFACT_CLASSES: dict[str, type[Artifact]] = {
     cls.artifact_type: cls
-    for cls in (RunArtifact, ReplicateArtifact, ConditionArtifact, ComparisonArtifact)
+    for cls in (RunArtifact, ReplicateArtifact, ConditionArtifact, ComparisonArtifact,
+                DecisionArtifact)
 }
 
 

@@ -47,7 +47,7 @@ from ..store import ArtifactStore
 CATALOG_NAME = "catalog.duckdb"
 CATALOG_FORMAT = 1
 TABLES = ("artifacts", "sidecars", "metrics", "edges", "objects", "refs", "actions",
-          "catalog_info")
+          "decisions", "catalog_info")
 _STALE_TMP_SECONDS = 3600
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -74,11 +74,16 @@ SCHEMAS: dict[str, pa.Schema] = {
     "actions": pa.schema([
         ("key", _S), ("digest", _S), ("stage", _S), ("plugin", _S),
         ("when", pa.timestamp("us")), ("host", _S), ("duration_s", _F), ("record", _S)]),
+    # One row per look of an adaptive study (decision artifacts, assay.adaptive).
+    "decisions": pa.schema([
+        ("artifact", _S), ("study", _S), ("look", _I), ("n", _I), ("stop", _B), ("why", _S),
+        ("rule", _S), ("numbers", _S), ("live", _B)]),
     "catalog_info": pa.schema([("key", _S), ("value", _S)]),
 }
 # Stored as DuckDB JSON. ``artifacts.manifest`` is the exact manifest text: query any part
 # of it with ``manifest->'$.provenance.settings'``.
-_JSON_COLUMNS = {"artifacts": ("manifest",), "sidecars": ("metadata",), "actions": ("record",)}
+_JSON_COLUMNS = {"artifacts": ("manifest",), "sidecars": ("metadata",), "actions": ("record",),
+                 "decisions": ("rule", "numbers")}
 
 
 @dataclass
@@ -290,11 +295,36 @@ def _collect_rows(store_root: Path, results_dir: Path, *, jobs: int | None,
             act_cols[column].append(value)
     tables["actions"] = _table("actions", act_cols)
 
+    tables["decisions"] = _decision_rows(manifests, live, str(results_dir.resolve()))
     tables["catalog_info"] = _table("catalog_info", {
         "key": ["catalog_format", "schema_version", "store", "results"],
         "value": [str(CATALOG_FORMAT), str(SCHEMA_VERSION), str(store_root.resolve()),
                   str(results_dir.resolve())]})
     return tables, skipped
+
+
+def _decision_rows(manifests: dict[str, dict[str, Any]], live: set[str],
+                   study: str) -> pa.Table:
+    """The looks of adaptive studies: each decision artifact's payload, one row per look
+    (``rule`` and ``numbers`` as JSON), ordered by look."""
+    cols = _columns("decisions")
+    found = []
+    for sha, manifest in manifests.items():
+        payload = manifest.get("payload")
+        if manifest.get("artifact_type") == "decision" and isinstance(payload, dict):
+            found.append((_int(payload.get("look")) or 0, sha, payload))
+    for look, sha, payload in sorted(found, key=lambda item: (item[0], item[1])):
+        stop = payload.get("stop")
+        for column, value in (
+                ("artifact", format_digest(sha)), ("study", study), ("look", look or None),
+                ("n", _int(payload.get("n"))),
+                ("stop", stop if isinstance(stop, bool) else None),
+                ("why", as_text(payload.get("why"))),
+                ("rule", json.dumps(payload.get("rule"), sort_keys=True)),
+                ("numbers", json.dumps(payload.get("numbers"), sort_keys=True)),
+                ("live", sha in live)):
+            cols[column].append(value)
+    return _table("decisions", cols)
 
 
 # --- build -----------------------------------------------------------------------------

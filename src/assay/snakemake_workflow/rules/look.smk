@@ -1,13 +1,14 @@
 # Adaptive replicates (replicates: {min, max, batch, until}): look k aggregates the first
 # n_k replicates of the analyses its rule names and decides whether to add a batch. A
 # checkpoint: the aggregate and catalog inputs ask it, so Snakemake schedules the next
-# batch only after a look said to go on (assay.pipeline.adaptive).
+# batch only after a look said to go on (assay.adaptive).
 checkpoint look:
     localrule: True  # light: a few aggregates from the action cache
     input:
         PLAN.look_inputs,
     output:
-        PLAN.look_path(),
+        PLAN.look_path(),  # first: the decision file the plan reads (checkpoints.look)
+        ref=PLAN.decision_ref_output(),  # the decision artifact's ref (catalog, gc)
     params:
         store=STORE,
         spec=PLAN.look_spec,
@@ -16,5 +17,5 @@ checkpoint look:
     conda:
         "../envs/assay.yaml"
     shell:
-        "python -m assay.pipeline.adaptive --store {params.store:q} --spec {params.spec} "
-        "--inputs {input:q} --output {output:q} > {log:q} 2>&1"
+        "python -m assay.adaptive --store {params.store:q} --spec {params.spec} "
+        "--inputs {input:q} --output {output[0]:q} --ref {output.ref:q} > {log:q} 2>&1"
