@@ -12,7 +12,7 @@ Each replicate is simulated once for ``max`` steps with the runner. A run that s
 steps is the first N steps of that run, frame for frame (the property
 tests/test_openmm_runner.py checks: an extended run is the run of N steps in one go), so
 where the adaptive run stops is read off the long run's state table at each segment end
-with the runner's own rule (assay.run_length); one replicate per condition is also run
+with the runner's own rule (assay.pipeline.run_length); one replicate per condition is also run
 with run_length for real, and its table must be that prefix. Fixed: the shortest length
 (a multiple of the segment) at which as many replicates reach the target as the adaptive
 runs do, chosen knowing every run's outcome, which favours the fixed design.
@@ -52,8 +52,8 @@ def _simulate(job: tuple[str, dict, dict, int, str, int, str]
     steps)."""
     kind, settings, params, seed, condition, replicate, scratch = job
     from assay import ArtifactStore
-    from assay.context import RunContext
-    from assay.openmm_runner import OpenMMRunner
+    from assay.pipeline.context import RunContext
+    from assay.pipeline.openmm_runner import OpenMMRunner
 
     root = Path(tempfile.mkdtemp(dir=scratch, prefix=f"{kind}-{condition}-{replicate}-"))
     (root / "work").mkdir()
@@ -79,8 +79,8 @@ def main() -> None:
 
     import yaml
 
-    from assay.config import Study
-    from assay.run_length import n_eff_of
+    from assay.pipeline.config import Study
+    from assay.pipeline.run_length import n_eff_of
 
     config = yaml.safe_load(CONFIG.read_text())
     config["replicates"] = replicates

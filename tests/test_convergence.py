@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from assay import ArtifactStore, PluginError, ReplicateArtifact, read_ref
-from assay import convergence as cv
-from assay.diagnostics import (
+from assay.pipeline import convergence as cv
+from assay.pipeline.diagnostics import (
     MAX_RHAT,
     MIN_N_EFF,
     declared_series,
@@ -256,9 +256,9 @@ def test_the_summary_figure_marks_what_is_not_converged(finished):
     """The plot job's figure: the '!' marker and its note are drawn for 'short' only."""
     from matplotlib.figure import Figure
 
-    from assay.plotting import draw_summary, load_plot_context
-    from assay.stages import plot_spec
-    from assay.config import load_config
+    from assay.pipeline.plotting import draw_summary, load_plot_context
+    from assay.pipeline.stages import plot_spec
+    from assay.pipeline.config import load_config
 
     study = load_config(finished / "config" / "config.yaml")
     store = ArtifactStore(finished / "store")
@@ -290,7 +290,7 @@ def test_what_a_condition_cannot_judge_is_said(tmp_path):
     """One replicate: no R-hat, and why; series of other lengths (an adaptive run length):
     R-hat over the common window, up to the shortest series' end; a replicate with a
     series too short for diagnostics: not converged, and why."""
-    from assay.diagnostics import condition_convergence
+    from assay.pipeline.diagnostics import condition_convergence
 
     store = ArtifactStore(tmp_path / "store")
     one = {1: _replicate_with_series(store, 1, ar1(0.2, 400, 1))}
@@ -302,7 +302,7 @@ def test_what_a_condition_cannot_judge_is_said(tmp_path):
     start = max(entry["replicates"][r]["t0"] for r in ("1", "2"))
     assert (entry["window_start"], entry["window_end"], entry["rhat_note"]) == (
         start, 300, None)
-    from assay.convergence import rank_rhat, rounded
+    from assay.pipeline.convergence import rank_rhat, rounded
 
     assert entry["rhat"] == rounded(rank_rhat(
         [ar1(0.2, 400, 1)[start:300], ar1(0.2, 300, 2)[start:300]]))

@@ -427,7 +427,7 @@ def test_run_length_extends_until_the_target_holds_with_the_one_go_digest(tmp_pa
     assert digests(run) == digests(fixed)
     assert ctx.artifact_store.write_artifact(run) == one_go.artifact_store.write_artifact(fixed)
     # the number it stopped on is the one collect's diagnostics store for that series
-    from assay.convergence import series_diagnostics
+    from assay.pipeline.convergence import series_diagnostics
 
     table = ctx.artifact_store.load_table_sidecar(run.sidecar(kind="state_data"))
     assert series_diagnostics(table["temperature_k"].tolist())["n_eff"] >= 11 > \
@@ -515,7 +515,7 @@ def test_a_study_with_run_length_is_checked_before_any_job():
 
     import yaml
 
-    from assay.config import Study
+    from assay.pipeline.config import Study
 
     config = yaml.safe_load((REPO / "config" / "examples" / "openmm.yaml").read_text())
     del config["runner"]["settings"]["steps"]

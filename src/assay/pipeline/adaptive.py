@@ -1,12 +1,12 @@
 """Adaptive replicates: run ``min`` per condition, then ``batch`` more until a precision
-target holds, the comparison is decided (group-sequential boundaries, assay.sequential),
+target holds, the comparison is decided (group-sequential boundaries, assay.pipeline.sequential),
 or ``max`` is reached (issue 26, item 2).
 
     replicates: {min: 3, max: 24, batch: 3,
                  until: {precision: [{analysis: gyration, metric: mean_rg, half_width: 0.05}]}}
 
 Look k happens after n_k = min + (k - 1) batch replicates per condition (the last look at
-max). Each look is a Snakemake checkpoint job (``python -m assay.adaptive``): it
+max). Each look is a Snakemake checkpoint job (``python -m assay.pipeline.adaptive``): it
 aggregates the first n_k replicates of every condition for each named analysis (ordinary
 aggregate jobs through the action cache: the look that stops made exactly the condition
 artifacts the study then uses), checks every target in every condition, and writes its
@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 LOOKS_DIR = "looks"
 # The decision artifact's analysis_name (an envelope field every artifact has): a look
@@ -139,7 +139,7 @@ def status_note(design: dict[str, Any], results_dir: Path) -> str:
 def decide(store: Any, spec: dict[str, Any], refs: list[str]) -> dict[str, Any]:
     """Aggregate the first n replicates of each named analysis and condition, check every
     precision target, and say whether to stop and why."""
-    from .refs import read_ref
+    from ..store.refs import read_ref
     from .stages import execute
 
     n, rule = spec["n"], spec["rule"]
@@ -216,7 +216,7 @@ def _decided(store: Any, spec: dict[str, Any], conditions: dict[str, dict[str, s
     condition's test of the metric vs the control (its multiplicity-adjusted p) below the
     look's nominal level. Records p, the level and, on a stop, the p adjusted for the
     looks; returns what crossed, or None."""
-    from .payload import COMPARISONS, P_ADJUSTED, P_VALUE
+    from ..store.payload import COMPARISONS, P_ADJUSTED, P_VALUE
     from .sequential import adjusted_p, boundaries, nominal_levels
     from .stages import execute
 
@@ -258,7 +258,7 @@ def record(store: Any, decision: dict[str, Any], previous: str | None) -> str:
     """Store the decision as a ``decision`` artifact; its digest. Its inputs are the
     condition and comparison artifacts the look judged and the previous look's decision,
     so the catalog's edges and gc's liveness reach everything a decision stands on."""
-    from .artifacts import DecisionArtifact
+    from ..store.artifacts import DecisionArtifact
 
     judged: dict[str, str] = {}
     pending = [decision["numbers"]]
@@ -295,19 +295,19 @@ def previous_decision(refs: list[str], look: int) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m assay.adaptive --store S --spec JSON --inputs REFS --output FILE
+    """``python -m assay.pipeline.adaptive --store S --spec JSON --inputs REFS --output FILE
     --ref REF``."""
     import argparse
     import sys
 
-    from .atomic import atomic_write_bytes
-    from .errors import AssayError
-    from .hashing import canonical_json
-    from .refs import write_ref
-    from .spec_files import spec_text
-    from .store import ArtifactStore
+    from ..store.atomic import atomic_write_bytes
+    from ..errors import AssayError
+    from ..store.hashing import canonical_json
+    from ..store.refs import write_ref
+    from ..store.spec_files import spec_text
+    from ..store import ArtifactStore
 
-    parser = argparse.ArgumentParser(prog="python -m assay.adaptive")
+    parser = argparse.ArgumentParser(prog="python -m assay.pipeline.adaptive")
     parser.add_argument("--store", required=True)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--inputs", nargs="*", default=[])

@@ -58,7 +58,7 @@ STAGE_LAYOUTS: dict[str, StageLayout] = {s.stage: s for s in (
 )}
 ARTIFACT_STAGES = tuple(STAGE_LAYOUTS)
 ARTIFACT_TYPES = tuple(s.artifact_type for s in STAGE_LAYOUTS.values())
-# Adaptive replicates: look k's decision artifact (assay.adaptive) is named by the ref
+# Adaptive replicates: look k's decision artifact (assay.pipeline.adaptive) is named by the ref
 # results/decisions/<k>.json; not a stage of the data flow, but a ref like theirs (gc keeps
 # what it names, the catalog indexes it, export carries it).
 DECISIONS_DIR = "decisions"

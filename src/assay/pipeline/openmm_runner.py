@@ -14,7 +14,7 @@ Why it is built the way it is:
   artifact. Platform, precision and threads are settings, so they are in the action key.
 * **Adaptive run length.** ``run_length: {segment, max, until: {n_eff, series}}`` instead
   of ``steps``: the run stops at the first segment end (a checkpoint) where the N_eff of a
-  state-table series (assay.convergence, as stored diagnostics compute it) reaches the
+  state-table series (assay.pipeline.convergence, as stored diagnostics compute it) reaches the
   target, or at ``max``. Each decision reads only the frames so far, so a run extended to
   N steps, and one killed and resumed, has the bytes (and artifact digest) of a run of
   ``steps: N`` in one go; the decisions are in the job log, and a run that stops at
@@ -33,18 +33,17 @@ import base64
 import io
 import math
 import re
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .artifacts import RunArtifact
-from .atomic import atomic_write_bytes
+from ..store.artifacts import RunArtifact
+from ..store.atomic import atomic_write_bytes
 from .context import RunContext
-from .errors import ConfigError, RunInterrupted
-from .hashing import canonical_json, hash_file, sha256_hex
+from ..errors import ConfigError, RunInterrupted
+from ..store.hashing import canonical_json, hash_file, sha256_hex
 from .run_length import (
     Ends,
     RunLength,
@@ -84,7 +83,7 @@ DEFAULTS: dict[str, Any] = {
 # run_length.until.series: a column of the state table; the potential energy by default.
 RUN_LENGTH_SERIES = ("potential_energy_kj_mol", "kinetic_energy_kj_mol",
                      "total_energy_kj_mol", "temperature_k")
-RUN_LENGTH_CODE = ("assay.run_length", "assay.convergence")
+RUN_LENGTH_CODE = ("assay.pipeline.run_length", "assay.pipeline.convergence")
 # steps when a study gives neither steps nor run_length. The declared default is null so
 # that the check can tell steps a study gives (refused beside run_length) from a default.
 DEFAULT_STEPS = 10_000
@@ -396,7 +395,7 @@ def _temperature(simulation: Any) -> Any:
 class OpenMMRunner:
     """Runs an OpenMM simulation per condition x replicate; resumable, deterministic."""
 
-    code_dependencies = ("assay.openmm_files",)
+    code_dependencies = ("assay.pipeline.openmm_files",)
     version_dependencies = ("openmm",)
 
     @staticmethod
@@ -445,10 +444,7 @@ class OpenMMRunner:
         with ExitStack() as stack:
             folder = ctx.workdir
             if folder is None:   # outside a job: a private directory, no resume possible
-                tmp_root = ctx.artifact_store.root / "tmp"
-                tmp_root.mkdir(parents=True, exist_ok=True)
-                folder = Path(stack.enter_context(
-                    tempfile.TemporaryDirectory(dir=tmp_root, prefix="openmm-")))
+                folder = stack.enter_context(ctx.artifact_store.scratch_dir("openmm-"))
             folder = Path(folder)
             folder.mkdir(parents=True, exist_ok=True)
             outputs = self._simulate(ctx, s, name, data, folder, stack)

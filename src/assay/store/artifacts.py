@@ -262,7 +262,7 @@ class ComparisonArtifact(Artifact):
 
 @dataclass
 class DecisionArtifact(Artifact):
-    """One look of an adaptive study (assay.adaptive): its payload is the decision (look,
+    """One look of an adaptive study (assay.pipeline.adaptive): its payload is the decision (look,
     n, rule, the numbers compared, stop, why); its inputs the artifacts it judged."""
 
     artifact_type: ClassVar[str] = "decision"

@@ -74,7 +74,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "actions": pa.schema([
         ("key", _S), ("digest", _S), ("stage", _S), ("plugin", _S),
         ("when", pa.timestamp("us")), ("host", _S), ("duration_s", _F), ("record", _S)]),
-    # One row per look of an adaptive study (decision artifacts, assay.adaptive).
+    # One row per look of an adaptive study (decision artifacts, assay.pipeline.adaptive).
     "decisions": pa.schema([
         ("artifact", _S), ("study", _S), ("look", _I), ("n", _I), ("stop", _B), ("why", _S),
         ("rule", _S), ("numbers", _S), ("live", _B)]),

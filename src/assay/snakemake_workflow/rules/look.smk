@@ -1,7 +1,7 @@
 # Adaptive replicates (replicates: {min, max, batch, until}): look k aggregates the first
 # n_k replicates of the analyses its rule names and decides whether to add a batch. A
 # checkpoint: the aggregate and catalog inputs ask it, so Snakemake schedules the next
-# batch only after a look said to go on (assay.adaptive).
+# batch only after a look said to go on (assay.pipeline.adaptive).
 checkpoint look:
     localrule: True  # light: a few aggregates from the action cache
     input:
@@ -17,5 +17,5 @@ checkpoint look:
     conda:
         "../envs/assay.yaml"
     shell:
-        "python -m assay.adaptive --store {params.store:q} --spec {params.spec} "
+        "python -m assay.pipeline.adaptive --store {params.store:q} --spec {params.spec} "
         "--inputs {input:q} --output {output[0]:q} --ref {output.ref:q} > {log:q} 2>&1"

@@ -5,7 +5,7 @@ of a fixed number of steps: the runner stops at the first segment end where the 
 sample size of one of its own series, over every frame so far, reaches the target, or at
 ``max``. Each decision reads only the frames written so far, so a run extended to N steps
 is the run of N steps in one go, and a resumed run decides again from the same frames.
-N_eff is the stored diagnostics' estimator (assay.convergence.series_diagnostics), so the
+N_eff is the stored diagnostics' estimator (assay.pipeline.convergence.series_diagnostics), so the
 number a run stopped on is the number `assay metrics` would show for that series.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 KEYS = ("segment", "max", "until")
 UNTIL_KEYS = ("n_eff", "series")
