@@ -40,6 +40,7 @@ from .errors import (
     SidecarPathError,
 )
 from .hashing import canonical_json
+from .metric_info import Metric
 from .payload import (
     COMPARISONS,
     METRICS,
@@ -65,7 +66,7 @@ __all__ = [
     "SidecarPathError", "BundleError", "PayloadError", "ConfigError", "PluginError",
     "RunFailed", "RunInterrupted",
     "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",
-    "Setting", "Settings", "SettingsView", "REQUIRED",
+    "Setting", "Settings", "SettingsView", "REQUIRED", "Metric",
 ]
 
 _LAZY = {"open_catalog": "catalog", "Catalog": "catalog", "write_crate": "crate"}

@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage-format", type=int, help="the storage format (run stage)")
     parser.add_argument("--output", help="ref file to write (artifact stages)")
     parser.add_argument("--plots", nargs="*", default=[], help="figure files (plot stage)")
+    parser.add_argument("--looks", nargs="*", default=[],
+                        help="an adaptive study's look decisions (plot stage)")
     parser.add_argument("--no-cache", action="store_true", help="ignore the action cache")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads of this job (the study's resources; run stage)")
@@ -129,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .plotting import run_plot, run_plot_cached
 
             [comparison] = inputs
+            if args.looks:   # an adaptive study: its figures say why it stopped
+                from .plotting import look_summaries
+
+                spec = {**spec, "looks": look_summaries(args.looks)}
             if args.no_cache:
                 run_plot(store, spec, comparison, args.plots)
             else:

@@ -23,9 +23,10 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "run": (),
     "collect": (),
     "aggregate": ("assay.aggregation", "assay.statistics", "assay.convergence",
-                  "assay.diagnostics"),
-    "compare": ("assay.comparison", "assay.aggregation", "assay.statistics"),
-    "plot": ("assay.plotting",),
+                  "assay.diagnostics", "assay.metric_info"),
+    "compare": ("assay.comparison", "assay.aggregation", "assay.statistics",
+                "assay.metric_info"),
+    "plot": ("assay.plotting", "assay.metric_info"),
 }
 
 

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from assay import METRICS, ConfigError, Setting, Settings
+from assay import METRICS, ConfigError, Metric, Setting, Settings
 
 _GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 LENGTH_UNIT = "angstrom"
@@ -119,6 +119,12 @@ def frame_window(settings: dict[str, Any], n_trajectory_frames: int,
         "frame_indices": {"first": int(indices[0]), "last": int(indices[-1])},
     }
     return indices, payload
+
+
+def replicate_kind(settings: dict[str, Any]) -> str:
+    """'block' when the replicates are blocks of one trajectory (settings.blocks > 1): the
+    figures and report captions say so."""
+    return "block" if int(settings.get("blocks", 1) or 1) > 1 else "trajectory"
 
 
 # --- opening the run's files ------------------------------------------------------------
@@ -280,25 +286,6 @@ def _replicate_arrays(ctx: Any, kind: str, *names: str) -> dict[str, list[dict[s
     return out
 
 
-def _plot_series(ctx: Any, figure: Any, kind: str, key: str, ylabel: str, title: str) -> None:
-    """Per-replicate series against the trajectory frame; one colour per condition."""
-    data = _replicate_arrays(ctx, kind, "frames", key)
-    ax = figure.subplots()
-    block_mode = False
-    for index, (condition, runs) in enumerate(data.items()):
-        colour = f"C{index}"
-        for i, run in enumerate(runs):
-            block_mode |= run["frame_selection"].get("replicate_kind") == "block"
-            ax.plot(run["frames"], run[key], color=colour, linewidth=1.2, alpha=0.85,
-                    label=f"{condition} (n={len(runs)})" if i == 0 else None)
-    ax.set_xlabel("trajectory frame")
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize="small")
-    note = ("; replicates are consecutive blocks of one trajectory" if block_mode
-            else "; one line per replicate")
-    figure.suptitle(title + note, fontsize=10)
-
-
 # --- the analyses -------------------------------------------------------------------------
 class RMSD:
     """RMSD of ``select`` to a reference frame of the same trajectory.
@@ -313,6 +300,7 @@ class RMSD:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SERIES = {"mean_rmsd": "rmsd"}   # convergence diagnostics of the per-frame RMSD
     SETTINGS = Settings({
         **COMMON_SETTINGS, "select": select_setting("name CA", "the atoms fitted and measured"),
@@ -325,6 +313,12 @@ class RMSD:
         "superposition": Setting(bool, True, help="fit each frame on select first"),
         "mass_weighted": Setting(bool, False, help="weight the fit and RMSD by mass"),
     })
+    METRIC_INFO = {
+        "mean_rmsd": Metric("mean RMSD", "Å", bounds="non-negative"),
+        "std_rmsd": Metric("SD of RMSD over frames", "Å", bounds="non-negative"),
+        "max_rmsd": Metric("maximum RMSD", "Å", bounds="non-negative"),
+        "mean_rmsd_*": Metric("mean RMSD of {}", "Å", bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         settings = md_settings(ctx, self.SETTINGS)
@@ -370,10 +364,7 @@ class RMSD:
                         METRICS: _finite(metrics, ctx.analysis_name)})
         return ctx.result(payload=payload, sidecars=[sidecar], provenance=_provenance())
 
-    def plot(self, ctx: Any, figure: Any) -> None:
-        _plot_series(ctx, figure, "rmsd", "rmsd", "RMSD (Å)",
-                     f"RMSD of {self.SETTINGS.read(ctx)['select']!r} "
-                     "to the reference frame")
+    # No plot method: the detail figure is assay's series figure (SERIES).
 
 
 def _reference_index(reference: int, n_total: int, where: str) -> int:
@@ -411,9 +402,14 @@ class RadiusOfGyration:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SERIES = {"mean_rg": "radius_of_gyration"}   # convergence diagnostics of the per-frame Rg
     SETTINGS = Settings({**COMMON_SETTINGS,
                          "select": select_setting("protein", "the atoms measured")})
+    METRIC_INFO = {
+        "mean_rg": Metric("radius of gyration", "Å", bounds="non-negative"),
+        "std_rg": Metric("SD of Rg over frames", "Å", bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         settings = md_settings(ctx, self.SETTINGS)
@@ -438,10 +434,7 @@ class RadiusOfGyration:
                                          ctx.analysis_name)})
         return ctx.result(payload=payload, sidecars=[sidecar], provenance=_provenance())
 
-    def plot(self, ctx: Any, figure: Any) -> None:
-        _plot_series(ctx, figure, "radius_of_gyration", "radius_of_gyration",
-                     "radius of gyration (Å)",
-                     f"Radius of gyration of {self.SETTINGS.read(ctx)['select']!r}")
+    # No plot method: the detail figure is assay's series figure (SERIES).
 
 
 def _index_selection(positions: np.ndarray) -> str:
@@ -470,6 +463,7 @@ class RMSF:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SETTINGS = Settings({
         **COMMON_SETTINGS,
         "select": select_setting("name CA", "the atoms measured (one per residue)"),
@@ -480,6 +474,10 @@ class RMSF:
                                    help="with reference: frame, the trajectory frame fitted "
                                         "to (negative: from the end)"),
     })
+    METRIC_INFO = {
+        "mean_rmsf": Metric("mean RMSF", "Å", bounds="non-negative"),
+        "max_rmsf": Metric("maximum RMSF", "Å", bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         import MDAnalysis as mda
@@ -588,9 +586,15 @@ class DistanceMatrix:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SETTINGS = Settings({**COMMON_SETTINGS,
                          "select": select_setting("name CA", "the atoms paired"),
                          "pbc": PBC})
+    METRIC_INFO = {
+        "mean_distance": Metric("mean pair distance", "Å", bounds="non-negative"),
+        "mean_pair_fluctuation": Metric("pair-distance fluctuation (SD)", "Å",
+                                        bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         settings = md_settings(ctx, self.SETTINGS)
@@ -679,6 +683,7 @@ class ContactEvents:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SETTINGS = Settings({
         **COMMON_SETTINGS, "select": select_setting("name CA", "the atoms paired"),
         "select_b": select_setting(None, "the partners of select (null: pairs within "
@@ -693,6 +698,12 @@ class ContactEvents:
         "table_format": Setting(str, "csv", choices=("csv", "parquet"),
                                 help="format of the event table sidecar"),
     })
+    METRIC_INFO = {
+        "n_events": Metric("contact events per replicate", bounds="non-negative"),
+        "mean_event_frames": Metric("mean event duration", "analysed frames",
+                                    bounds="non-negative"),
+        "mean_contacts_per_frame": Metric("contacts per frame", bounds="non-negative"),
+    }
     COLUMNS = ["segid_a", "resid_a", "resname_a", "segid_b", "resid_b", "resname_b",
                "start_frame", "end_frame", "n_frames", "min_distance", "censored"]
 
