@@ -100,6 +100,20 @@ def metric_info(plugin: Any, name: str) -> Metric:
     return Metric(fallback_label(name))
 
 
+def declaration_order(plugin: Any, names: Any) -> list[str]:
+    """``names`` in the order the plugin declares them (a pattern's matches by name), the
+    undeclared ones last by name: figures show the metrics the author put first first."""
+    keys = list(declared_metrics(plugin)) if plugin is not None else []
+
+    def rank(name: str) -> tuple[int, str]:
+        for index, key in enumerate(keys):
+            if key == name or ("*" in key and fnmatch.fnmatchcase(name, key)):
+                return index, name
+        return len(keys), name
+
+    return sorted(set(names), key=rank)
+
+
 def recorded_info(payload: Mapping[str, Any] | None, name: str) -> Metric:
     """The Metric a condition artifact recorded for ``name`` (artifacts made before metric
     metadata existed, or by other code: the fallback)."""

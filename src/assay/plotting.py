@@ -142,10 +142,11 @@ def summary_panels(ctx: PlotContext) -> list[dict[str, Any]]:
     method), the replicate values, and per non-control condition the stars, p and effect.
     Tests read this, not pixels."""
     from .aggregation import replicate_values
-    from .metric_info import recorded_info, with_unit
+    from .metric_info import declaration_order, recorded_info, with_unit
     from .payload import SKIPPED_REPLICATES
 
-    metrics = sorted({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
+    metrics = declaration_order(ctx.plugin, {m for c in ctx.conditions.values()
+                                             for m in c.payload[METRICS]})
     comparisons = ctx.comparison.payload.get(COMPARISONS, {})
     panels = []
     for metric in metrics:
@@ -306,7 +307,7 @@ def series_panels(ctx: PlotContext) -> list[dict[str, Any]]:
     import numpy as np
 
     from .diagnostics import declared_series
-    from .metric_info import recorded_info, with_unit
+    from .metric_info import Metric, fallback_label, recorded_info, with_unit
     from .payload import CONVERGENCE
 
     series = declared_series(ctx.plugin) if ctx.plugin is not None else {}
@@ -316,7 +317,7 @@ def series_panels(ctx: PlotContext) -> list[dict[str, Any]]:
             runs = []
             for number, artifact in sorted(ctx.replicates[label].items()):
                 entry = (artifact.payload.get(CONVERGENCE) or {}).get(metric)
-                if not entry or "t0" not in entry:
+                if not entry or "sidecar" not in entry:
                     continue
                 sidecar = artifact.sidecar(path=entry["sidecar"])
                 with ctx.artifact_store.load_npz_sidecar(sidecar) as data:
@@ -324,12 +325,15 @@ def series_panels(ctx: PlotContext) -> list[dict[str, Any]]:
                     frames = (np.asarray(data["frames"], dtype=np.float64)
                               if "frames" in data.files and data["frames"].shape == values.shape
                               else None)
+                # a series too short for diagnostics is drawn without t0 and running mean
                 runs.append({"replicate": number, "values": values, "frames": frames,
-                             **{k: entry[k] for k in ("t0", "g", "n_eff", "mcse", "mean")}})
+                             **{k: entry.get(k) for k in ("t0", "g", "n_eff", "mcse", "mean")}})
             info = recorded_info(condition.payload, metric)
             limits = ((condition.payload.get(CONVERGENCE) or {}).get(metric) or {}).get(
                 "thresholds") or {}
-            panels.append({"metric": metric, "condition": label, "title": with_unit(info),
+            # the y axis is the per-frame series ("rmsd"), in the metric's unit
+            shown = Metric(fallback_label(series[metric]), info.unit)
+            panels.append({"metric": metric, "condition": label, "title": with_unit(shown),
                            "unit": info.unit, "runs": runs,
                            "min_n_eff": limits.get("min_n_eff", 10.0)})
     return panels
@@ -366,8 +370,8 @@ def draw_series(ctx: PlotContext, figure: Any) -> None:
     if not panels:
         figure.text(0.5, 0.5, "no replicate carries convergence diagnostics", ha="center")
         return
-    axes = figure.subplots(len(metrics), len(labels), squeeze=False, sharey="row",
-                           sharex=True)
+    # x not shared: conditions may be different trajectories (the MD template)
+    axes = figure.subplots(len(metrics), len(labels), squeeze=False, sharey="row")
     word = replicate_word(ctx.plugin, ctx.settings)
     for panel in panels:
         ax = axes[metrics.index(panel["metric"]), labels.index(panel["condition"])]
@@ -376,6 +380,11 @@ def draw_series(ctx: PlotContext, figure: Any) -> None:
             colour = PALETTE[1:][i % (len(PALETTE) - 1)]
             values = run["values"]
             x = run["frames"] if run["frames"] is not None else np.arange(values.size)
+            if run["t0"] is None:   # too short for diagnostics: the series alone
+                ax.plot(x, values, color=colour, linewidth=1.2, marker=".", markersize=3)
+                notes.append(f"{word[0]}{run['replicate']}: {values.size} values, too few "
+                             "for t0")
+                continue
             ax.plot(x, values, color=colour, linewidth=0.7, alpha=0.35)
             t0 = int(run["t0"])
             ax.plot([x[t0]], [values[t0]], marker="v", color=colour, markersize=6,

@@ -548,12 +548,18 @@ class RMSF:
                 continue
             stack = np.stack([run["rmsf"] for run in runs])
             mean, spread = stack.mean(axis=0), stack.std(axis=0)
-            ax.plot(resids, mean, color=f"C{index}", label=f"{condition} (n={len(runs)})")
-            ax.fill_between(resids, mean - spread, mean + spread, color=f"C{index}", alpha=0.2)
+            word = "blocks" if replicate_kind(ctx.settings) == "block" else "replicates"
+            ax.plot(resids, mean, color=f"C{index}", label=f"{condition} (n = {len(runs)} "
+                                                           f"{word})")
+            ax.fill_between(resids, np.maximum(mean - spread, 0.0), mean + spread,
+                            color=f"C{index}", alpha=0.2)   # an RMSF is never negative
         ax.set_xlabel("residue id")
         ax.set_ylabel("RMSF (Å)")
         ax.legend(fontsize="small")
-        figure.suptitle("Per-residue RMSF: mean ± SD over replicates", fontsize=10)
+        figure.suptitle("Per-residue RMSF: mean ± SD over "
+                        + ("blocks of one trajectory (not independent runs)"
+                           if replicate_kind(ctx.settings) == "block" else "replicates")
+                        + " (band cut at 0)", fontsize=10)
 
 
 def _frame_distances(universe: Any, first: Any, second: Any | None, indices: np.ndarray,
