@@ -468,7 +468,7 @@ def figure_caption(study: Any, analysis: str, figure: str) -> str:
     test_text = (f"**Test**: {test} of each condition against the control "
                  f"{_rst_name(study.control)}, p-values {correction} "
                  f"({options['correction']}) over all tests of the analysis; "
-                 "* p<0.05, ** p<0.01, *** p<0.001, n.s. otherwise.")
+                 "``*`` p<0.05, ``**`` p<0.01, ``***`` p<0.001, n.s. otherwise.")
     if figure == "summary":
         return "\n\n".join([
             f"**What is plotted**: analysis {_rst_name(analysis)}, one panel per metric"
