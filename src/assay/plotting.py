@@ -208,6 +208,11 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
     for ax, panel in zip(axes, panels):
         ticks = []
         tops, bottoms = [], []
+        # An interval reaching far beyond the data (n = 2: t quantile 12.7) is cut at twice
+        # the data's span and its end written beside an arrow, so the data stay readable.
+        data = [v for row in panel["conditions"] for v in (row["mean"], *row["values"])]
+        d_span = (max(data) - min(data)) or abs(max(data)) or 1.0
+        clip_low, clip_high = min(data) - 2 * d_span, max(data) + 2 * d_span
         for row in panel["conditions"]:
             x = labels.index(row["condition"])
             values = row["values"]
@@ -215,7 +220,18 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
             ax.scatter(jitter, values, s=12, color=REPLICATE_DOTS, alpha=0.8, linewidths=0,
                        zorder=2)
             mean, low, high = row["mean"], row["low"], row["high"]
-            yerr = [[mean - low], [high - mean]] if low is not None else None
+            yerr = None
+            if low is not None:
+                shown_low, shown_high = max(low, clip_low), min(high, clip_high)
+                yerr = [[mean - shown_low], [shown_high - mean]]
+                for end, shown, arrow, va in ((low, shown_low, "↓", "top"),
+                                              (high, shown_high, "↑", "bottom")):
+                    if end != shown:
+                        ax.annotate(f"{arrow} {_number(end)}", (x + 0.22, shown),
+                                    xytext=(0, 2 if va == "bottom" else -2),
+                                    textcoords="offset points", ha="center", va=va,
+                                    fontsize=6.5, color=colours[row["condition"]])
+                high, low = shown_high, shown_low
             ax.errorbar([x + 0.22], [mean], yerr=yerr, fmt="o", color=colours[row["condition"]],
                         markersize=6, capsize=4, linewidth=1.8, zorder=3)
             methods.setdefault(row["method"], []).append(panel["label"])
@@ -230,6 +246,7 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
         # Headroom inside the axes for the stars and effect sizes (never on the border).
         top, bottom = max(tops), min(bottoms)
         span = (top - bottom) or abs(top) or 1.0
+        top += 0.06 * span if max(tops) >= clip_high else 0.0   # room for a cut end's value
         lower = bottom - 0.08 * span
         if panel["bounds"] in ("non-negative", "fraction"):
             lower = max(lower, 0.0 - 0.02 * span)
@@ -307,12 +324,12 @@ def series_panels(ctx: PlotContext) -> list[dict[str, Any]]:
     import numpy as np
 
     from .diagnostics import declared_series
-    from .metric_info import Metric, fallback_label, recorded_info, with_unit
+    from .metric_info import Metric, declaration_order, fallback_label, recorded_info, with_unit
     from .payload import CONVERGENCE
 
     series = declared_series(ctx.plugin) if ctx.plugin is not None else {}
     panels = []
-    for metric in series:
+    for metric in declaration_order(ctx.plugin, series):
         for label, condition in ctx.conditions.items():
             runs = []
             for number, artifact in sorted(ctx.replicates[label].items()):
