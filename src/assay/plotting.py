@@ -634,6 +634,10 @@ def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,
 
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.hashsalt"] = "assay"   # the same SVG ids on every run
+    # Vector figures keep their text as text (journals ask for editable labels): SVG
+    # <text> elements, PDF TrueType (Type 42) fonts rather than Type 3
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    matplotlib.rcParams["pdf.fonttype"] = 42
     from cycler import cycler
 
     # "C0", "C1", ... in every plugin's plot are the colour-blind-safe palette too
