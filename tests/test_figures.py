@@ -108,6 +108,21 @@ def test_a_bad_declaration_is_refused_naming_the_fix():
         declared_metrics(Bad)
 
 
+def test_assay_plugins_lists_each_metric_label_unit_and_bounds(capsys):
+    import re
+
+    from assay.cli import main
+
+    assert main(["plugins", "contact_events"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^fraction_adsorbed +fraction of beads adsorbed +- +fraction$", out, re.M)
+    assert re.search(r"^mean_event_frames +mean contact duration +frames +non-negative$", out,
+                     re.M)
+    assert main(["plugins", "md_rmsd", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["mean_rmsd_*"] == {
+        "label": "mean RMSD of {}", "unit": "Å", "bounds": "non-negative"}
+
+
 # --- intervals inside the bounds ---------------------------------------------------------
 def _t(n: int, confidence: float) -> float:
     from scipy import stats
