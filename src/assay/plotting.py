@@ -499,7 +499,8 @@ def figure_caption(study: Any, analysis: str, figure: str) -> str:
             "is recorded per metric in the condition artifact (``interval_method``) and "
             "printed under the figure.",
             test_text + f" Beside the stars, inside the axes: Hedges' g with its {level} "
-            "CI (the difference of means with its Welch CI when g is undefined). Every "
+            "CI, not adjusted for multiplicity (the difference of means with its Welch CI "
+            "when g is undefined). Every "
             "test, with raw and adjusted p, is in the comparison's "
             "``sidecars/comparison_table.csv``.",
             "A **!** beside a mean marks a metric that is not converged: a replicate's "
@@ -621,9 +622,12 @@ def look_summaries(paths: list[str]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: d["look"] or 0)
 
 
-def summary_size(n_metrics: int) -> tuple[float, float]:
+def summary_size(n_metrics: int, n_conditions: int = 3) -> tuple[float, float]:
+    """Inches: panels wide enough for each condition's stars and 'g = … [… , …]' (about
+    0.95 in at 7 pt), three panels a row."""
     n = max(n_metrics, 1)
-    return 4.2 * min(3, n), 1.4 + 3.5 * math.ceil(n / 3)
+    panel = max(4.2, 0.95 * n_conditions + 0.8)
+    return panel * min(3, n), 1.4 + 3.5 * math.ceil(n / 3)
 
 
 def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,
@@ -650,7 +654,8 @@ def run_plot(store: ArtifactStore, spec: dict[str, Any], comparison_digest: str,
     n_metrics = len({m for c in ctx.conditions.values() for m in c.payload[METRICS]})
     for output in map(Path, outputs):
         if output.stem == "summary":
-            figure = Figure(figsize=summary_size(n_metrics), layout="constrained")
+            figure = Figure(figsize=summary_size(n_metrics, len(ctx.conditions)),
+                            layout="constrained")
             draw_summary(ctx, figure)
         elif hasattr(plugin, "plot"):
             figure = Figure(figsize=(10, 4.2), layout="constrained")
