@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -397,9 +399,14 @@ def test_an_adaptive_study_figure_says_why_it_stopped(tmp_path):
     config["analyses"] = {"gyration": config["analyses"]["gyration"]}
     config["plots"] = {"format": "svg"}
     write_config(tmp_path, config)
-    snakemake(tmp_path, "results/plots/gyration/summary.svg")
+    snakemake(tmp_path)   # the whole study: `assay crate` below needs every figure
     svg = (tmp_path / "results" / "plots" / "gyration" / "summary.svg").read_text()
     assert json.loads((tmp_path / "results" / "looks" / "1.json").read_text())["stop"]
     assert "adaptive replicates: 2 per condition, stopped at look 1 of the rule: precision" \
         in svg.replace("\n", " ")
     assert "n = 2" in svg
+    # `assay crate` proves each figure by the key its plot job used, looks included
+    crate = subprocess.run([sys.executable, "-m", "assay.cli", "crate", "-o",
+                            str(tmp_path / "study.crate.zip")], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert crate.returncode == 0, crate.stderr

@@ -131,10 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .plotting import run_plot, run_plot_cached
 
             [comparison] = inputs
-            if args.looks:   # an adaptive study: its figures say why it stopped
-                from .plotting import look_summaries
+            from .plotting import with_looks
 
-                spec = {**spec, "looks": look_summaries(args.looks)}
+            spec = with_looks(spec, args.looks)   # an adaptive study: why it stopped
             if args.no_cache:
                 run_plot(store, spec, comparison, args.plots)
             else:

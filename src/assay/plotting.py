@@ -622,6 +622,13 @@ def look_summaries(paths: list[str]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: d["look"] or 0)
 
 
+def with_looks(spec: dict[str, Any], look_paths: list[str]) -> dict[str, Any]:
+    """The plot spec a figure is drawn and keyed by: with an adaptive study's look
+    decisions (their look, n, stop and why), so a figure never shows a stale reason. The
+    plot job and `assay crate` (which proves each figure by its key) both call this."""
+    return {**spec, "looks": look_summaries(look_paths)} if look_paths else spec
+
+
 def summary_size(n_metrics: int, n_conditions: int = 3) -> tuple[float, float]:
     """Inches: panels wide enough for each condition's stars and 'g = … [… , …]' (about
     0.95 in at 7 pt), three panels a row."""

@@ -86,6 +86,19 @@ class WorkflowPlan:
         last = looks(self.study.adaptive).index(n) + 1
         return [look_path(self.results, k) for k in range(1, last + 1)]
 
+    def decided_look_paths(self) -> list[str]:
+        """``plot_looks`` from the decisions on disk (outside Snakemake: `assay crate`);
+        none while a look is still to be made."""
+        if not self.study.adaptive:
+            return []
+        from .adaptive import look_path, looks
+
+        decided, pending = self._decided_on_disk()
+        if pending is not None:
+            return []
+        last = looks(self.study.adaptive).index(len(decided)) + 1
+        return [str(self.workdir / look_path(self.results, k)) for k in range(1, last + 1)]
+
     @lru_cache(maxsize=None)
     def _caption(self, figure: str, analysis: str) -> str:
         from .plotting import figure_caption

@@ -98,7 +98,7 @@ def _figures(plan: Any, study: Path, store: Path, refs: dict[str, Any],
     """Each figure, proven by its plot job's action record (keyed by the current plan's
     spec and the comparison's digest) to be what that job drew."""
     from ..actions import ActionCache
-    from ..plotting import figure_action_key
+    from ..plotting import figure_action_key, with_looks
     from ..workflow import spec_json
 
     from ..sharing import SharingPolicy
@@ -107,7 +107,9 @@ def _figures(plan: Any, study: Path, store: Path, refs: dict[str, Any],
     out = []
     for analysis in plan.study.analyses:
         comparison = refs[_results_name(plan, plan.comparison_ref(analysis))]
-        spec = spec_json(plan.spec("plot", _Wildcards(analysis)))
+        # an adaptive study's figures are keyed with its look decisions, as the plot job did
+        spec = with_looks(spec_json(plan.spec("plot", _Wildcards(analysis))),
+                          plan.decided_look_paths())
         for figure in plan.plots():
             if PurePosixPath(figure).parent.name != analysis or (
                     wanted is not None and figure not in wanted):
