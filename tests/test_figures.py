@@ -367,6 +367,22 @@ def test_vector_figures_are_the_same_bytes_every_time(store, tmp_path, fmt):
         assert b"/FontFile2" in data and b"/Type3" not in data   # TrueType, not Type 3
 
 
+def test_running_mean_band_is_each_prefix_mean_and_mcse_even_far_from_zero():
+    """The band after k production samples is their mean ± sd_k / sqrt(k / g), computed
+    directly per prefix; values near -5e5 with fluctuations of 0.1 (an energy) too."""
+    from assay.plotting import running_mean_band
+
+    rng = np.random.default_rng(3)
+    values = -5e5 + 0.1 * np.cumsum(rng.normal(size=400)) / 10
+    t0, g = 37, 6.5
+    where, mean, mcse = running_mean_band(values, t0, g)
+    assert where[0] == t0 and where[-1] == values.size - 1
+    for k in (2, 3, 50, 363):
+        prefix = values[t0:t0 + k]
+        assert mean[k - 1] == pytest.approx(prefix.mean(), rel=1e-15)
+        assert mcse[k - 1] == pytest.approx(prefix.std(ddof=1) / math.sqrt(k / g), rel=1e-6)
+
+
 # --- report captions ----------------------------------------------------------------------
 def test_captions_say_what_is_plotted_n_the_test_and_the_correction():
     from docutils.core import publish_parts

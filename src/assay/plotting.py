@@ -364,13 +364,16 @@ def running_mean_band(values: Any, t0: int, g: float) -> tuple[Any, Any, Any]:
 
     production = np.asarray(values[t0:], dtype=np.float64)
     k = np.arange(1, production.size + 1, dtype=np.float64)
-    total = np.cumsum(production)
-    mean = total / k
-    squares = np.cumsum(production * production)
+    # Centred first: an energy of -5e5 ± 0.1 would lose its variance to cancellation in
+    # sum(x²) - k·mean² (the variance does not change with the shift).
+    shift = production.mean()
+    centred = production - shift
+    partial = np.cumsum(centred) / k
+    squares = np.cumsum(centred * centred)
     with np.errstate(invalid="ignore", divide="ignore"):
-        var = np.where(k > 1, (squares - k * mean * mean) / (k - 1), np.nan)
+        var = np.where(k > 1, (squares - k * partial * partial) / (k - 1), np.nan)
         mcse = np.sqrt(np.maximum(var, 0.0)) / np.sqrt(k / max(g, 1.0))
-    return np.arange(t0, t0 + production.size), mean, mcse
+    return np.arange(t0, t0 + production.size), partial + shift, mcse
 
 
 def draw_series(ctx: PlotContext, figure: Any) -> None:
