@@ -110,10 +110,10 @@ def test_one_analysis_settings(copies):
 
 
 @pytest.mark.parametrize("module, old, stale_why", [
-    ("plotting.py", "def save_figure(", ("plot", "code of assay.plotting")),
+    ("plotting.py", "def save_figure(", ("plot", "code of assay.plotting + assay.metric_info")),
     ("statistics.py", "def welch(",
      ("aggregate", "code of assay.aggregation + assay.statistics + assay.convergence + "
-                   "assay.diagnostics")),
+                   "assay.diagnostics + assay.metric_info")),
 ])
 def test_framework_code(copies, module, old, stale_why):
     lib, study = copies
