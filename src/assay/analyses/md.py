@@ -127,6 +127,11 @@ def replicate_kind(settings: dict[str, Any]) -> str:
     return "block" if int(settings.get("blocks", 1) or 1) > 1 else "trajectory"
 
 
+def _unit_word(settings: dict[str, Any]) -> str:
+    """'blocks' or 'replicates', for the figures' n."""
+    return "blocks" if replicate_kind(settings) == "block" else "replicates"
+
+
 # --- opening the run's files ------------------------------------------------------------
 def _run_file(ctx: Any, kind: str) -> Any:
     matches = [ref for ref in ctx.run.sidecars if ref.kind == kind]
@@ -548,7 +553,7 @@ class RMSF:
                 continue
             stack = np.stack([run["rmsf"] for run in runs])
             mean, spread = stack.mean(axis=0), stack.std(axis=0)
-            word = "blocks" if replicate_kind(ctx.settings) == "block" else "replicates"
+            word = _unit_word(ctx.settings)
             ax.plot(resids, mean, color=f"C{index}", label=f"{condition} (n = {len(runs)} "
                                                            f"{word})")
             ax.fill_between(resids, np.maximum(mean - spread, 0.0), mean + spread,
@@ -654,12 +659,13 @@ class DistanceMatrix:
             ticks = np.linspace(0, resids.size - 1, min(6, resids.size)).astype(int)
             ax.set_xticks(ticks, resids[ticks])
             ax.set_yticks(ticks, resids[ticks])
-            ax.set_title(f"{condition} (n={n_runs})", fontsize=10)
+            ax.set_title(f"{condition} (n = {n_runs} {_unit_word(ctx.settings)})", fontsize=10)
             ax.set_xlabel("residue id")
         axes[0].set_ylabel("residue id")
         if image is not None:
             figure.colorbar(image, ax=list(axes), label="mean distance (Å)")
-        figure.suptitle("Mean pair distance over frames and replicates", fontsize=10)
+        figure.suptitle(f"Mean pair distance over frames and {_unit_word(ctx.settings)}",
+                        fontsize=10)
 
 
 def contact_episodes(contact: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -786,11 +792,13 @@ class ContactEvents:
                 any_events = True
                 bins = np.arange(0.5, values.max() + 1.5)
                 ax.hist(values, bins=bins, histtype="step", linewidth=1.5, color=f"C{index}",
-                        label=f"{condition} ({values.size} events, n={len(replicates)})")
+                        label=f"{condition} ({values.size} events, n = {len(replicates)} "
+                              f"{_unit_word(ctx.settings)})")
             else:
-                ax.plot([], [], color=f"C{index}", label=f"{condition} (no events)")
+                ax.plot([], [], color=f"C{index}", label=f"{condition} (no events, n = "
+                                                         f"{len(replicates)} {_unit_word(ctx.settings)})")
         ax.set_xlabel("event duration (analysed frames)")
-        ax.set_ylabel("events (all replicates)")
+        ax.set_ylabel(f"events (all {_unit_word(ctx.settings)})")
         if any_events:
             from matplotlib.ticker import MaxNLocator
 
