@@ -227,11 +227,11 @@ def test_assay_metrics_shows_the_verdict_beside_each_row(finished, capsys):
     assert verdict[("comparison", "long", None, "rank")] == "converged"
     table = assay(finished, capsys, "metrics", "--metric", "mean_rg", "--statistic", "mean",
                   "--type", "condition")
-    lines = [line.split(None, 9) for line in table.splitlines()]
-    assert lines[0][-1] == "convergence"
-    assert [line[-1] for line in lines[1:]] == [
-        "converged",
-        "NOT CONVERGED: N_eff < 10 in replicates 1 (6.44), 2 (4); R-hat 2.999 > 1.01"]
+    lines = table.splitlines()   # the verdict is the last column, after label and unit
+    assert lines[0].split()[-3:] == ["label", "unit", "convergence"]
+    assert lines[1].split()[-3:] == ["gyration", "σ", "converged"]
+    assert lines[2].rstrip().endswith(
+        "σ NOT CONVERGED: N_eff < 10 in replicates 1 (6.44), 2 (4); R-hat 2.999 > 1.01")
     others = yaml.safe_load(assay(finished, capsys, "metrics", "--metric", "std_rg", "--json"))
     assert others and {r["convergence"] for r in others} == {None}   # not a series
 
@@ -268,9 +268,10 @@ def test_the_summary_figure_marks_what_is_not_converged(finished):
     draw_summary(ctx, figure)
     marks = [t for ax in figure.axes for t in ax.texts if t.get_text() == "!"]
     assert len(marks) == 2   # mean_com_height and mean_rg of 'short'; std_rg is no series
-    assert all(m.xy[0] == list(ctx.conditions).index("short") for m in marks)
-    assert figure._supxlabel.get_text().startswith(
-        "! not converged (N_eff < 10 or R-hat > 1.01)")
+    # beside the mean, drawn just right of the condition's replicate dots
+    assert all(round(m.xy[0]) == list(ctx.conditions).index("short") for m in marks)
+    assert "! not converged (N_eff < 10 or R-hat > 1.01)" in (
+        figure._supxlabel.get_text().replace("\n", " "))
 
 
 def _replicate_with_series(store, number: int, values: np.ndarray) -> ReplicateArtifact:

@@ -427,3 +427,24 @@ def test_example_study_end_to_end(tmp_path):
     rmsd = json.loads(store.manifest_bytes(read_ref(
         results / "conditions" / "rmsd" / "charmm_dims.json").digest)[1])
     assert rmsd["payload"]["metrics"]["mean_rmsd"]["mean"] > 1.0
+    # The figures, through what they are drawn from: blocks named as blocks, titles with
+    # units, intervals that never go below zero, each block's series (too short for t0 in
+    # the 10-frame OPLS-AA trajectory: drawn without it).
+    from assay.plotting import load_plot_context, replicate_word, series_panels, summary_panels
+    from assay.stages import plot_spec
+
+    ctx = load_plot_context(store, plot_spec(plan.study, "rmsd"),
+                            read_ref(results / "comparisons" / "rmsd.json").digest)
+    assert replicate_word(ctx.plugin, ctx.settings) == "block"
+    panels = summary_panels(ctx)
+    assert [p["title"] for p in panels] == ["mean RMSD (Å)", "SD of RMSD over frames (Å)",
+                                           "maximum RMSD (Å)", "mean RMSD of lid (Å)",
+                                           "mean RMSD of nmp (Å)"]
+    for panel in panels:
+        assert panel["bounds"] == "non-negative"
+        for row in panel["conditions"]:
+            assert row["n"] == n_replicates
+            assert 0 < row["low"] <= row["mean"] <= row["high"], (panel["metric"], row)
+    series = {p["condition"]: p["runs"] for p in series_panels(ctx)}
+    assert [r["t0"] for r in series["oplsaa_md"]] == [None, None, None]
+    assert all(isinstance(r["t0"], int) and r["n_eff"] > 0 for r in series["charmm_dims"])

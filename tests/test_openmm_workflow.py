@@ -102,3 +102,30 @@ def test_killed_openmm_job_resumes_to_the_uninterrupted_digest(uninterrupted, tm
     assert 0 < step < STEPS
     assert read_ref(root / RUN_REF).digest == read_ref(uninterrupted / RUN_REF).digest
     assert list((root / "store" / "work").iterdir()) == []
+
+
+def test_figures_of_a_one_replicate_openmm_study(uninterrupted):
+    """The OpenMM study's figures through what they are drawn from: one replicate has no
+    interval (and says so), the title carries the unit, the Rg series its t0."""
+    import copy
+
+    from assay import ArtifactStore
+    from assay.plotting import load_plot_context, series_panels, summary_panels
+    from assay.stages import plot_spec
+    from assay.statistics import INTERVAL_NO_SPREAD
+    from assay.workflow import WorkflowPlan
+
+    plan = WorkflowPlan(copy.deepcopy(CONFIG), workdir=uninterrupted)
+    store = ArtifactStore(uninterrupted / "store")
+    ctx = load_plot_context(store, plot_spec(plan.study, "rgyr"),
+                            read_ref(uninterrupted / "results" / "comparisons" / "rgyr.json").digest)
+    [rg, _] = summary_panels(ctx)
+    assert rg["title"] == "radius of gyration (Å)"
+    [row] = rg["conditions"]
+    assert (row["n"], row["low"], row["high"], row["method"]) == (1, None, None,
+                                                                  INTERVAL_NO_SPREAD)
+    [panel] = series_panels(ctx)
+    [run] = panel["runs"]
+    assert 0 <= run["t0"] < run["values"].size == STEPS // 100
+    for name in ("summary", "detail"):
+        assert (uninterrupted / "results" / "plots" / "rgyr" / f"{name}.png").stat().st_size

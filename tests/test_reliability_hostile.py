@@ -504,7 +504,7 @@ BAD_CONFIGS = [
     ("confidence out of range", _mutate(**{"aggregation.confidence": 1.5}),
      "config key aggregation.confidence: 1.5 is greater than or equal to the maximum of 1"),
     ("unknown plot format", _mutate(**{"plots.format": "gif"}),
-     "config key plots.format: 'gif' is not one of ['png', 'svg']"),
+     "config key plots.format: 'gif' is not one of ['png', 'svg', 'pdf']"),
 ]
 
 

@@ -110,10 +110,10 @@ def test_one_analysis_settings(copies):
 
 
 @pytest.mark.parametrize("module, old, stale_why", [
-    ("pipeline/plotting.py", "def save_figure(", ("plot", "code of assay.pipeline.plotting")),
-    ("pipeline/statistics.py", "def welch(",
-     ("aggregate", "code of assay.pipeline.aggregation + assay.pipeline.statistics + assay.pipeline.convergence + "
-                   "assay.pipeline.diagnostics")),
+    ("plotting.py", "def save_figure(", ("plot", "code of assay.plotting + assay.metric_info")),
+    ("statistics.py", "def welch(",
+     ("aggregate", "code of assay.aggregation + assay.statistics + assay.convergence + "
+                   "assay.diagnostics + assay.metric_info")),
 ])
 def test_framework_code(copies, module, old, stale_why):
     lib, study = copies
@@ -127,16 +127,16 @@ def test_framework_code(copies, module, old, stale_why):
 
 def test_the_runners_code_and_the_storage_format(copies):
     lib, study = copies
-    path = lib / "assay" / "pipeline" / "runners.py"
+    path = lib / "assay" / "runners.py"
     path.write_text(path.read_text().replace(
-        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from ..demo.physics",
+        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from .demo.physics",
         "    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
-        "        from ..demo.physics", 1))
+        "        from .demo.physics", 1))
     status = _status(lib, study)
     assert _not_done(status) == _scheduled(lib, study)
     assert _reasons(status)[("run", "code of polymer_langevin")] == 4
 
-    keys = lib / "assay" / "pipeline" / "keys.py"
+    keys = lib / "assay" / "keys.py"
     keys.write_text(keys.read_text().replace("STORAGE_FORMAT = 1\n", "STORAGE_FORMAT = 2\n"))
     status = _status(lib, study)
     assert _not_done(status) == _scheduled(lib, study)
@@ -173,11 +173,11 @@ def test_why_names_what_differs_key_by_key(copies):
         "  settings.equilibration_frames: 5 → 6"]
 
     write_config(study, SMALL_CONFIG)
-    path = lib / "assay" / "pipeline" / "runners.py"
+    path = lib / "assay" / "runners.py"
     path.write_text(path.read_text().replace(
-        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from ..demo.physics",
+        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from .demo.physics",
         "    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
-        "        from ..demo.physics", 1))
+        "        from .demo.physics", 1))
     from assay import read_ref
 
     store = ArtifactStore(study / "store")   # the digest the run was made with
@@ -185,7 +185,7 @@ def test_why_names_what_differs_key_by_key(copies):
     store.close()
     old_digest = made.provenance["code_digest"]
     new = subprocess.run(   # the edited runner's digest, from the edited package
-        [sys.executable, "-c", "from assay.pipeline.plugins import code_digest, resolve_runner; "
+        [sys.executable, "-c", "from assay.plugins import code_digest, resolve_runner; "
          "print(code_digest(resolve_runner('polymer_langevin'), {}))"],
         capture_output=True, text=True, env=_env(lib), check=True).stdout.strip()
     assert new.startswith("sha256:") and new != old_digest
@@ -207,25 +207,3 @@ def test_why_of_an_unknown_target_is_one_line(copies):
     assert proc.stderr.strip().startswith(
         "assay status: error: --why runs/nowhere/1: no job of this study writes that")
     assert len(proc.stderr.strip().splitlines()) == 1
-
-
-def test_a_damaged_manifest_is_never_called_done(copies):
-    """Bytes that changed behind the store's back: status names the job and the fix instead
-    of counting it done (snakemake sees nothing; `assay verify --repair` removes the ref)."""
-    from assay import read_ref
-
-    lib, study = copies
-    ref = next((study / "results").rglob("runs/**/*.json"))
-    digest = read_ref(ref).digest
-    path = ArtifactStore(study / "store").objects.path_for(digest.partition(":")[2])
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes().replace(b'"', b"'", 1))
-    status = _status(lib, study)
-    damaged = [job for job in status["stale"] if digest in job["why"]]
-    assert len(damaged) == 1 and damaged[0]["stage"] == "run"
-    assert damaged[0]["why"] == (f"its manifest {digest} is damaged (its bytes changed): "
-                                 "run `assay verify --repair`, then snakemake")
-    path.unlink()
-    [missing] = [job for job in _status(lib, study)["stale"] if digest in job["why"]]
-    assert missing["why"] == (f"its manifest {digest} is not in the store (removed, or "
-                              "another store?): run `assay verify`, then snakemake")

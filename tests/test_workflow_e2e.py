@@ -50,10 +50,83 @@ def test_outputs_figures_report_and_catalog(study):
     snakemake(study, "--report", "report.html")
     html = (study / "report.html").read_text(errors="replace")
     assert "summary.png" in html and "Welch" in html
+    # the captions (report/*.rst from params.caption): what is plotted, n, test, correction
+    for words in ("fraction of beads adsorbed", "2 replicates per condition",
+                  "Holm-adjusted", "equilibration time t0"):
+        assert words in html, words
     comparison = ArtifactStore(study / "store").read_comparison_result(
         study / "results" / "comparisons" / "contacts.json")
     stats = comparison.payload["comparisons"]["strong"]["fraction_adsorbed"]
     assert stats["difference"] > 0 and stats["p"] is not None
+
+
+def _plot_context(workdir: Path, analysis: str):
+    from assay import read_ref
+    from assay.config import Study
+    from assay.plotting import load_plot_context
+    from assay.stages import plot_spec
+
+    study = Study.from_config(copy.deepcopy(SMALL_CONFIG))
+    comparison = read_ref(workdir / "results" / "comparisons" / f"{analysis}.json").digest
+    return load_plot_context(ArtifactStore(workdir / "store"), plot_spec(study, analysis),
+                             comparison)
+
+
+def test_figures_are_drawn_from_labelled_bounded_artifacts(finished):
+    """The demo's figures through what they are drawn from: titles with units, n, intervals
+    inside the declared bounds, and each replicate's series with its t0 and running mean."""
+    import numpy as np
+
+    from assay.plotting import running_mean_band, series_panels, summary_panels
+
+    gyration = _plot_context(finished, "gyration")
+    panels = summary_panels(gyration)
+    assert [p["title"] for p in panels] == ["radius of gyration (σ)", "SD of Rg over frames (σ)",
+                                           "centre-of-mass height (σ)"]
+    contacts = summary_panels(_plot_context(finished, "contacts"))
+    for panel in panels + contacts:
+        for row in panel["conditions"]:
+            assert row["n"] == 2 and len(row["values"]) == 2
+            assert row["low"] is None or 0 <= row["low"] <= row["mean"] <= row["high"]
+            assert panel["bounds"] != "fraction" or row["high"] is None or row["high"] <= 1
+    assert {p["metric"]: p["bounds"] for p in contacts}["fraction_adsorbed"] == "fraction"
+    series = series_panels(gyration)
+    assert [(p["metric"], p["condition"]) for p in series] == [
+        ("mean_rg", "free"), ("mean_rg", "strong"), ("mean_com_height", "free"),
+        ("mean_com_height", "strong")]
+    for panel in series:
+        assert [r["replicate"] for r in panel["runs"]] == [1, 2]
+        for run in panel["runs"]:
+            assert 0 <= run["t0"] < run["values"].size
+            # the band ends at the stored production mean and its MCSE (assay.diagnostics)
+            where, mean, mcse = running_mean_band(run["values"], run["t0"], run["g"])
+            assert where[0] == run["t0"] and where[-1] == run["values"].size - 1
+            assert mean[-1] == pytest.approx(run["mean"], rel=1e-5)
+            assert mcse[-1] == pytest.approx(run["mcse"], rel=1e-5, abs=1e-12)
+            assert np.isnan(mcse[0])   # one sample has no spread
+
+
+REFERENCE_FIGURES = Path(__file__).parent / "data" / "figures"
+
+
+@pytest.mark.parametrize("analysis,name", [("gyration", "summary"), ("gyration", "detail"),
+                                           ("contacts", "detail")],
+                         ids=["summary", "series-detail", "plugin-detail"])
+def test_each_figure_kind_looks_like_its_reference(finished, tmp_path, analysis, name):
+    """One image comparison per figure kind (the summary, the framework's series figure, a
+    plugin's own figure) against tests/data/figures/, RMS tolerance 3 of 255 (fonts and
+    antialiasing of another FreeType may move pixels; a lost panel, marker or label moves
+    far more). After a deliberate change: ASSAY_UPDATE_REFERENCE_FIGURES=1 rewrites them;
+    look at them before committing."""
+    from matplotlib.testing.compare import compare_images
+
+    drawn = tmp_path / f"{analysis}_{name}.png"
+    shutil.copyfile(finished / "results" / "plots" / analysis / f"{name}.png", drawn)
+    reference = REFERENCE_FIGURES / f"{analysis}_{name}.png"
+    if os.environ.get("ASSAY_UPDATE_REFERENCE_FIGURES"):
+        REFERENCE_FIGURES.mkdir(exist_ok=True)
+        shutil.copyfile(drawn, reference)
+    assert compare_images(str(reference), str(drawn), tol=3) is None
 
 
 def test_changing_one_condition_reruns_only_that_condition(study):

@@ -1,29 +1,25 @@
 """assay: replicate-based analyses on a content-addressed artifact store.
 
-Everything a user or plugin author needs is importable from here. The packages below are
-the project's own layers (docs/architecture.md): ``assay.store`` (bytes on disk),
-``assay.pipeline`` (config to artifacts), ``assay.tools`` (reading a finished study), and
-the command line; plugins and scripts import from ``assay`` only. Heavy modules (pandas,
-duckdb, matplotlib) load only when first used.
+Everything a user or plugin author needs is importable from here; submodules are private.
+Heavy modules (pandas, duckdb, matplotlib) load only when first used.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .store.actions import action_key
-from .store.artifacts import (
+from .actions import action_key
+from .artifacts import (
     SCHEMA_VERSION,
     Artifact,
     ArtifactSidecarRef,
     ComparisonArtifact,
     ConditionArtifact,
-    DecisionArtifact,
     ReplicateArtifact,
     RunArtifact,
     Sidecar,
 )
-from .pipeline.context import (
+from .context import (
     AggregateContext,
     CollectorContext,
     CompareContext,
@@ -43,8 +39,9 @@ from .errors import (
     RunInterrupted,
     SidecarPathError,
 )
-from .store.hashing import canonical_json
-from .store.payload import (
+from .hashing import canonical_json
+from .metric_info import Metric
+from .payload import (
     COMPARISONS,
     METRICS,
     P_ADJUSTED,
@@ -53,9 +50,9 @@ from .store.payload import (
     VALUES,
     strict_json_payload,
 )
-from .store.refs import Ref, read_ref, write_ref
-from .pipeline.settings import REQUIRED, Setting, Settings, SettingsView
-from .store.artifact_store import ArtifactStore
+from .refs import Ref, read_ref, write_ref
+from .settings import REQUIRED, Setting, Settings, SettingsView
+from .store import ArtifactStore
 
 __version__ = "0.1.0"
 
@@ -64,17 +61,15 @@ __all__ = [
     "P_ADJUSTED",
     "Artifact", "Sidecar", "ArtifactSidecarRef", "ArtifactStore",
     "RunArtifact", "ReplicateArtifact", "ConditionArtifact", "ComparisonArtifact",
-    "DecisionArtifact",
     "RunContext", "CollectorContext", "AggregateContext", "CompareContext", "PlotContext",
     "AssayError", "ArtifactStoreError", "ArtifactIntegrityError", "ArtifactSchemaError",
     "SidecarPathError", "BundleError", "PayloadError", "ConfigError", "PluginError",
     "RunFailed", "RunInterrupted",
     "strict_json_payload", "canonical_json", "action_key", "Ref", "read_ref", "write_ref",
-    "Setting", "Settings", "SettingsView", "REQUIRED",
+    "Setting", "Settings", "SettingsView", "REQUIRED", "Metric",
 ]
 
-_LAZY = {"open_catalog": "tools.catalog", "Catalog": "tools.catalog",
-         "write_crate": "tools.crate"}
+_LAZY = {"open_catalog": "catalog", "Catalog": "catalog", "write_crate": "crate"}
 __all__ += list(_LAZY)
 
 

@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage-format", type=int, help="the storage format (run stage)")
     parser.add_argument("--output", help="ref file to write (artifact stages)")
     parser.add_argument("--plots", nargs="*", default=[], help="figure files (plot stage)")
+    parser.add_argument("--looks", nargs="*", default=[],
+                        help="an adaptive study's look decisions (plot stage)")
     parser.add_argument("--no-cache", action="store_true", help="ignore the action cache")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads of this job (the study's resources; run stage)")
@@ -129,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .pipeline.plotting import run_plot, run_plot_cached
 
             [comparison] = inputs
+            from .plotting import with_looks
+
+            spec = with_looks(spec, args.looks)   # an adaptive study: why it stopped
             if args.no_cache:
                 run_plot(store, spec, comparison, args.plots)
             else:

@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from assay import METRICS, ConfigError, Setting, Settings
+from assay import METRICS, ConfigError, Metric, Setting, Settings
 
 _GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 LENGTH_UNIT = "angstrom"
@@ -118,6 +118,17 @@ def frame_window(settings: dict[str, Any], n_trajectory_frames: int,
         "frame_indices": {"first": int(indices[0]), "last": int(indices[-1])},
     }
     return indices, payload
+
+
+def replicate_kind(settings: dict[str, Any]) -> str:
+    """'block' when the replicates are blocks of one trajectory (settings.blocks > 1): the
+    figures and report captions say so."""
+    return "block" if int(settings.get("blocks", 1) or 1) > 1 else "trajectory"
+
+
+def _unit_word(settings: dict[str, Any]) -> str:
+    """'blocks' or 'replicates', for the figures' n."""
+    return "blocks" if replicate_kind(settings) == "block" else "replicates"
 
 
 # --- opening the run's files ------------------------------------------------------------
@@ -277,25 +288,6 @@ def _replicate_arrays(ctx: Any, kind: str, *names: str) -> dict[str, list[dict[s
     return out
 
 
-def _plot_series(ctx: Any, figure: Any, kind: str, key: str, ylabel: str, title: str) -> None:
-    """Per-replicate series against the trajectory frame; one colour per condition."""
-    data = _replicate_arrays(ctx, kind, "frames", key)
-    ax = figure.subplots()
-    block_mode = False
-    for index, (condition, runs) in enumerate(data.items()):
-        colour = f"C{index}"
-        for i, run in enumerate(runs):
-            block_mode |= run["frame_selection"].get("replicate_kind") == "block"
-            ax.plot(run["frames"], run[key], color=colour, linewidth=1.2, alpha=0.85,
-                    label=f"{condition} (n={len(runs)})" if i == 0 else None)
-    ax.set_xlabel("trajectory frame")
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize="small")
-    note = ("; replicates are consecutive blocks of one trajectory" if block_mode
-            else "; one line per replicate")
-    figure.suptitle(title + note, fontsize=10)
-
-
 # --- the analyses -------------------------------------------------------------------------
 class RMSD:
     """RMSD of ``select`` to a reference frame of the same trajectory.
@@ -310,6 +302,7 @@ class RMSD:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SERIES = {"mean_rmsd": "rmsd"}   # convergence diagnostics of the per-frame RMSD
     SETTINGS = Settings({
         **COMMON_SETTINGS, "select": select_setting("name CA", "the atoms fitted and measured"),
@@ -322,6 +315,12 @@ class RMSD:
         "superposition": Setting(bool, True, help="fit each frame on select first"),
         "mass_weighted": Setting(bool, False, help="weight the fit and RMSD by mass"),
     })
+    METRIC_INFO = {
+        "mean_rmsd": Metric("mean RMSD", "Å", bounds="non-negative"),
+        "std_rmsd": Metric("SD of RMSD over frames", "Å", bounds="non-negative"),
+        "max_rmsd": Metric("maximum RMSD", "Å", bounds="non-negative"),
+        "mean_rmsd_*": Metric("mean RMSD of {}", "Å", bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         settings = md_settings(ctx, self.SETTINGS)
@@ -367,10 +366,7 @@ class RMSD:
                         METRICS: _finite(metrics, ctx.analysis_name)})
         return ctx.result(payload=payload, sidecars=[sidecar], provenance=_provenance())
 
-    def plot(self, ctx: Any, figure: Any) -> None:
-        _plot_series(ctx, figure, "rmsd", "rmsd", "RMSD (Å)",
-                     f"RMSD of {self.SETTINGS.read(ctx)['select']!r} "
-                     "to the reference frame")
+    # No plot method: the detail figure is assay's series figure (SERIES).
 
 
 def _reference_index(reference: int, n_total: int, where: str) -> int:
@@ -408,9 +404,14 @@ class RadiusOfGyration:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SERIES = {"mean_rg": "radius_of_gyration"}   # convergence diagnostics of the per-frame Rg
     SETTINGS = Settings({**COMMON_SETTINGS,
                          "select": select_setting("protein", "the atoms measured")})
+    METRIC_INFO = {
+        "mean_rg": Metric("radius of gyration", "Å", bounds="non-negative"),
+        "std_rg": Metric("SD of Rg over frames", "Å", bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         settings = md_settings(ctx, self.SETTINGS)
@@ -435,10 +436,7 @@ class RadiusOfGyration:
                                          ctx.analysis_name)})
         return ctx.result(payload=payload, sidecars=[sidecar], provenance=_provenance())
 
-    def plot(self, ctx: Any, figure: Any) -> None:
-        _plot_series(ctx, figure, "radius_of_gyration", "radius_of_gyration",
-                     "radius of gyration (Å)",
-                     f"Radius of gyration of {self.SETTINGS.read(ctx)['select']!r}")
+    # No plot method: the detail figure is assay's series figure (SERIES).
 
 
 def _index_selection(positions: np.ndarray) -> str:
@@ -467,6 +465,7 @@ class RMSF:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SETTINGS = Settings({
         **COMMON_SETTINGS,
         "select": select_setting("name CA", "the atoms measured (one per residue)"),
@@ -477,6 +476,10 @@ class RMSF:
                                    help="with reference: frame, the trajectory frame fitted "
                                         "to (negative: from the end)"),
     })
+    METRIC_INFO = {
+        "mean_rmsf": Metric("mean RMSF", "Å", bounds="non-negative"),
+        "max_rmsf": Metric("maximum RMSF", "Å", bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         import MDAnalysis as mda
@@ -547,12 +550,18 @@ class RMSF:
                 continue
             stack = np.stack([run["rmsf"] for run in runs])
             mean, spread = stack.mean(axis=0), stack.std(axis=0)
-            ax.plot(resids, mean, color=f"C{index}", label=f"{condition} (n={len(runs)})")
-            ax.fill_between(resids, mean - spread, mean + spread, color=f"C{index}", alpha=0.2)
+            word = _unit_word(ctx.settings)
+            ax.plot(resids, mean, color=f"C{index}", label=f"{condition} (n = {len(runs)} "
+                                                           f"{word})")
+            ax.fill_between(resids, np.maximum(mean - spread, 0.0), mean + spread,
+                            color=f"C{index}", alpha=0.2)   # an RMSF is never negative
         ax.set_xlabel("residue id")
         ax.set_ylabel("RMSF (Å)")
         ax.legend(fontsize="small")
-        figure.suptitle("Per-residue RMSF: mean ± SD over replicates", fontsize=10)
+        figure.suptitle("Per-residue RMSF: mean ± SD over "
+                        + ("blocks of one trajectory (not independent runs)"
+                           if replicate_kind(ctx.settings) == "block" else "replicates")
+                        + " (band cut at 0)", fontsize=10)
 
 
 def _frame_distances(universe: Any, first: Any, second: Any | None, indices: np.ndarray,
@@ -585,9 +594,15 @@ class DistanceMatrix:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SETTINGS = Settings({**COMMON_SETTINGS,
                          "select": select_setting("name CA", "the atoms paired"),
                          "pbc": PBC})
+    METRIC_INFO = {
+        "mean_distance": Metric("mean pair distance", "Å", bounds="non-negative"),
+        "mean_pair_fluctuation": Metric("pair-distance fluctuation (SD)", "Å",
+                                        bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         settings = md_settings(ctx, self.SETTINGS)
@@ -641,12 +656,13 @@ class DistanceMatrix:
             ticks = np.linspace(0, resids.size - 1, min(6, resids.size)).astype(int)
             ax.set_xticks(ticks, resids[ticks])
             ax.set_yticks(ticks, resids[ticks])
-            ax.set_title(f"{condition} (n={n_runs})", fontsize=10)
+            ax.set_title(f"{condition} (n = {n_runs} {_unit_word(ctx.settings)})", fontsize=10)
             ax.set_xlabel("residue id")
         axes[0].set_ylabel("residue id")
         if image is not None:
             figure.colorbar(image, ax=list(axes), label="mean distance (Å)")
-        figure.suptitle("Mean pair distance over frames and replicates", fontsize=10)
+        figure.suptitle(f"Mean pair distance over frames and {_unit_word(ctx.settings)}",
+                        fontsize=10)
 
 
 def contact_episodes(contact: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -676,6 +692,7 @@ class ContactEvents:
 
     code_dependencies = ()
     version_dependencies = ("MDAnalysis",)
+    replicate_kind = staticmethod(replicate_kind)   # "block" with settings.blocks > 1
     SETTINGS = Settings({
         **COMMON_SETTINGS, "select": select_setting("name CA", "the atoms paired"),
         "select_b": select_setting(None, "the partners of select (null: pairs within "
@@ -690,6 +707,12 @@ class ContactEvents:
         "table_format": Setting(str, "csv", choices=("csv", "parquet"),
                                 help="format of the event table sidecar"),
     })
+    METRIC_INFO = {
+        "n_events": Metric("contact events per replicate", bounds="non-negative"),
+        "mean_event_frames": Metric("mean event duration", "analysed frames",
+                                    bounds="non-negative"),
+        "mean_contacts_per_frame": Metric("contacts per frame", bounds="non-negative"),
+    }
     COLUMNS = ["segid_a", "resid_a", "resname_a", "segid_b", "resid_b", "resname_b",
                "start_frame", "end_frame", "n_frames", "min_distance", "censored"]
 
@@ -766,11 +789,13 @@ class ContactEvents:
                 any_events = True
                 bins = np.arange(0.5, values.max() + 1.5)
                 ax.hist(values, bins=bins, histtype="step", linewidth=1.5, color=f"C{index}",
-                        label=f"{condition} ({values.size} events, n={len(replicates)})")
+                        label=f"{condition} ({values.size} events, n = {len(replicates)} "
+                              f"{_unit_word(ctx.settings)})")
             else:
-                ax.plot([], [], color=f"C{index}", label=f"{condition} (no events)")
+                ax.plot([], [], color=f"C{index}", label=f"{condition} (no events, n = "
+                                                         f"{len(replicates)} {_unit_word(ctx.settings)})")
         ax.set_xlabel("event duration (analysed frames)")
-        ax.set_ylabel("events (all replicates)")
+        ax.set_ylabel(f"events (all {_unit_word(ctx.settings)})")
         if any_events:
             from matplotlib.ticker import MaxNLocator
 

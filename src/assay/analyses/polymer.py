@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from assay import METRICS, Setting, Settings
+from assay import METRICS, Metric, Setting, Settings
 
 _PHYSICS = ("assay.demo.physics",)
 # Every polymer analysis takes this one; the demo's config comments say the same.
@@ -44,6 +44,11 @@ class RadiusOfGyration:
 
     code_dependencies = _PHYSICS
     SETTINGS = Settings({"equilibration_frames": EQUILIBRATION})
+    METRIC_INFO = {
+        "mean_rg": Metric("radius of gyration", "σ", bounds="non-negative"),
+        "std_rg": Metric("SD of Rg over frames", "σ", bounds="non-negative"),
+        "mean_com_height": Metric("centre-of-mass height", "σ", bounds="non-negative"),
+    }
     # metric -> its per-frame series in the NPZ sidecar: assay stores t0, g, N_eff, R-hat
     SERIES = {"mean_rg": "radius_of_gyration", "mean_com_height": "com_height"}
 
@@ -63,22 +68,8 @@ class RadiusOfGyration:
                                "mean_com_height": float(height.mean())}},
             sidecars=[sidecar])
 
-    def plot(self, ctx: Any, figure: Any) -> None:
-        series = _sidecar_arrays(ctx, "timeseries", "radius_of_gyration", "com_height")
-        axes = figure.subplots(1, 2)
-        for ax, key, label in ((axes[0], "radius_of_gyration", "radius of gyration"),
-                               (axes[1], "com_height", "centre-of-mass height")):
-            for condition, runs in series.items():
-                stack = np.stack([run[key] for run in runs])
-                mean, spread = stack.mean(axis=0), stack.std(axis=0)
-                frames = np.arange(stack.shape[1])
-                line, = ax.plot(frames, mean, label=f"{condition} (n={len(runs)})")
-                ax.fill_between(frames, mean - spread, mean + spread, alpha=0.2,
-                                color=line.get_color())
-            ax.set_xlabel("frame (after equilibration)")
-            ax.set_ylabel(f"{label} (σ)")
-        axes[0].legend(fontsize="small")
-        figure.suptitle("Replicate mean ± SD over time")
+    # No plot method: the detail figure is assay's series figure (replicate series, t0,
+    # running mean with its MCSE band), drawn from SERIES.
 
 
 class DistanceMatrix:
@@ -89,6 +80,10 @@ class DistanceMatrix:
         "equilibration_frames": EQUILIBRATION,
         "stride": Setting(int, 1, ge=1, unit="frames", help="use every stride-th frame"),
     })
+    METRIC_INFO = {
+        "mean_distance": Metric("mean bead-pair distance", "σ", bounds="non-negative"),
+        "mean_end_to_end": Metric("end-to-end distance", "σ", bounds="non-negative"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         from assay.demo.physics import pair_distance_matrix
@@ -119,7 +114,7 @@ class DistanceMatrix:
             separation = pairs[:, 1] - pairs[:, 0]
             order = np.argsort(separation, kind="stable")
             ax.scatter(separation[order], means[condition][order], s=12)
-            ax.set_title(condition)
+            ax.set_title(f"{condition} (n = {len(data[condition])})")
             ax.set_xlabel("chain separation |i - j|")
             ax.set_ylim(0, vmax * 1.05)
         axes[0].set_ylabel("mean pair distance (σ)")
@@ -137,6 +132,11 @@ class ContactEvents:
         "min_frames": Setting(int, 1, ge=1, unit="frames",
                               help="shorter contact episodes are not counted"),
     })
+    METRIC_INFO = {
+        "n_events": Metric("surface-contact events per replicate", bounds="non-negative"),
+        "mean_event_frames": Metric("mean contact duration", "frames", bounds="non-negative"),
+        "fraction_adsorbed": Metric("fraction of beads adsorbed", bounds="fraction"),
+    }
 
     def collect(self, ctx: Any) -> Any:
         from assay.demo.physics import contact_events, fraction_adsorbed
@@ -173,7 +173,8 @@ class ContactEvents:
         for condition, durations in all_durations.items():
             if durations.size:
                 ax.hist(durations, bins=bins, histtype="step", linewidth=1.5,
-                        label=f"{condition} ({durations.size} events)")
+                        label=f"{condition} (n = {len(ctx.replicates[condition])}, "
+                              f"{durations.size} events)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("contact duration (frames)")

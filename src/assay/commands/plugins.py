@@ -65,14 +65,22 @@ def run_plugins(args: Any) -> int:
     from ..pipeline.diagnostics import declared_series
 
     series = declared_series(plugin) if kind == "analysis" else {}
+    from ..metric_info import declared_metrics
+
+    metrics = declared_metrics(plugin) if kind == "analysis" else {}
     if args.json:
         print_json({"kind": kind, "name": name,
                     "params": None if declared is None else declared.params,
                     "settings": None if declared is None else declared.json_schema(),
-                    **({"series": series} if series else {})})
+                    **({"series": series} if series else {}),
+                    **({"metrics": {k: m.as_dict() for k, m in metrics.items()}}
+                       if metrics else {})})
         return 0
     doc = (plugin.__doc__ or "").strip().splitlines()
     print(f"{kind} {name}" + (f": {doc[0]}" if doc else ""))
+    if metrics:   # METRIC_INFO: what the figures, `assay metrics` and the catalog show
+        print_table([{"metric": k, "label": m.label, "unit": m.unit or "-", "bounds": m.bounds}
+                     for k, m in metrics.items()], ["metric", "label", "unit", "bounds"])
     if series:   # metric -> array: convergence diagnostics (docs/statistics.md)
         print("series (convergence diagnostics): " + ", ".join(
             f"{metric} <- {array}" for metric, array in series.items()))

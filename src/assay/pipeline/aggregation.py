@@ -68,8 +68,14 @@ def read_replicates(store: ArtifactStore, spec: dict[str, Any],
 
 
 def default_aggregate(ctx: AggregateContext, min_replicates: int, allow_partial: bool,
-                      thresholds: dict[str, Any] | None = None) -> ConditionArtifact:
-    """Per metric: each replicate's value, n, mean, std, SEM and t interval.
+                      thresholds: dict[str, Any] | None = None, *,
+                      plugin: Any = None) -> ConditionArtifact:
+    """Per metric: each replicate's value, n, mean, std, SEM, t interval and an interval
+    inside the metric's declared bounds (``interval_low/high/method``).
+
+    The plugin's metric metadata (label, unit, bounds: assay.metric_info; fallbacks for a
+    plugin that declares none) goes to payload["metric_info"]; a replicate value outside
+    its metric's declared bounds is an error naming the declaration, not a number averaged.
 
     Replicates with a skip reason or no metrics are recorded as skipped; a metric that
     some replicates lack is summarized from the others, with a warning. Metrics whose
@@ -78,7 +84,8 @@ def default_aggregate(ctx: AggregateContext, min_replicates: int, allow_partial:
     in payload["convergence"]; one not converged is named in the warnings.
     """
     from .diagnostics import MAX_RHAT, MIN_N_EFF, condition_convergence
-    from .statistics import summarize
+    from .metric_info import METRIC_INFO_KEY, metric_info
+    from .statistics import bounded_interval, check_bounds, summarize
 
     skipped, usable = [], {}
     for number, artifact in sorted(ctx.replicates.items()):
@@ -103,7 +110,7 @@ def default_aggregate(ctx: AggregateContext, min_replicates: int, allow_partial:
                              "anyway, or add replicates")
         warnings.append(message)
     names = sorted({name for metrics in usable.values() for name in metrics})
-    metrics = {}
+    metrics, info_out = {}, {}
     for name in names:
         values = {number: metric_value(m[name], analysis=ctx.analysis_name,
                                        condition=ctx.condition_label, replicate=number,
@@ -113,9 +120,19 @@ def default_aggregate(ctx: AggregateContext, min_replicates: int, allow_partial:
         if lacking:
             warnings.append(f"metric {name!r} is missing from replicate(s) {lacking}; its "
                             f"summary uses the other {len(values)}")
-        metrics[name] = {**summarize(list(values.values()), ctx.confidence),
+        info = metric_info(plugin, name)
+        problem = check_bounds(list(values.values()), info.bounds)
+        if problem:
+            raise AssayError(
+                f"aggregate {ctx.analysis_name}/{ctx.condition_label}: metric {name!r} is "
+                f"declared {info.bounds} in its plugin's METRIC_INFO, but a replicate value "
+                f"{problem}; fix the collector or the declaration")
+        summary = summarize(list(values.values()), ctx.confidence)
+        metrics[name] = {**summary, **bounded_interval(summary, info.bounds),
                          VALUES: {str(number): value for number, value in values.items()}}
-    payload: dict[str, Any] = {METRICS: metrics, SKIPPED_REPLICATES: skipped}
+        info_out[name] = info.as_dict()
+    payload: dict[str, Any] = {METRICS: metrics, SKIPPED_REPLICATES: skipped,
+                               METRIC_INFO_KEY: info_out}
     thresholds = thresholds or {}
     convergence, unconverged = condition_convergence(
         ctx.artifact_store, {n: ctx.replicates[n] for n in usable},

@@ -109,6 +109,20 @@ def check_summaries(artifact: ConditionArtifact, digest: str) -> None:
                     f"{where} metric {name!r}: stored {field} {stored!r} does not match its "
                     f"{len(values)} replicate values ({field} {fresh!r}); the artifact was "
                     "edited or made by other code: rerun its aggregate job")
+        if "interval_method" in summary:   # the bounded interval the figures draw
+            from .metric_info import recorded_info
+            from .statistics import bounded_interval
+
+            fresh_interval = bounded_interval(recomputed,
+                                              recorded_info(artifact.payload, name).bounds)
+            for field, fresh in fresh_interval.items():
+                stored = summary.get(field)
+                same = stored == fresh if field == "interval_method" else _close(stored, fresh)
+                if not same:
+                    raise AssayError(
+                        f"{where} metric {name!r}: stored {field} {stored!r} is not the "
+                        f"interval its values and declared bounds give ({fresh!r}); the "
+                        "artifact was edited or made by other code: rerun its aggregate job")
 
 
 def _close(stored: Any, fresh: Any) -> bool:

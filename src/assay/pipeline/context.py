@@ -157,3 +157,6 @@ class PlotContext:
     replicates: Mapping[str, dict[int, ReplicateArtifact]]   # read on first access
     artifact_store: ArtifactStore
     plot_options: dict[str, Any]
+    plugin: Any = None   # the analysis plugin instance (its METRIC_INFO, replicate_kind)
+    # An adaptive study's look decisions up to the last (results/looks/<k>.json)
+    looks: list[dict[str, Any]] = field(default_factory=list)

@@ -349,9 +349,9 @@ def compute_aggregate(store: ArtifactStore, spec: dict[str, Any], inputs: list[s
         settings=spec["settings"], settings_fingerprint=spec["settings_fingerprint"],
         replicates=read_replicates(store, spec, inputs), confidence=options["confidence"],
         artifact_store=store)
-    result = default_aggregate(ctx, options["min_replicates"], options["allow_partial"],
-                               thresholds=options)
     plugin = resolve_analysis(spec["plugin"])()
+    result = default_aggregate(ctx, options["min_replicates"], options["allow_partial"],
+                               thresholds=options, plugin=plugin)
     if hasattr(plugin, "aggregate"):
         result = plugin.aggregate(ctx, result)
         _check_identity(result, ConditionArtifact, spec, f"analysis {spec['plugin']!r} aggregate")

@@ -36,6 +36,65 @@ def summarize(values: Sequence[float], confidence: float) -> dict[str, Any]:
     return summary
 
 
+# How a condition's interval respects its metric's bounds (assay.metric_info): the words
+# recorded beside the numbers in the condition artifact.
+INTERVAL_T = "t"
+INTERVAL_LOG = "t on log(mean), delta method"
+INTERVAL_LOGIT = "t on logit(mean), delta method"
+INTERVAL_NO_SPREAD = "none: no spread"
+
+
+def bounded_interval(summary: Mapping[str, Any], bounds: str) -> dict[str, Any]:
+    """A confidence interval of the mean that stays inside the metric's bounds.
+
+    free: the t interval itself. non-negative: the t interval of log(mean) by the delta
+    method (SE(log m) = SEM / m), back-transformed: [m / f, m * f], f = exp(t * SEM / m).
+    fraction: likewise on logit(mean) (SE = SEM / (m (1 - m))). The estimand stays the
+    arithmetic mean, zeros among the values are fine, and at n = 3-4 on skewed data it
+    covers better than the plain t interval (docs/statistics.md has the simulation; a
+    percentile bootstrap covers only 65-80 % there, so it is not used). No spread (n < 2 or
+    equal values): no interval. A mean on the bound itself (all values 0, or all 1) has
+    no spread either.
+    """
+    mean, sem, low, high = summary["mean"], summary.get("sem"), summary.get("ci_low"), \
+        summary.get("ci_high")
+    out: dict[str, Any] = {"interval_low": None, "interval_high": None,
+                           "interval_method": INTERVAL_NO_SPREAD}
+    if sem is None or low is None or sem == 0.0:
+        return out
+    if bounds == "free":
+        out.update(interval_low=low, interval_high=high, interval_method=INTERVAL_T)
+        return out
+    t = (high - mean) / sem   # the t quantile summarize used, not recomputed differently
+    if bounds == "non-negative":
+        factor = math.exp(t * sem / mean)
+        out.update(interval_low=mean / factor, interval_high=mean * factor,
+                   interval_method=INTERVAL_LOG)
+        return out
+    if bounds == "fraction":
+        centre = math.log(mean / (1.0 - mean))
+        half = t * sem / (mean * (1.0 - mean))
+        out.update(interval_low=_expit(centre - half), interval_high=_expit(centre + half),
+                   interval_method=INTERVAL_LOGIT)
+        return out
+    raise ValueError(f"unknown bounds {bounds!r}")
+
+
+def _expit(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def check_bounds(values: Sequence[float], bounds: str) -> str | None:
+    """Why ``values`` break the declared bounds, or None."""
+    if bounds == "non-negative":
+        bad = [v for v in values if v < 0]
+        return f"{bad[0]!r} is negative" if bad else None
+    if bounds == "fraction":
+        bad = [v for v in values if not 0.0 <= v <= 1.0]
+        return f"{bad[0]!r} is outside [0, 1]" if bad else None
+    return None
+
+
 def welch(treatment: Mapping[str, Any], control: Mapping[str, Any],
           confidence: float) -> dict[str, Any]:
     """Difference of means (treatment - control), its Welch interval, t, df and p."""

@@ -71,7 +71,43 @@ class WorkflowPlan:
         return self.study.plots["format"]
 
     def has_detail_plot(self, analysis: str) -> bool:
-        return hasattr(resolve_analysis(self.study.analyses[analysis].plugin), "plot")
+        from .plotting import has_detail
+
+        return has_detail(resolve_analysis(self.study.analyses[analysis].plugin))
+
+    def plot_looks(self, wildcards: Any = None) -> list[str]:
+        """An adaptive study's look decisions up to the one that stopped (asked through the
+        checkpoints like the aggregates' inputs); none for a fixed design."""
+        if not self.study.adaptive or self._checkpoints is None:
+            return []
+        from .adaptive import look_path, looks
+
+        n = len(self.replicates())
+        last = looks(self.study.adaptive).index(n) + 1
+        return [look_path(self.results, k) for k in range(1, last + 1)]
+
+    def decided_look_paths(self) -> list[str]:
+        """``plot_looks`` from the decisions on disk (outside Snakemake: `assay crate`);
+        none while a look is still to be made."""
+        if not self.study.adaptive:
+            return []
+        from .adaptive import look_path, looks
+
+        decided, pending = self._decided_on_disk()
+        if pending is not None:
+            return []
+        last = looks(self.study.adaptive).index(len(decided)) + 1
+        return [str(self.workdir / look_path(self.results, k)) for k in range(1, last + 1)]
+
+    @lru_cache(maxsize=None)
+    def _caption(self, figure: str, analysis: str) -> str:
+        from .plotting import figure_caption
+
+        return figure_caption(self.study, analysis, figure)
+
+    def caption(self, figure: str, wildcards: Any) -> str:
+        """The report caption of a figure (reStructuredText), from the config alone."""
+        return self._caption(figure, wildcards.analysis)
 
     # --- resources (never in a spec: changing them reruns nothing) ------------------------
     def threads(self, stage: str) -> Any:

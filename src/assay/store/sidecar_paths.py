@@ -16,6 +16,7 @@ _MEDIA_TYPES = {
     ".joblib": "application/x-joblib",
     ".png": "image/png",
     ".svg": "image/svg+xml",
+    ".pdf": "application/pdf",
     ".txt": "text/plain",
 }
 

@@ -41,11 +41,12 @@ from .inventory import (
     stat_objects,
     walk_manifests,
 )
+from .metric_info import fallback_label
 from .metric_rows import VALUE, as_number, as_text, metric_rows
 from ..store import ArtifactStore
 
 CATALOG_NAME = "catalog.duckdb"
-CATALOG_FORMAT = 1
+CATALOG_FORMAT = 2   # 2: metrics.label and metrics.unit (assay.metric_info)
 TABLES = ("artifacts", "sidecars", "metrics", "edges", "objects", "refs", "actions",
           "decisions", "catalog_info")
 _STALE_TMP_SECONDS = 3600
@@ -63,7 +64,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("media_type", _S), ("kind", _S), ("metadata", _S)]),
     "metrics": pa.schema([
         ("artifact", _S), ("artifact_type", _S), ("analysis", _S), ("condition", _S),
-        ("replicate", _I), ("control", _S), ("metric", _S), ("statistic", _S), ("value", _F)]),
+        ("replicate", _I), ("control", _S), ("metric", _S), ("statistic", _S), ("value", _F),
+        ("label", _S), ("unit", _S)]),
     "edges": pa.schema([("artifact", _S), ("input", _S), ("role", _S), ("position", _I)]),
     "objects": pa.schema([
         ("sha256", _S), ("size_bytes", _I), ("modified", pa.timestamp("us")),
@@ -123,11 +125,32 @@ def _columns(name: str) -> dict[str, list[Any]]:
     return {f.name: [] for f in SCHEMAS[name]}
 
 
+def _metric_descriptions(manifests: dict[str, dict[str, Any]]
+                         ) -> dict[tuple[str | None, str], tuple[str, str | None]]:
+    """(plugin, metric) -> (label, unit) as the condition artifacts recorded them
+    (assay.metric_info); replicate and comparison rows of the same plugin share them."""
+    from .metric_info import METRIC_INFO_KEY
+
+    out: dict[tuple[str | None, str], tuple[str, str | None]] = {}
+    for manifest in manifests.values():
+        payload, provenance = manifest.get("payload"), manifest.get("provenance")
+        if manifest.get("artifact_type") != "condition" or not isinstance(payload, dict):
+            continue
+        plugin = as_text(provenance.get("plugin")) if isinstance(provenance, dict) else None
+        info = payload.get(METRIC_INFO_KEY)
+        for name, entry in (info.items() if isinstance(info, dict) else ()):
+            if isinstance(entry, dict) and as_text(entry.get("label")):
+                out.setdefault((plugin, name), (entry["label"], as_text(entry.get("unit"))
+                                                or None))
+    return out
+
+
 def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
                      raw: dict[str, bytes], refs_to: dict[str, int],
                      live: set[str]) -> dict[str, pa.Table]:
     art, side, edge, metric = (_columns(n) for n in ("artifacts", "sidecars", "edges",
                                                      "metrics"))
+    described = _metric_descriptions(manifests)
     for sha in order:
         manifest = manifests[sha]
         get = manifest.get
@@ -180,7 +203,13 @@ def _index_manifests(order: list[str], manifests: dict[str, dict[str, Any]],
                 ("ref_count", refs_to.get(sha, 0)), ("live", sha in live),
                 ("manifest", raw[sha].decode("utf-8"))):
             art[column].append(value)
+        before = len(metric["metric"])
         metric_rows(metric, digest, get("payload"), (kind, analysis, condition, replicate))
+        plugin = as_text(provenance.get("plugin"))
+        for name in metric["metric"][before:]:
+            label, unit = described.get((plugin, name)) or (fallback_label(name), None)
+            metric["label"].append(label)
+            metric["unit"].append(unit)
     return {"artifacts": _table("artifacts", art), "sidecars": _table("sidecars", side),
             "edges": _table("edges", edge), "metrics": _table("metrics", metric)}
 
@@ -436,13 +465,20 @@ class Catalog:
         ``live_only`` keeps artifacts that some ref under results/ still reaches, so old
         results left in the store do not mix with the current study.
         """
+        described = self._con.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'metrics' "
+            "AND column_name IN ('label', 'unit')").fetchall()[0][0]
+        if described != 2:
+            raise ArtifactStoreError(
+                f"catalog {self.path} was built by an older assay (its metrics have no label "
+                "and unit columns); rebuild it with `assay catalog build`")
         where, params = self._filters(analysis=analysis, condition=condition, metric=metric,
                                       statistic=statistic, artifact_type=artifact_type,
                                       replicate=replicate)
         if live_only:
             where.append("a.live")
         sql = ("SELECT m.artifact, m.artifact_type, m.analysis, m.condition, m.replicate, "
-               "m.control, m.metric, m.statistic, m.value FROM metrics m "
+               "m.control, m.metric, m.statistic, m.value, m.label, m.unit FROM metrics m "
                "JOIN artifacts a ON a.digest = m.artifact"
                + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY m.analysis, " + _TYPE_ORDER + ", m.condition, m.replicate, "

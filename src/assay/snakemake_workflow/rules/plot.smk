@@ -1,9 +1,13 @@
 # Figures are drawn from the comparison artifact and everything it was built from,
 # read through the store; they are outputs for people (and the report), not artifacts.
+# An adaptive study's look decisions are inputs too: its figures say why it stopped. The
+# report's captions come from the plan (params.caption: what is plotted, n, the test and
+# the correction), made from the config alone so they never change between invocations.
 rule plot_summary:
     localrule: True  # light: on the submit host unless the profile groups it
     input:
-        PLAN.ref_output("compare"),
+        comparison=PLAN.ref_output("compare"),
+        looks=PLAN.plot_looks,
     output:
         report(
             f"{RESULTS}/plots/{{analysis}}/summary.{PLAN.plot_format}",
@@ -17,19 +21,22 @@ rule plot_summary:
     params:
         store=STORE,
         spec=lambda wildcards: PLAN.spec("plot", wildcards),
+        caption=lambda wildcards: PLAN.caption("summary", wildcards),
     log:
         plot_log_path(RESULTS, figure="summary"),
     conda:
         "../envs/assay.yaml"
     shell:
         "python -m assay.jobs plot --store {params.store:q} --spec {params.spec} "
-        "--inputs {input:q} --plots {output:q} > {log:q} 2>&1"
+        "--inputs {input.comparison:q} --looks {input.looks:q} --plots {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule plot_detail:
     localrule: True  # light: on the submit host unless the profile groups it
     input:
-        PLAN.ref_output("compare"),
+        comparison=PLAN.ref_output("compare"),
+        looks=PLAN.plot_looks,
     output:
         report(
             f"{RESULTS}/plots/{{analysis}}/detail.{PLAN.plot_format}",
@@ -43,10 +50,12 @@ rule plot_detail:
     params:
         store=STORE,
         spec=lambda wildcards: PLAN.spec("plot", wildcards),
+        caption=lambda wildcards: PLAN.caption("detail", wildcards),
     log:
         plot_log_path(RESULTS, figure="detail"),
     conda:
         "../envs/assay.yaml"
     shell:
         "python -m assay.jobs plot --store {params.store:q} --spec {params.spec} "
-        "--inputs {input:q} --plots {output:q} > {log:q} 2>&1"
+        "--inputs {input.comparison:q} --looks {input.looks:q} --plots {output:q} "
+        "> {log:q} 2>&1"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ...errors import ArtifactIntegrityError, ArtifactStoreError
+from ..errors import ArtifactIntegrityError, ArtifactStoreError
 from .metadata import (CrateError, METADATA, WORKFLOW, _Figure, build_metadata)
 
 __all__ = ["CrateError", "CrateSummary", "write_crate", "workflow_members"]
@@ -67,7 +67,7 @@ def _ref_entries(plan: Any, study: Path, results: Path) -> list[Any]:
 
 
 def _check_identity(entry: Any, manifest: dict[str, Any]) -> None:
-    from ...pipeline.proofs import describe, manifest_identity, mismatch, ref_path_identity
+    from ..proofs import describe, manifest_identity, mismatch, ref_path_identity
 
     actual = manifest_identity(manifest)
     for claimed in (ref_path_identity(entry.name) or {}, entry.identity):
@@ -78,7 +78,7 @@ def _check_identity(entry: Any, manifest: dict[str, Any]) -> None:
 
 
 def _closure(store: Path, roots: list[str]) -> Any:
-    from ...store.artifacts import artifact_from_manifest
+    from ..artifacts import artifact_from_manifest
     from ..inventory import walk_manifests
 
     graph = walk_manifests(store, roots, verify=True)
@@ -97,17 +97,19 @@ def _figures(plan: Any, study: Path, store: Path, refs: dict[str, Any],
              wanted: list[str] | None) -> list[_Figure]:
     """Each figure, proven by its plot job's action record (keyed by the current plan's
     spec and the comparison's digest) to be what that job drew."""
-    from ...store.actions import ActionCache
-    from ...pipeline.plotting import figure_action_key
-    from ...pipeline.workflow import spec_json
+    from ..actions import ActionCache
+    from ..plotting import figure_action_key, with_looks
+    from ..workflow import spec_json
 
-    from ...store.sharing import SharingPolicy
+    from ..sharing import SharingPolicy
 
     cache = ActionCache.at(store, SharingPolicy.for_store(store, plan.sharing))
     out = []
     for analysis in plan.study.analyses:
         comparison = refs[_results_name(plan, plan.comparison_ref(analysis))]
-        spec = spec_json(plan.spec("plot", _Wildcards(analysis)))
+        # an adaptive study's figures are keyed with its look decisions, as the plot job did
+        spec = with_looks(spec_json(plan.spec("plot", _Wildcards(analysis))),
+                          plan.decided_look_paths())
         for figure in plan.plots():
             if PurePosixPath(figure).parent.name != analysis or (
                     wanted is not None and figure not in wanted):
@@ -150,7 +152,7 @@ def _results_name(plan: Any, ref_path: str) -> str:
 # --- writing ---------------------------------------------------------------------------
 def workflow_members() -> list[tuple[str, bytes]]:
     """(crate path, bytes) of the installed workflow: Snakefile, rules, config schema."""
-    from ...deploy import WORKFLOW_DIR
+    from ..deploy import WORKFLOW_DIR
 
     out = [(WORKFLOW, (WORKFLOW_DIR / "Snakefile").read_bytes())]
     for sub, pattern in (("rules", "*.smk"), ("schemas", "*.yaml")):
@@ -170,21 +172,20 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     """
     import zipfile
 
-    from ...store.atomic import atomic_path
-    from ..bundle import copy_object_into_zip, zip_member_info
+    from ..atomic import atomic_path
+    from ..bundle import _copy_object_in, _zip_info
     from ..inventory import load_study_actions
     from ..status import DEFAULT_CONFIGFILE, load_study_config
-    from ...pipeline.workflow import WorkflowPlan
+    from ..workflow import WorkflowPlan
 
     study, output = Path(study), Path(output)
     config = load_study_config(configfiles, study, replace=replace_config)
     plan = WorkflowPlan(config, workdir=study)
     store, results = study / plan.store, study / plan.results
-    from ...store.store_root import check_store_root, has_objects
-
-    if not has_objects(store):
+    if not (store / "objects").is_dir():
         raise ArtifactStoreError(f"no store at {store}; run `assay crate` in the study "
                                  "directory (or pass -d DIR)")
+    from ..store_root import check_store_root
 
     check_store_root(store, adopt=False)   # never read what is not a store
     config_paths = [Path(f) for f in configfiles]
@@ -236,10 +237,10 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     with atomic_path(output) as tmp:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
             for name, data in members:
-                archive.writestr(zip_member_info(name, len(data), True), data)
+                archive.writestr(_zip_info(name, len(data), True), data)
             for sha, role, size in objects:   # hashed while copied: damage stops here
                 try:
-                    summary.bytes += copy_object_into_zip(archive, store, sha, role, size)
+                    summary.bytes += _copy_object_in(archive, store, sha, role, size)
                 except ArtifactIntegrityError as exc:   # export's words, this command's
                     raise ArtifactIntegrityError(str(exc).replace(
                         "cannot export:", "cannot write the crate:")) from None
