@@ -23,9 +23,9 @@ from assay import (
     PluginError,
     ReplicateArtifact,
 )
-from assay.config import Study
-from assay.metric_info import declared_metrics, metric_info
-from assay.statistics import (
+from assay.pipeline.config import Study
+from assay.pipeline.metric_info import declared_metrics, metric_info
+from assay.pipeline.statistics import (
     INTERVAL_LOG,
     INTERVAL_LOGIT,
     INTERVAL_NO_SPREAD,
@@ -33,7 +33,7 @@ from assay.statistics import (
     bounded_interval,
     summarize,
 )
-from assay.stages import aggregate_spec, compare_spec, execute, plot_spec
+from assay.pipeline.stages import aggregate_spec, compare_spec, execute, plot_spec
 
 
 def _study(**extra) -> Study:
@@ -246,13 +246,13 @@ def test_compare_refuses_a_condition_whose_interval_was_edited(store):
 
 # --- what the summary figure draws --------------------------------------------------------
 def _context(store, study, comparison, **spec):
-    from assay.plotting import load_plot_context
+    from assay.pipeline.plotting import load_plot_context
 
     return load_plot_context(store, {**plot_spec(study, "contacts"), **spec}, comparison)
 
 
 def test_summary_panels_have_labels_units_n_bounded_intervals_and_effects(store):
-    from assay.plotting import summary_panels
+    from assay.pipeline.plotting import summary_panels
 
     study, _, comparison = _contacts_study(store)
     panels = summary_panels(_context(store, study, comparison))
@@ -281,7 +281,7 @@ def test_summary_panels_have_labels_units_n_bounded_intervals_and_effects(store)
 def test_summary_figure_puts_titles_n_and_stars_inside_the_axes(store):
     from matplotlib.figure import Figure
 
-    from assay.plotting import PALETTE, draw_summary
+    from assay.pipeline.plotting import PALETTE, draw_summary
 
     study, _, comparison = _contacts_study(store)
     figure = Figure(layout="constrained")
@@ -303,7 +303,7 @@ def test_summary_figure_puts_titles_n_and_stars_inside_the_axes(store):
 def test_blocks_are_labelled_as_blocks(store):
     from matplotlib.figure import Figure
 
-    from assay.plotting import draw_summary
+    from assay.pipeline.plotting import draw_summary
 
     study, _, comparison = _contacts_study(store)
     ctx = _context(store, study, comparison)
@@ -325,7 +325,7 @@ def test_blocks_are_labelled_as_blocks(store):
 def test_an_adaptive_summary_says_how_many_ran_and_why_it_stopped(store, tmp_path):
     from matplotlib.figure import Figure
 
-    from assay.plotting import draw_summary, look_summaries
+    from assay.pipeline.plotting import draw_summary, look_summaries
 
     paths = []
     for look, (n, stop, why) in enumerate([(2, False, "precision not reached: x; add 2"),
@@ -349,7 +349,7 @@ def test_an_adaptive_summary_says_how_many_ran_and_why_it_stopped(store, tmp_pat
 
 @pytest.mark.parametrize("fmt", ["svg", "pdf"])
 def test_vector_figures_are_the_same_bytes_every_time(store, tmp_path, fmt):
-    from assay.plotting import run_plot
+    from assay.pipeline.plotting import run_plot
 
     study = _study(plots={"format": fmt, "dpi": 50})
     _, _, comparison = _contacts_study(store, study)
@@ -370,7 +370,7 @@ def test_vector_figures_are_the_same_bytes_every_time(store, tmp_path, fmt):
 def test_running_mean_band_is_each_prefix_mean_and_mcse_even_far_from_zero():
     """The band after k production samples is their mean ± sd_k / sqrt(k / g), computed
     directly per prefix; values near -5e5 with fluctuations of 0.1 (an energy) too."""
-    from assay.plotting import running_mean_band
+    from assay.pipeline.plotting import running_mean_band
 
     rng = np.random.default_rng(3)
     values = -5e5 + 0.1 * np.cumsum(rng.normal(size=400)) / 10
@@ -387,7 +387,7 @@ def test_running_mean_band_is_each_prefix_mean_and_mcse_even_far_from_zero():
 def test_captions_say_what_is_plotted_n_the_test_and_the_correction():
     from docutils.core import publish_parts
 
-    from assay.plotting import figure_caption
+    from assay.pipeline.plotting import figure_caption
 
     study = _study(comparison={"test": "mannwhitney", "correction": "bh"})
     summary = figure_caption(study, "contacts", "summary")

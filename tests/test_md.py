@@ -430,8 +430,8 @@ def test_example_study_end_to_end(tmp_path):
     # The figures, through what they are drawn from: blocks named as blocks, titles with
     # units, intervals that never go below zero, each block's series (too short for t0 in
     # the 10-frame OPLS-AA trajectory: drawn without it).
-    from assay.plotting import load_plot_context, replicate_word, series_panels, summary_panels
-    from assay.stages import plot_spec
+    from assay.pipeline.plotting import load_plot_context, replicate_word, series_panels, summary_panels
+    from assay.pipeline.stages import plot_spec
 
     ctx = load_plot_context(store, plot_spec(plan.study, "rmsd"),
                             read_ref(results / "comparisons" / "rmsd.json").digest)

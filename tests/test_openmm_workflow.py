@@ -110,10 +110,10 @@ def test_figures_of_a_one_replicate_openmm_study(uninterrupted):
     import copy
 
     from assay import ArtifactStore
-    from assay.plotting import load_plot_context, series_panels, summary_panels
-    from assay.stages import plot_spec
-    from assay.statistics import INTERVAL_NO_SPREAD
-    from assay.workflow import WorkflowPlan
+    from assay.pipeline.plotting import load_plot_context, series_panels, summary_panels
+    from assay.pipeline.stages import plot_spec
+    from assay.pipeline.statistics import INTERVAL_NO_SPREAD
+    from assay.pipeline.workflow import WorkflowPlan
 
     plan = WorkflowPlan(copy.deepcopy(CONFIG), workdir=uninterrupted)
     store = ArtifactStore(uninterrupted / "store")

@@ -110,10 +110,10 @@ def test_one_analysis_settings(copies):
 
 
 @pytest.mark.parametrize("module, old, stale_why", [
-    ("plotting.py", "def save_figure(", ("plot", "code of assay.plotting + assay.metric_info")),
-    ("statistics.py", "def welch(",
-     ("aggregate", "code of assay.aggregation + assay.statistics + assay.convergence + "
-                   "assay.diagnostics + assay.metric_info")),
+    ("pipeline/plotting.py", "def save_figure(", ("plot", "code of assay.pipeline.plotting + assay.pipeline.metric_info")),
+    ("pipeline/statistics.py", "def welch(",
+     ("aggregate", "code of assay.pipeline.aggregation + assay.pipeline.statistics + assay.pipeline.convergence + "
+                   "assay.pipeline.diagnostics + assay.pipeline.metric_info")),
 ])
 def test_framework_code(copies, module, old, stale_why):
     lib, study = copies
@@ -127,16 +127,16 @@ def test_framework_code(copies, module, old, stale_why):
 
 def test_the_runners_code_and_the_storage_format(copies):
     lib, study = copies
-    path = lib / "assay" / "runners.py"
+    path = lib / "assay" / "pipeline" / "runners.py"
     path.write_text(path.read_text().replace(
-        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from .demo.physics",
+        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from ..demo.physics",
         "    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
-        "        from .demo.physics", 1))
+        "        from ..demo.physics", 1))
     status = _status(lib, study)
     assert _not_done(status) == _scheduled(lib, study)
     assert _reasons(status)[("run", "code of polymer_langevin")] == 4
 
-    keys = lib / "assay" / "keys.py"
+    keys = lib / "assay" / "pipeline" / "keys.py"
     keys.write_text(keys.read_text().replace("STORAGE_FORMAT = 1\n", "STORAGE_FORMAT = 2\n"))
     status = _status(lib, study)
     assert _not_done(status) == _scheduled(lib, study)
@@ -173,11 +173,11 @@ def test_why_names_what_differs_key_by_key(copies):
         "  settings.equilibration_frames: 5 → 6"]
 
     write_config(study, SMALL_CONFIG)
-    path = lib / "assay" / "runners.py"
+    path = lib / "assay" / "pipeline" / "runners.py"
     path.write_text(path.read_text().replace(
-        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from .demo.physics",
+        "    def run(self, ctx: RunContext) -> RunArtifact:\n        from ..demo.physics",
         "    def run(self, ctx: RunContext) -> RunArtifact:\n        # edited\n"
-        "        from .demo.physics", 1))
+        "        from ..demo.physics", 1))
     from assay import read_ref
 
     store = ArtifactStore(study / "store")   # the digest the run was made with
@@ -185,7 +185,7 @@ def test_why_names_what_differs_key_by_key(copies):
     store.close()
     old_digest = made.provenance["code_digest"]
     new = subprocess.run(   # the edited runner's digest, from the edited package
-        [sys.executable, "-c", "from assay.plugins import code_digest, resolve_runner; "
+        [sys.executable, "-c", "from assay.pipeline.plugins import code_digest, resolve_runner; "
          "print(code_digest(resolve_runner('polymer_langevin'), {}))"],
         capture_output=True, text=True, env=_env(lib), check=True).stdout.strip()
     assert new.startswith("sha256:") and new != old_digest

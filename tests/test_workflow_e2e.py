@@ -62,9 +62,9 @@ def test_outputs_figures_report_and_catalog(study):
 
 def _plot_context(workdir: Path, analysis: str):
     from assay import read_ref
-    from assay.config import Study
-    from assay.plotting import load_plot_context
-    from assay.stages import plot_spec
+    from assay.pipeline.config import Study
+    from assay.pipeline.plotting import load_plot_context
+    from assay.pipeline.stages import plot_spec
 
     study = Study.from_config(copy.deepcopy(SMALL_CONFIG))
     comparison = read_ref(workdir / "results" / "comparisons" / f"{analysis}.json").digest
@@ -77,7 +77,7 @@ def test_figures_are_drawn_from_labelled_bounded_artifacts(finished):
     inside the declared bounds, and each replicate's series with its t0 and running mean."""
     import numpy as np
 
-    from assay.plotting import running_mean_band, series_panels, summary_panels
+    from assay.pipeline.plotting import running_mean_band, series_panels, summary_panels
 
     gyration = _plot_context(finished, "gyration")
     panels = summary_panels(gyration)
@@ -98,7 +98,7 @@ def test_figures_are_drawn_from_labelled_bounded_artifacts(finished):
         assert [r["replicate"] for r in panel["runs"]] == [1, 2]
         for run in panel["runs"]:
             assert 0 <= run["t0"] < run["values"].size
-            # the band ends at the stored production mean and its MCSE (assay.diagnostics)
+            # the band ends at the stored production mean and its MCSE (assay.pipeline.diagnostics)
             where, mean, mcse = running_mean_band(run["values"], run["t0"], run["g"])
             assert where[0] == run["t0"] and where[-1] == run["values"].size - 1
             assert mean[-1] == pytest.approx(run["mean"], rel=1e-5)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .actions import action_key
-from .artifacts import (
+from .store.actions import action_key
+from .store.artifacts import (
     SCHEMA_VERSION,
     Artifact,
     ArtifactSidecarRef,
@@ -19,7 +19,7 @@ from .artifacts import (
     RunArtifact,
     Sidecar,
 )
-from .context import (
+from .pipeline.context import (
     AggregateContext,
     CollectorContext,
     CompareContext,
@@ -39,9 +39,9 @@ from .errors import (
     RunInterrupted,
     SidecarPathError,
 )
-from .hashing import canonical_json
-from .metric_info import Metric
-from .payload import (
+from .store.hashing import canonical_json
+from .pipeline.metric_info import Metric
+from .store.payload import (
     COMPARISONS,
     METRICS,
     P_ADJUSTED,
@@ -50,8 +50,8 @@ from .payload import (
     VALUES,
     strict_json_payload,
 )
-from .refs import Ref, read_ref, write_ref
-from .settings import REQUIRED, Setting, Settings, SettingsView
+from .store.refs import Ref, read_ref, write_ref
+from .pipeline.settings import REQUIRED, Setting, Settings, SettingsView
 from .store import ArtifactStore
 
 __version__ = "0.1.0"

@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .pipeline.plotting import run_plot, run_plot_cached
 
             [comparison] = inputs
-            from .plotting import with_looks
+            from .pipeline.plotting import with_looks
 
             spec = with_looks(spec, args.looks)   # an adaptive study: why it stopped
             if args.no_cache:

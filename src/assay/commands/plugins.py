@@ -65,7 +65,7 @@ def run_plugins(args: Any) -> int:
     from ..pipeline.diagnostics import declared_series
 
     series = declared_series(plugin) if kind == "analysis" else {}
-    from ..metric_info import declared_metrics
+    from ..pipeline.metric_info import declared_metrics
 
     metrics = declared_metrics(plugin) if kind == "analysis" else {}
     if args.json:

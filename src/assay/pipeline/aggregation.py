@@ -73,7 +73,7 @@ def default_aggregate(ctx: AggregateContext, min_replicates: int, allow_partial:
     """Per metric: each replicate's value, n, mean, std, SEM, t interval and an interval
     inside the metric's declared bounds (``interval_low/high/method``).
 
-    The plugin's metric metadata (label, unit, bounds: assay.metric_info; fallbacks for a
+    The plugin's metric metadata (label, unit, bounds: assay.pipeline.metric_info; fallbacks for a
     plugin that declares none) goes to payload["metric_info"]; a replicate value outside
     its metric's declared bounds is an error naming the declaration, not a number averaged.
 

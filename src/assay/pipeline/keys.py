@@ -18,15 +18,15 @@ STORAGE_FORMAT = 1
 
 # Framework modules whose code computes a stage's bytes (beside the plugin's own code).
 # Run and collect bytes come from the runner and the analysis plugin alone (a collect of a
-# plugin that declares SERIES also keys assay.diagnostics.SERIES_CODE).
+# plugin that declares SERIES also keys assay.pipeline.diagnostics.SERIES_CODE).
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "run": (),
     "collect": (),
-    "aggregate": ("assay.aggregation", "assay.statistics", "assay.convergence",
-                  "assay.diagnostics", "assay.metric_info"),
-    "compare": ("assay.comparison", "assay.aggregation", "assay.statistics",
-                "assay.metric_info"),
-    "plot": ("assay.plotting", "assay.metric_info"),
+    "aggregate": ("assay.pipeline.aggregation", "assay.pipeline.statistics", "assay.pipeline.convergence",
+                  "assay.pipeline.diagnostics", "assay.pipeline.metric_info"),
+    "compare": ("assay.pipeline.comparison", "assay.pipeline.aggregation", "assay.pipeline.statistics",
+                "assay.pipeline.metric_info"),
+    "plot": ("assay.pipeline.plotting", "assay.pipeline.metric_info"),
 }
 
 
@@ -52,7 +52,7 @@ def with_rule_code(spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any
     """The job's whole spec: its ``spec`` param plus what the rule's command gave
     (``given``: RULE_CODE_KEYS -> value or None). A value that contradicts the spec stops the
     job: its key would be wrong."""
-    from .errors import AssayError
+    from ..errors import AssayError
 
     if not isinstance(spec, dict):
         return spec   # the job reports a malformed spec

@@ -13,7 +13,7 @@ from typing import Any
 
 from .context import PlotContext
 from .joblog import FIGURE_CACHE_HIT
-from .payload import (
+from ..store.payload import (
     COMPARISONS,
     CONDITIONS,
     CONTROL,
@@ -23,7 +23,7 @@ from .payload import (
     P_VALUE,
 )
 from .plugins import resolve_analysis
-from .store import ArtifactStore
+from ..store import ArtifactStore
 
 
 class Replicates(Mapping[str, dict[int, Any]]):
@@ -127,7 +127,7 @@ def effect_text(test: dict[str, Any]) -> str:
 
 def interval_of(stats: dict[str, Any]) -> tuple[float | None, float | None, str]:
     """The interval a figure draws for a condition's mean: the bounded one the condition
-    artifact recorded (assay.statistics.bounded_interval), or for an artifact made before
+    artifact recorded (assay.pipeline.statistics.bounded_interval), or for an artifact made before
     it existed, the t interval."""
     from .statistics import INTERVAL_T
 
@@ -143,7 +143,7 @@ def summary_panels(ctx: PlotContext) -> list[dict[str, Any]]:
     Tests read this, not pixels."""
     from .aggregation import replicate_values
     from .metric_info import declaration_order, recorded_info, with_unit
-    from .payload import SKIPPED_REPLICATES
+    from ..store.payload import SKIPPED_REPLICATES
 
     metrics = declaration_order(ctx.plugin, {m for c in ctx.conditions.values()
                                              for m in c.payload[METRICS]})
@@ -302,10 +302,10 @@ def draw_summary(ctx: PlotContext, figure: Any) -> None:
 
 
 def _unconverged(condition: Any, metric: str, thresholds: set[str]) -> bool:
-    """True when the condition's diagnostics of ``metric`` fail (assay.diagnostics); adds
+    """True when the condition's diagnostics of ``metric`` fail (assay.pipeline.diagnostics); adds
     the thresholds it was judged by to ``thresholds``."""
     from .diagnostics import CONVERGED, problem_text
-    from .payload import CONVERGENCE
+    from ..store.payload import CONVERGENCE
 
     entry = (condition.payload.get(CONVERGENCE) or {}).get(metric)
     text = problem_text(entry)
@@ -320,12 +320,12 @@ def _unconverged(condition: Any, metric: str, thresholds: set[str]) -> bool:
 def series_panels(ctx: PlotContext) -> list[dict[str, Any]]:
     """What the series detail figure draws, per (series metric, condition), from the
     replicate artifacts and their series sidecars: each replicate's series with its stored
-    t0, g, N_eff and MCSE (assay.diagnostics). Tests read this, not pixels."""
+    t0, g, N_eff and MCSE (assay.pipeline.diagnostics). Tests read this, not pixels."""
     import numpy as np
 
     from .diagnostics import declared_series
     from .metric_info import Metric, declaration_order, fallback_label, recorded_info, with_unit
-    from .payload import CONVERGENCE
+    from ..store.payload import CONVERGENCE
 
     series = declared_series(ctx.plugin) if ctx.plugin is not None else {}
     panels = []
@@ -532,7 +532,7 @@ def save_figure(figure: Any, path: Path, *, dpi: int) -> None:
     """Render to a temp file beside the target and publish it atomically. The metadata
     that carries a date or version (PNG Software, SVG Date, PDF CreationDate/Producer) is
     left out so the same artifacts give the same bytes."""
-    from .atomic import atomic_path
+    from ..store.atomic import atomic_path
 
     fmt = path.suffix.lstrip(".")
     metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
@@ -574,11 +574,11 @@ def run_plot_cached(store: ArtifactStore, spec: dict[str, Any], comparison_diges
     """
     import time
 
-    from .actions import RecordKeptError, run_facts
-    from .atomic import atomic_write_bytes
+    from ..store.actions import RecordKeptError, run_facts
+    from ..store.atomic import atomic_write_bytes
     from .numerics import numeric_environment
-    from .errors import ArtifactIntegrityError
-    from .hashing import parse_digest
+    from ..errors import ArtifactIntegrityError
+    from ..store.hashing import parse_digest
 
     keys = {Path(o): figure_action_key(spec, comparison_digest, Path(o)) for o in outputs}
     missing = []
@@ -613,7 +613,7 @@ def look_summaries(paths: list[str]) -> list[dict[str, Any]]:
     """The look decisions an adaptive study's figures show (look, n, stop, why), in look
     order; a path that holds no decision is an error, not a figure without its reason."""
     from .adaptive import read_decision
-    from .errors import AssayError
+    from ..errors import AssayError
 
     out = []
     for path in paths:

@@ -36,7 +36,7 @@ def summarize(values: Sequence[float], confidence: float) -> dict[str, Any]:
     return summary
 
 
-# How a condition's interval respects its metric's bounds (assay.metric_info): the words
+# How a condition's interval respects its metric's bounds (assay.pipeline.metric_info): the words
 # recorded beside the numbers in the condition artifact.
 INTERVAL_T = "t"
 INTERVAL_LOG = "t on log(mean), delta method"

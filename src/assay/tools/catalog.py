@@ -41,12 +41,12 @@ from .inventory import (
     stat_objects,
     walk_manifests,
 )
-from .metric_info import fallback_label
+from ..pipeline.metric_info import fallback_label
 from .metric_rows import VALUE, as_number, as_text, metric_rows
 from ..store import ArtifactStore
 
 CATALOG_NAME = "catalog.duckdb"
-CATALOG_FORMAT = 2   # 2: metrics.label and metrics.unit (assay.metric_info)
+CATALOG_FORMAT = 2   # 2: metrics.label and metrics.unit (assay.pipeline.metric_info)
 TABLES = ("artifacts", "sidecars", "metrics", "edges", "objects", "refs", "actions",
           "decisions", "catalog_info")
 _STALE_TMP_SECONDS = 3600
@@ -128,8 +128,8 @@ def _columns(name: str) -> dict[str, list[Any]]:
 def _metric_descriptions(manifests: dict[str, dict[str, Any]]
                          ) -> dict[tuple[str | None, str], tuple[str, str | None]]:
     """(plugin, metric) -> (label, unit) as the condition artifacts recorded them
-    (assay.metric_info); replicate and comparison rows of the same plugin share them."""
-    from .metric_info import METRIC_INFO_KEY
+    (assay.pipeline.metric_info); replicate and comparison rows of the same plugin share them."""
+    from ..pipeline.metric_info import METRIC_INFO_KEY
 
     out: dict[tuple[str | None, str], tuple[str, str | None]] = {}
     for manifest in manifests.values():

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import ArtifactIntegrityError, ArtifactStoreError
+from ...errors import ArtifactIntegrityError, ArtifactStoreError
 from .metadata import (CrateError, METADATA, WORKFLOW, _Figure, build_metadata)
 
 __all__ = ["CrateError", "CrateSummary", "write_crate", "workflow_members"]
@@ -67,7 +67,7 @@ def _ref_entries(plan: Any, study: Path, results: Path) -> list[Any]:
 
 
 def _check_identity(entry: Any, manifest: dict[str, Any]) -> None:
-    from ..proofs import describe, manifest_identity, mismatch, ref_path_identity
+    from ...pipeline.proofs import describe, manifest_identity, mismatch, ref_path_identity
 
     actual = manifest_identity(manifest)
     for claimed in (ref_path_identity(entry.name) or {}, entry.identity):
@@ -78,7 +78,7 @@ def _check_identity(entry: Any, manifest: dict[str, Any]) -> None:
 
 
 def _closure(store: Path, roots: list[str]) -> Any:
-    from ..artifacts import artifact_from_manifest
+    from ...store.artifacts import artifact_from_manifest
     from ..inventory import walk_manifests
 
     graph = walk_manifests(store, roots, verify=True)
@@ -97,11 +97,11 @@ def _figures(plan: Any, study: Path, store: Path, refs: dict[str, Any],
              wanted: list[str] | None) -> list[_Figure]:
     """Each figure, proven by its plot job's action record (keyed by the current plan's
     spec and the comparison's digest) to be what that job drew."""
-    from ..actions import ActionCache
-    from ..plotting import figure_action_key, with_looks
-    from ..workflow import spec_json
+    from ...store.actions import ActionCache
+    from ...pipeline.plotting import figure_action_key, with_looks
+    from ...pipeline.workflow import spec_json
 
-    from ..sharing import SharingPolicy
+    from ...store.sharing import SharingPolicy
 
     cache = ActionCache.at(store, SharingPolicy.for_store(store, plan.sharing))
     out = []
@@ -152,7 +152,7 @@ def _results_name(plan: Any, ref_path: str) -> str:
 # --- writing ---------------------------------------------------------------------------
 def workflow_members() -> list[tuple[str, bytes]]:
     """(crate path, bytes) of the installed workflow: Snakefile, rules, config schema."""
-    from ..deploy import WORKFLOW_DIR
+    from ...deploy import WORKFLOW_DIR
 
     out = [(WORKFLOW, (WORKFLOW_DIR / "Snakefile").read_bytes())]
     for sub, pattern in (("rules", "*.smk"), ("schemas", "*.yaml")):
@@ -172,11 +172,11 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     """
     import zipfile
 
-    from ..atomic import atomic_path
+    from ...store.atomic import atomic_path
     from ..bundle import _copy_object_in, _zip_info
     from ..inventory import load_study_actions
     from ..status import DEFAULT_CONFIGFILE, load_study_config
-    from ..workflow import WorkflowPlan
+    from ...pipeline.workflow import WorkflowPlan
 
     study, output = Path(study), Path(output)
     config = load_study_config(configfiles, study, replace=replace_config)
@@ -185,7 +185,7 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     if not (store / "objects").is_dir():
         raise ArtifactStoreError(f"no store at {store}; run `assay crate` in the study "
                                  "directory (or pass -d DIR)")
-    from ..store_root import check_store_root
+    from ...store.store_root import check_store_root
 
     check_store_root(store, adopt=False)   # never read what is not a store
     config_paths = [Path(f) for f in configfiles]

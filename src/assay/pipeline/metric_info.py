@@ -14,7 +14,7 @@ An analysis declares its metrics next to its settings::
         }
 
 Figures title their panels with label and unit, ``assay metrics`` and the catalog carry
-them, and the bounds choose the interval drawn for a condition's mean (assay.statistics
+them, and the bounds choose the interval drawn for a condition's mean (assay.pipeline.statistics
 ``bounded_interval``): a mean that cannot be negative never gets an interval below zero.
 A metric a plugin does not declare (every third-party plugin written before this) gets a
 readable label from its name, no unit and free bounds, so nothing breaks and nothing is
@@ -28,7 +28,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import PluginError
+from ..errors import PluginError
 
 METRIC_INFO_ATTRIBUTE = "METRIC_INFO"
 FREE, NON_NEGATIVE, FRACTION = "free", "non-negative", "fraction"
