@@ -207,3 +207,25 @@ def test_why_of_an_unknown_target_is_one_line(copies):
     assert proc.stderr.strip().startswith(
         "assay status: error: --why runs/nowhere/1: no job of this study writes that")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_damaged_manifest_is_never_called_done(copies):
+    """Bytes that changed behind the store's back: status names the job and the fix instead
+    of counting it done (snakemake sees nothing; `assay verify --repair` removes the ref)."""
+    from assay import read_ref
+
+    lib, study = copies
+    ref = next((study / "results").rglob("runs/**/*.json"))
+    digest = read_ref(ref).digest
+    path = ArtifactStore(study / "store").objects.path_for(digest.partition(":")[2])
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b'"', b"'", 1))
+    status = _status(lib, study)
+    damaged = [job for job in status["stale"] if digest in job["why"]]
+    assert len(damaged) == 1 and damaged[0]["stage"] == "run"
+    assert damaged[0]["why"] == (f"its manifest {digest} is damaged (its bytes changed): "
+                                 "run `assay verify --repair`, then snakemake")
+    path.unlink()
+    [missing] = [job for job in _status(lib, study)["stale"] if digest in job["why"]]
+    assert missing["why"] == (f"its manifest {digest} is not in the store (removed, or "
+                              "another store?): run `assay verify`, then snakemake")

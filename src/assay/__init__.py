@@ -1,7 +1,10 @@
 """assay: replicate-based analyses on a content-addressed artifact store.
 
-Everything a user or plugin author needs is importable from here; submodules are private.
-Heavy modules (pandas, duckdb, matplotlib) load only when first used.
+Everything a user or plugin author needs is importable from here. The packages below are
+the project's own layers (docs/architecture.md): ``assay.store`` (bytes on disk),
+``assay.pipeline`` (config to artifacts), ``assay.tools`` (reading a finished study), and
+the command line; plugins and scripts import from ``assay`` only. Heavy modules (pandas,
+duckdb, matplotlib) load only when first used.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ __all__ = [
     "Setting", "Settings", "SettingsView", "REQUIRED", "Metric",
 ]
 
-_LAZY = {"open_catalog": "catalog", "Catalog": "catalog", "write_crate": "crate"}
+_LAZY = {"open_catalog": "tools.catalog", "Catalog": "tools.catalog",
+         "write_crate": "tools.crate"}
 __all__ += list(_LAZY)
 
 

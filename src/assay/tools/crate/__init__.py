@@ -173,7 +173,7 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     import zipfile
 
     from ...store.atomic import atomic_path
-    from ..bundle import _copy_object_in, _zip_info
+    from ..bundle import copy_object_into_zip, zip_member_info
     from ..inventory import load_study_actions
     from ..status import DEFAULT_CONFIGFILE, load_study_config
     from ...pipeline.workflow import WorkflowPlan
@@ -182,10 +182,11 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     config = load_study_config(configfiles, study, replace=replace_config)
     plan = WorkflowPlan(config, workdir=study)
     store, results = study / plan.store, study / plan.results
-    if not (store / "objects").is_dir():
+    from ...store.store_root import check_store_root, has_objects
+
+    if not has_objects(store):
         raise ArtifactStoreError(f"no store at {store}; run `assay crate` in the study "
                                  "directory (or pass -d DIR)")
-    from ...store.store_root import check_store_root
 
     check_store_root(store, adopt=False)   # never read what is not a store
     config_paths = [Path(f) for f in configfiles]
@@ -237,10 +238,10 @@ def write_crate(study: str | os.PathLike[str], output: str | os.PathLike[str], *
     with atomic_path(output) as tmp:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as archive:
             for name, data in members:
-                archive.writestr(_zip_info(name, len(data), True), data)
+                archive.writestr(zip_member_info(name, len(data), True), data)
             for sha, role, size in objects:   # hashed while copied: damage stops here
                 try:
-                    summary.bytes += _copy_object_in(archive, store, sha, role, size)
+                    summary.bytes += copy_object_into_zip(archive, store, sha, role, size)
                 except ArtifactIntegrityError as exc:   # export's words, this command's
                     raise ArtifactIntegrityError(str(exc).replace(
                         "cannot export:", "cannot write the crate:")) from None
