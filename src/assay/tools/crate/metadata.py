@@ -33,9 +33,9 @@ EXTRA_TERMS = {"sha256": "http://schema.org/sha256",
 METADATA = "ro-crate-metadata.json"
 WORKFLOW = "workflow/Snakefile"
 COMPLETED = "http://schema.org/CompletedActionStatus"
-STAGES = ("run", "collect", "aggregate", "compare", "plot")
+STAGES = ("run", "collect", "aggregate", "compare", "look", "plot")   # look: adaptive studies
 RULE_FILES = {"run": "run.smk", "collect": "collect.smk", "aggregate": "aggregate.smk",
-              "compare": "compare.smk", "plot": "plot.smk"}
+              "compare": "compare.smk", "plot": "plot.smk", "look": "look.smk"}
 FIGURE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".pdf": "application/pdf"}
 # Config keys that are places on this machine, not parameters of the computation.
 _PATH_KEYS = ("store", "results")
