@@ -48,6 +48,7 @@ CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
 BOUND_S = 240          # any run here ends within this (expected: 10-40 s)
 PATIENCE_S = 3         # ASSAY_SLURM_STATUS_PATIENCE for these runs (default 120)
+SLURMD_TIMEOUT_S = 10  # SlurmdTimeout of this module's cluster (SLURM's default: 300)
 
 # 2 conditions x 2 replicates, one analysis: one SLURM job (the profile's replicate=4)
 CONFIG = copy.deepcopy(SMALL_CONFIG)
@@ -70,7 +71,11 @@ class Cluster:
         slurmd = next(port for port in iter(_free_port, None) if port != ctld)
         self.env = {**os.environ, "ASSAY_SLURM_STATE": str(state), "ASSAY_SLURM_ETC_COPY": "0",
                     "ASSAY_SLURM_NODE": "faults-node", "ASSAY_SLURM_CTLD_PORT": str(ctld),
-                    "ASSAY_SLURMD_PORT": str(slurmd)}
+                    "ASSAY_SLURMD_PORT": str(slurmd),
+                    # a killed slurmd ends its jobs NODE_FAIL after this, not 300 s
+                    "ASSAY_SLURMD_TIMEOUT": str(SLURMD_TIMEOUT_S),
+                    # a requeued job may start again this long after (SLURM: 120 s)
+                    "ASSAY_SLURM_CRED_EXPIRE": "10"}
 
     def run(self, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", str(CLUSTER), command], env=self.env, text=True,
@@ -78,8 +83,12 @@ class Cluster:
 
     def stop_slurmctld(self, how: signal.Signals = signal.SIGTERM) -> None:
         """Stop this cluster's slurmctld (by its recorded pid) and wait until it is gone."""
-        pid = int((self.state / "slurmctld.pid").read_text())
-        assert Path(f"/proc/{pid}/comm").read_text().strip() == "slurmctld"
+        self.stop_daemon("slurmctld", how)
+
+    def stop_daemon(self, name: str, how: signal.Signals = signal.SIGTERM) -> None:
+        """Stop this cluster's daemon ``name`` (by its recorded pid); wait until it is gone."""
+        pid = int((self.state / f"{name}.pid").read_text())
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == name
         os.kill(pid, how)
         while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
             time.sleep(0.1)
@@ -97,6 +106,40 @@ class Cluster:
     def squeue(self, *args: str) -> str:
         return subprocess.run(["squeue", "-h", *args], env=self.client_env(), text=True,
                               capture_output=True, timeout=60).stdout
+
+
+def job_processes(job: str) -> list[int]:
+    """Pids of a SLURM job's processes on this host: its slurmstepd and what runs in it."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (cmdline.startswith(f"slurmstepd: [{job}.".encode())
+                or f"SLURM_JOB_ID={job}".encode() in environ):
+            pids.append(int(entry))
+    return pids
+
+
+def kill_job_processes(job: str) -> int:
+    """SIGKILL every process of SLURM job ``job`` here, as a node that dies would; how many."""
+    killed: set[int] = set()
+    for _ in range(50):
+        pids = [pid for pid in job_processes(job) if "Z" not in _proc_state(pid)]
+        if not pids:
+            return len(killed)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"processes of SLURM job {job} survive SIGKILL: {job_processes(job)}")
 
 
 def _proc_state(pid: int) -> str:
@@ -185,6 +228,22 @@ def finish(run: Watched, within: float = BOUND_S) -> subprocess.CompletedProcess
 
     run.wait_until(ended, "the end of snakemake") if run.proc.poll() is None else None
     return run.wait()
+
+
+def wait_within(run: Watched, seen: str, within: float, *also: str) -> float:
+    """Wait until the run's stderr holds ``seen`` (and each of ``also``) on one line; fail
+    if that takes over ``within`` s (a run that keeps printing never counts as stalled)."""
+    deadline = time.monotonic() + within
+
+    def there() -> bool:
+        if any(seen in line and all(a in line for a in also) for line in run.stderr.splitlines()):
+            return True
+        if time.monotonic() > deadline:
+            run.fail(f"no line with {seen!r} within {within:g} s")
+        return False
+
+    run.wait_until(there, repr(seen))
+    return time.monotonic()
 
 
 def output(proc: subprocess.CompletedProcess) -> str:
@@ -380,3 +439,61 @@ def test_restart_after_sigkill_follows_the_documented_recipe(cluster, baseline, 
         proc = finish(rerun)
     assert proc.returncode == 0, output(proc)[-6000:]
     check_numbers(workdir, baseline)
+
+
+# --- a node that dies, a requeued and a held job ----------------------------------------------
+def test_slurmd_killed_then_requeued_job_held_and_released(cluster, baseline, tmp_path):
+    """slurmd and every process of the running job are SIGKILLed (a node that dies). While
+    SLURM still calls the job RUNNING a warning names it and its silent node; after
+    SlurmdTimeout SLURM requeues it (NODE_FAIL) and a line says so. With slurmd back, the
+    requeued job is held (``scontrol hold``): a line names it as held; released, it runs again
+    from the start and the study ends with the fault-free numbers."""
+    workdir = study(tmp_path)
+
+    def scontrol(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["scontrol", *args], env=cluster.client_env(), text=True,
+                              capture_output=True, timeout=60)
+
+    with start(cluster, workdir, *SLURM_PART, "--slurm-keep-successful-logs") as run:
+        job = running_job(cluster, run)
+        # the job's script runs (the node's snakemake), not only its slurmstepd
+        run.wait_until(lambda: len(job_processes(job)) >= 2, "the job's processes")
+        try:
+            cluster.stop_daemon("slurmd", signal.SIGKILL)
+            assert kill_job_processes(job) >= 2   # slurmstepd, the node's snakemake, ...
+            killed = time.monotonic()
+            warned = wait_within(run, "whose slurmd does not answer", 60 + SLURMD_TIMEOUT_S)
+            requeued = wait_within(run, "was requeued", 60 + 3 * SLURMD_TIMEOUT_S,
+                                   f"SLURM job {job} (")
+        finally:
+            up = cluster.run("up")   # slurmd back (the node returns by itself: ReturnToService)
+            assert up.returncode == 0, up.stderr[-3000:]
+        back = time.monotonic()
+        # the requeued job waits cred_expire (10 s here) before it may start: hold it now
+        hold = scontrol("hold", job)
+        assert hold.returncode == 0, hold.stderr
+        noted = wait_within(run, "JobHeld", 60, f"SLURM job {job} (",
+                            "It will not start by itself")
+        release = scontrol("release", job)
+        assert release.returncode == 0, release.stderr
+        proc = finish(run)
+    text = output(proc)
+    assert proc.returncode == 0, text[-6000:]
+    what = r"\(group replicate \(run free/1, .*\)\)"
+    warning = next(line for line in text.splitlines() if "whose slurmd does not answer" in line)
+    assert re.search(rf"SLURM job {job} {what} is RUNNING on faults-node, whose slurmd does not "
+                     r"answer slurmctld \(faults-node: \S+\*", warning), warning
+    assert "SlurmdTimeout" in warning and "sinfo -R" in warning, warning
+    [line] = [line for line in text.splitlines() if "was requeued" in line]
+    assert re.search(rf"SLURM job {job} {what} was requeued after its node faults-node stopped "
+                     r"answering \(NODE_FAIL\): RUNNING before, PENDING now.*, restart 1\. ",
+                     line), line
+    held = next(line for line in text.splitlines() if "JobHeld" in line)
+    assert re.search(rf"SLURM job {job} {what} has been PENDING for \d+ s: JobHeld", held), held
+    assert "message: None" not in text
+    check_numbers(workdir, baseline)
+    print(f"\nslurmd killed: warned after {warned - killed:.0f} s, requeue noticed after "
+          f"{requeued - killed:.0f} s (SlurmdTimeout {SLURMD_TIMEOUT_S} s); slurmd back after "
+          f"{back - killed:.0f} s, hold noted {noted - back:.0f} s later; snakemake ended "
+          f"{time.monotonic() - killed:.0f} s after the kill, {killed - run.started:.0f} s "
+          "after it started")
