@@ -14,13 +14,25 @@ tests/data/small_study_pins.json, made locally) and the same digests in every te
 * ``scancel`` of the running job: one line with its SLURM state and SLURM's log line;
 * SIGKILL of the main snakemake: ``assay status`` lists its SLURM job still running and the
   ``scancel`` line; the documented restart (``--unlock``, then ``--rerun-incomplete``)
-  finishes the study.
+  submits nothing while that job lives (it is suspended meanwhile, so the test does not
+  depend on timing), takes what it finished as done, and leaves its rule log and SLURM log
+  whole;
+* slurmd SIGKILLed with the job's processes (a node that dies): a warning names the job and
+  its silent node while SLURM still calls it RUNNING; SLURM requeues it (NODE_FAIL) and a
+  line says so; with slurmd back, the job is held (``scontrol hold``): named as held;
+  released, it runs again and the study finishes.
 
 These kill and restart daemons, so they use a cluster of their own (tests/slurm/cluster.sh
 with its own state dir, ports and node, ASSAY_SLURM_ETC_COPY=0: /etc/slurm/slurm.conf stays
 the shared cluster's, and every client here gets SLURM_CONF), started once for the module
-and stopped at its end. Not covered: slurmd killed (SLURM only notices after SlurmdTimeout,
-300 s by default, then ends the job NODE_FAIL, which the one-line report shows).
+and stopped at its end. Its SlurmdTimeout is 10 s and its cred_expire (also the delay before
+a requeued job may start) 10 s, instead of SLURM's 300 s and 120 s.
+
+Not covered: a job that ends NODE_FAIL without a requeue (``--no-requeue``, JobRequeue=0:
+it is reported like any failed job, with its state); ``scontrol requeue`` of a running job
+(the same requeue path as after the node failure, plus a SIGTERM; its ``--open-mode=append``
+SLURM log was checked by hand); slurmctld SIGKILLed and restarted without its state (the
+"SLURM no longer knows job N" path after 3 x the patience).
 """
 
 from __future__ import annotations
@@ -418,26 +430,56 @@ def test_cancelled_job_is_one_line_with_slurms_words(cluster, tmp_path):
 
 
 # --- the main snakemake killed ----------------------------------------------------------------
-def test_restart_after_sigkill_follows_the_documented_recipe(cluster, baseline, tmp_path):
+def test_restart_after_sigkill_waits_for_the_old_job_and_keeps_its_logs(cluster, baseline,
+                                                                         tmp_path):
     """SIGKILL of the main snakemake while its SLURM job runs: `assay status` names the job
-    and the scancel line; the restart recipe of docs/hpc.md finishes the study."""
+    and the scancel line. The restart recipe of docs/hpc.md (``--unlock``, then
+    ``--rerun-incomplete``) submits nothing while the old job lives (one live attempt), takes
+    what it finished as done, and leaves its logs (the rule logs, its SLURM log) whole."""
     workdir = study(tmp_path)
-    with start(cluster, workdir) as run:
+    run_log = workdir / "results" / "logs" / "run" / "free" / "1.log"
+    with start(cluster, workdir, "--slurm-keep-successful-logs") as run:
         job = running_job(cluster, run)
+        run.wait_until(lambda: run_log.exists() and "job started" in run_log.read_text(),
+                       "the old job's first run")
         os.kill(run.proc.pid, signal.SIGKILL)   # the main snakemake only, not its group
         run.proc.wait()
+    # keep the old job alive however fast the restart is (SIGSTOP to its processes)
+    subprocess.run(["scontrol", "suspend", job], env=cluster.client_env(), check=True,
+                   capture_output=True, timeout=60)
     status = subprocess.run([str(Path(sys.executable).parent / "assay"), "status"],
                             cwd=workdir, text=True, capture_output=True,
                             env=cluster.client_env(), timeout=120)
     assert "SLURM JOBS STILL RUNNING HERE (1)" in status.stdout, status.stdout + status.stderr
     assert f"scancel {job}" in status.stdout
-    # the recipe: unlock, then the same command with --rerun-incomplete (beside the old job:
-    # the runs' claims make the new one wait for it, then hit the cache)
+    old_log = run_log.read_text()
+    old_inode = run_log.stat().st_ino
+    [slurm_log] = (workdir / ".snakemake" / "slurm_logs").rglob(f"{job}.log")
+    old_slurm_log = slurm_log.read_text()
     with start(cluster, workdir, "--unlock") as unlock:
         assert finish(unlock).returncode == 0
     with start(cluster, workdir, "--rerun-incomplete") as rerun:
+        wait_within(rerun, "of a snakemake that is gone still work here", 120, f"{job} SUSPENDED",
+                    f"scancel {job}")
+        time.sleep(2 * PATIENCE_S)   # what it would have submitted by now, it has
+        assert "has been submitted with SLURM jobid" not in rerun.stderr, rerun.stderr[-3000:]
+        assert cluster.squeue("-o", "%i").split() == [job]
+        assert run_log.stat().st_ino == old_inode and run_log.read_text() == old_log
+        subprocess.run(["scontrol", "resume", job], env=cluster.client_env(), check=True,
+                       capture_output=True, timeout=60)
         proc = finish(rerun)
-    assert proc.returncode == 0, output(proc)[-6000:]
+    text = output(proc)
+    assert proc.returncode == 0, text[-6000:]
+    assert f"The SLURM job(s) {job} left by the killed snakemake ended after" in text
+    # what the old job had not finished when the restart built its DAG (run free/1, at least)
+    assert re.search(r"\ngroup replicate \(run free/1.*\): made by a SLURM job of the killed "
+                     r"snakemake; not submitted again\n", text), text[-6000:]
+    assert "has been submitted with SLURM jobid" not in text   # nothing ran a second time
+    # the old job's logs are whole: its rule log went on where it was, its SLURM log too
+    assert run_log.stat().st_ino == old_inode
+    assert run_log.read_text().startswith(old_log)
+    assert "[assay run] ref results/runs/free/1.json -> " in run_log.read_text()
+    assert slurm_log.read_text().startswith(old_slurm_log)
     check_numbers(workdir, baseline)
 
 

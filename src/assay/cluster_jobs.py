@@ -112,7 +112,7 @@ def leftover_lines(status: Any, root: str | Path) -> list[str]:
             "  to stop them instead: scancel " + " ".join(j["id"] for j in jobs)]
 
 
-WAIT_POLL_S = 2.0       # first look after this, then doubling
+WAIT_POLL_S = 2.0       # first look after this, then 1.5 x longer each time
 WAIT_POLL_MAX_S = 30.0
 WAIT_NOTE_S = 600.0     # a line while waiting, this often
 
@@ -139,7 +139,7 @@ def wait_for_leftovers(root: str | Path, say: Callable[[str], None],
     delay, failing = poll, None
     while True:
         time.sleep(delay)
-        delay = min(2 * delay, WAIT_POLL_MAX_S)
+        delay = min(1.5 * delay, WAIT_POLL_MAX_S)
         now_jobs, problem = study_jobs(root)
         now = time.monotonic()
         if now_jobs is None:

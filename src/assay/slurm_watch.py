@@ -1,4 +1,4 @@
-"""Two fixes to snakemake-executor-plugin-slurm (2.8.0) that assay applies in the main snakemake.
+"""Fixes to snakemake-executor-plugin-slurm (2.8.0) that assay applies in the main snakemake.
 
 1. **A status query that fails no longer loses the jobs.** When ``squeue``/``sacct`` fails on
    every attempt of a check (slurmctld down or restarting, a flaky network, a broken
@@ -18,11 +18,25 @@
    path. Snakemake 9.27 drops the executor's message for a group job and prints
    ``message: None`` for each member; here each member gets that line as its message.
 
-Both are upstream-ready: (1) is "yield every job whose state is unknown" in
+3. **A job SLURM still calls RUNNING on a dead node is named**: while jobs run, a check comes
+   at least every patience and asks ``sinfo --dead`` once; a job on a node whose slurmd does
+   not answer is named with the node (SLURM keeps it RUNNING for ``SlurmdTimeout``, 300 s by
+   default, then ends it NODE_FAIL or, for a batch job by default, requeues it). A job seen
+   RUNNING and then PENDING is named as requeued, with its state, reason and restart count.
+   sbatch gets ``--open-mode=append`` (unless the user chose an open mode), so a requeued
+   job's second start does not truncate the SLURM log of its first.
+4. **A restart never runs beside the jobs of a killed snakemake**: before its first
+   submission the main snakemake waits for SLURM jobs another snakemake left working in the
+   study (`assay.cluster_jobs.wait_for_leftovers`), then reports as done, without submitting
+   them, the jobs whose outputs those made. Otherwise a new job starts beside the old one, its
+   node snakemake deletes the old job's rule logs, and both work on the same runs.
+
+(1) and (2) are upstream-ready: (1) is "yield every job whose state is unknown" in
 ``Executor.check_active_jobs`` (plugin issue #207 is the same hang with sacct); (2) is
 ``GroupJob.log_error`` passing ``msg`` on to its members. Until they land, the workflow calls
 `install()` in the main snakemake (workflow/rules/common.smk); it wraps public executor
-methods only, and does nothing when the plugin is not loaded.
+methods (and the plugin's ``get_submit_command``) only, and does nothing when the plugin is
+not loaded.
 """
 
 from __future__ import annotations
