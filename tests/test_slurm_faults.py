@@ -10,6 +10,8 @@ tests/data/small_study_pins.json, made locally) and the same digests in every te
 * the only node drained: the pending job is named with SLURM's reason; then squeue fails
   too, and Ctrl-C still stops snakemake and cancels the job;
 * slurmctld killed and restarted: the same, against the real controller;
+* slurmctld SIGKILLed and restarted from an empty state dir: the job SLURM lost is reported
+  failed after 3 x the patience ("SLURM no longer knows job N"), the retry finishes;
 * ``sbatch`` refusing the job: one line with sbatch's own error, no ``message: None``;
 * ``scancel`` of the running job: one line with its SLURM state and SLURM's log line;
 * SIGKILL of the main snakemake: ``assay status`` lists its SLURM job still running and the
@@ -31,8 +33,7 @@ a requeued job may start) 10 s, instead of SLURM's 300 s and 120 s.
 Not covered: a job that ends NODE_FAIL without a requeue (``--no-requeue``, JobRequeue=0:
 it is reported like any failed job, with its state); ``scontrol requeue`` of a running job
 (the same requeue path as after the node failure, plus a SIGTERM; its ``--open-mode=append``
-SLURM log was checked by hand); slurmctld SIGKILLed and restarted without its state (the
-"SLURM no longer knows job N" path after 3 x the patience).
+SLURM log was checked by hand).
 """
 
 from __future__ import annotations
@@ -392,6 +393,39 @@ def test_slurmctld_killed_and_restarted(cluster, baseline, tmp_path):
           f"{time.monotonic() - back:.0f} s after it was back")
 
 
+def test_slurmctld_sigkilled_and_restarted_without_its_state(cluster, baseline, tmp_path):
+    """slurmctld is SIGKILLed and comes back from an empty StateSaveLocation (a lost disk):
+    SLURM no longer knows the running job (and its slurmd kills it as an orphan). After 3 x
+    the patience it is reported failed in a line saying so, not waited for forever; the
+    profile's retry submits it again and the study ends with the fault-free numbers."""
+    workdir = study(tmp_path)
+    with start(cluster, workdir, *SLURM_PART) as run:
+        job = running_job(cluster, run)
+        cluster.stop_slurmctld(signal.SIGKILL)
+        saved = cluster.state / "ctld"
+        shutil.rmtree(saved)
+        saved.mkdir()
+        up = cluster.run("up")
+        assert up.returncode == 0, up.stderr[-3000:]
+        back = time.monotonic()
+        noticed = wait_within(run, "SLURM no longer knows job", 60 + 3 * PATIENCE_S,
+                              f"SLURM job {job} (")
+        proc = finish(run)
+    text = output(proc)
+    assert proc.returncode == 0, text[-6000:]
+    line = next(line for line in text.splitlines() if "SLURM no longer knows job" in line)
+    assert re.match(rf"SLURM job {job} \(group replicate \(run free/1, .*\)\): SLURM no longer "
+                    rf"knows job {job}: `squeue` has not listed it for \d+ s \(slurmctld "
+                    r"restarted without its state", line), line
+    assert "message: None" not in text
+    # the retry may get the lost job's id again (SLURM counts from 1 anew): not a "requeue"
+    assert "was requeued" not in text, text[-6000:]
+    check_numbers(workdir, baseline)
+    print(f"\nslurmctld back without its state: the lost job named {noticed - back:.0f} s "
+          f"later (3 x patience {PATIENCE_S} s); snakemake ended {time.monotonic() - back:.0f} s "
+          "after slurmctld was back")
+
+
 # --- failed jobs in one line ------------------------------------------------------------------
 def test_sbatch_refusal_is_one_line_with_its_error(cluster, tmp_path):
     workdir = study(tmp_path)
@@ -516,6 +550,14 @@ def test_slurmd_killed_then_requeued_job_held_and_released(cluster, baseline, tm
         assert hold.returncode == 0, hold.stderr
         noted = wait_within(run, "JobHeld", 60, f"SLURM job {job} (",
                             "It will not start by itself")
+        # released once it may start (a release then starts it at once; before, it would wait
+        # for SLURM's next periodic scheduling pass, up to 30-60 s later)
+        eligible = re.search(r"EligibleTime=(\S+)", scontrol("-o", "show", "job", job).stdout)
+        if eligible and eligible.group(1)[:1].isdigit():
+            from datetime import datetime
+
+            wait = datetime.fromisoformat(eligible.group(1)).timestamp() + 1 - time.time()
+            time.sleep(min(max(wait, 0.0), 30.0))
         release = scontrol("release", job)
         assert release.returncode == 0, release.stderr
         proc = finish(run)

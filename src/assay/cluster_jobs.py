@@ -3,7 +3,8 @@
 A snakemake killed by SIGKILL (or a lost login session) cannot cancel its SLURM jobs: they
 keep running, finish their runs and publish them. They are found by one ``squeue`` call: the
 user's jobs not finished whose working directory is the study (the profile submits every
-job from it), joined with the claims in ``store/claims`` that name the run each one holds.
+job from it) and whose name is a snakemake run id, joined with the claims in
+``store/claims`` that name the run each one holds.
 
 `assay status` lists them with the ``scancel`` line. A restarted snakemake (assay's workflow,
 `assay.slurm_watch`) submits nothing until they have ended, then takes what they finished as
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -27,9 +29,15 @@ ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEU
          "RESIZING", "STOPPED", "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED")
 
 
+# the SLURM executor names each job after its run id, a UUID (with --slurm-jobname-prefix,
+# "<prefix>_<uuid>"): an interactive session or a notebook job started here is none of them
+SNAKEMAKE_JOB_NAME = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
 def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S
                ) -> tuple[list[dict[str, str]] | None, str | None]:
-    """(this user's unfinished SLURM jobs working in ``root``, or None; why not asked)."""
+    """(this user's unfinished SLURM jobs of a snakemake working in ``root``, or None; why
+    not asked)."""
     exe = shutil.which("squeue")
     if exe is None:
         return None, "no squeue on PATH"
@@ -48,7 +56,7 @@ def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S
     for line in proc.stdout.splitlines():
         parts = line.split("|", 4)
         if (len(parts) == 5 and os.path.realpath(parts[4]) == here
-                and parts[0].split("_")[0] != mine):
+                and parts[0].split("_")[0] != mine and SNAKEMAKE_JOB_NAME.search(parts[3])):
             jobs.append({"id": parts[0], "state": parts[1], "reason": parts[2], "name": parts[3]})
     held = claimed_runs(Path(root))
     for job in jobs:

@@ -18,10 +18,11 @@
    path. Snakemake 9.27 drops the executor's message for a group job and prints
    ``message: None`` for each member; here each member gets that line as its message.
 
-3. **A job SLURM still calls RUNNING on a dead node is named**: while jobs run, a check comes
-   at least every patience and asks ``sinfo --dead`` once; a job on a node whose slurmd does
-   not answer is named with the node (SLURM keeps it RUNNING for ``SlurmdTimeout``, 300 s by
-   default, then ends it NODE_FAIL or, for a batch job by default, requeues it). A job seen
+3. **A job SLURM still calls RUNNING on a dead node is named**: a status check comes at least
+   every patience while any job is alive, and asks ``sinfo --dead`` once while jobs run; a job
+   on a node whose slurmd does not answer is named with the node (SLURM keeps it RUNNING for
+   ``SlurmdTimeout``, 300 s by default, then ends it NODE_FAIL or, for a batch job by
+   default, requeues it). A job seen
    RUNNING and then PENDING is named as requeued, with its state, reason and restart count.
    sbatch gets ``--open-mode=append`` (unless the user chose an open mode), so a requeued
    job's second start does not truncate the SLURM log of its first.
@@ -86,11 +87,11 @@ def install() -> bool:
         return states, seconds
 
     def report_job_success(self: Any, job_info: Any, *args: Any, **kwargs: Any) -> Any:
-        _state(self)["handled"].add(id(job_info))
+        _forget(_state(self), job_info)
         return success(self, job_info, *args, **kwargs)
 
     def report_job_error(self: Any, job_info: Any, msg: Any = None, **kwargs: Any) -> Any:
-        _state(self)["handled"].add(id(job_info))
+        _forget(_state(self), job_info)
         return error(self, job_info, msg=msg, **kwargs)
 
     async def check_active_jobs(self: Any, active_jobs: list[Any]) -> Any:
@@ -110,6 +111,12 @@ def install() -> bool:
             _stuck_pending(self, state, alive, answers[-1])
             _requeued(self, state, alive, answers[-1])
             _silent_nodes(self, state, alive, answers[-1])
+            if alive:
+                # look at least every patience (the plugin backs off to 180 s): a dead node,
+                # a requeue or a hold is then named within about that
+                patience = _patience()
+                self.next_seconds_between_status_checks = min(
+                    self.next_seconds_between_status_checks or patience, patience)
         lost = [j for j in active_jobs if id(j) not in kept and id(j) not in state["handled"]]
         if lost:
             _status_unknown(self, state, lost, problems[-1] if problems else "no answer", began)
@@ -171,6 +178,15 @@ def _finished_by_leftover(executor: Any, job: Any) -> bool:
                          "not submitted again")
     executor.report_job_success(SubmittedJobInfo(job=job))
     return True
+
+
+def _forget(state: dict[str, Any], job_info: Any) -> None:
+    """A reported job is done with; what was kept under its SLURM id goes (a slurmctld that
+    lost its state hands the same ids out again)."""
+    state["handled"].add(id(job_info))
+    job_id = str(job_info.external_jobid or "")
+    for key in ("seen", "silent", "pending", "unlisted"):
+        state.get(key, {}).pop(job_id, None)
 
 
 def _state(executor: Any) -> dict[str, Any]:
@@ -286,14 +302,10 @@ def _silent_nodes(executor: Any, state: dict[str, Any], jobs: list[Any],
     """Say so when a job SLURM calls RUNNING sits on a node whose slurmd does not answer
     (slurmd or the node died): SLURM keeps the job RUNNING until ``SlurmdTimeout`` (300 s by
     default), then ends it NODE_FAIL or requeues it (a batch job, by default). While jobs run,
-    a check comes at least every patience and costs one ``sinfo`` call more; a job is named
+    each check (at least one every patience) costs one ``sinfo`` call more; a job is named
     once, then every ``5 x`` the patience while it lasts."""
     running = [j for j in jobs if answer.get(str(j.external_jobid or "")) == "RUNNING"]
     silent = state.setdefault("silent", {})
-    patience = _patience()
-    if running:   # look at least every patience while jobs run, or a dead node goes unseen
-        executor.next_seconds_between_status_checks = min(
-            executor.next_seconds_between_status_checks or patience, patience)
     live = {str(j.external_jobid) for j in jobs}
     for job_id in [k for k in silent if k not in live]:
         del silent[job_id]   # ended
@@ -313,7 +325,7 @@ def _silent_nodes(executor: Any, state: dict[str, Any], jobs: list[Any],
         since, next_note, _node = silent.setdefault(job_id, (now, now, nodes[0]))
         if now < next_note:
             continue
-        silent[job_id] = (since, now + 5 * patience, nodes[0])
+        silent[job_id] = (since, now + 5 * _patience(), nodes[0])
         said = "; ".join(f"{node}: {dead.get(node, '?')}" for node in nodes)
         executor.logger.warning(
             f"SLURM job {job_id} ({what_ran(job_info.job)}) is RUNNING on {','.join(nodes)}, "
