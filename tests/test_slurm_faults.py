@@ -495,7 +495,7 @@ def test_restart_after_sigkill_waits_for_the_old_job_and_keeps_its_logs(cluster,
     with start(cluster, workdir, "--rerun-incomplete") as rerun:
         wait_within(rerun, "of a snakemake that is gone still work here", 120, f"{job} SUSPENDED",
                     f"scancel {job}")
-        time.sleep(2 * PATIENCE_S)   # what it would have submitted by now, it has
+        time.sleep(PATIENCE_S)   # what it would have submitted by now, it has
         assert "has been submitted with SLURM jobid" not in rerun.stderr, rerun.stderr[-3000:]
         assert cluster.squeue("-o", "%i").split() == [job]
         assert run_log.stat().st_ino == old_inode and run_log.read_text() == old_log
