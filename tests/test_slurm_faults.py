@@ -10,17 +10,30 @@ tests/data/small_study_pins.json, made locally) and the same digests in every te
 * the only node drained: the pending job is named with SLURM's reason; then squeue fails
   too, and Ctrl-C still stops snakemake and cancels the job;
 * slurmctld killed and restarted: the same, against the real controller;
+* slurmctld SIGKILLed and restarted from an empty state dir: the job SLURM lost is reported
+  failed after 3 x the patience ("SLURM no longer knows job N"), the retry finishes;
 * ``sbatch`` refusing the job: one line with sbatch's own error, no ``message: None``;
 * ``scancel`` of the running job: one line with its SLURM state and SLURM's log line;
 * SIGKILL of the main snakemake: ``assay status`` lists its SLURM job still running and the
   ``scancel`` line; the documented restart (``--unlock``, then ``--rerun-incomplete``)
-  finishes the study.
+  submits nothing while that job lives (it is suspended meanwhile, so the test does not
+  depend on timing), takes what it finished as done, and leaves its rule log and SLURM log
+  whole;
+* slurmd SIGKILLed with the job's processes (a node that dies): a warning names the job and
+  its silent node while SLURM still calls it RUNNING; SLURM requeues it (NODE_FAIL) and a
+  line says so; with slurmd back, the job is held (``scontrol hold``): named as held;
+  released, it runs again and the study finishes.
 
 These kill and restart daemons, so they use a cluster of their own (tests/slurm/cluster.sh
 with its own state dir, ports and node, ASSAY_SLURM_ETC_COPY=0: /etc/slurm/slurm.conf stays
 the shared cluster's, and every client here gets SLURM_CONF), started once for the module
-and stopped at its end. Not covered: slurmd killed (SLURM only notices after SlurmdTimeout,
-300 s by default, then ends the job NODE_FAIL, which the one-line report shows).
+and stopped at its end. Its SlurmdTimeout is 10 s and its cred_expire (also the delay before
+a requeued job may start) 10 s, instead of SLURM's 300 s and 120 s.
+
+Not covered: a job that ends NODE_FAIL without a requeue (``--no-requeue``, JobRequeue=0:
+it is reported like any failed job, with its state); ``scontrol requeue`` of a running job
+(the same requeue path as after the node failure, plus a SIGTERM; its ``--open-mode=append``
+SLURM log was checked by hand).
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
 BOUND_S = 240          # any run here ends within this (expected: 10-40 s)
 PATIENCE_S = 3         # ASSAY_SLURM_STATUS_PATIENCE for these runs (default 120)
+SLURMD_TIMEOUT_S = 10  # SlurmdTimeout of this module's cluster (SLURM's default: 300)
 
 # 2 conditions x 2 replicates, one analysis: one SLURM job (the profile's replicate=4)
 CONFIG = copy.deepcopy(SMALL_CONFIG)
@@ -70,7 +84,11 @@ class Cluster:
         slurmd = next(port for port in iter(_free_port, None) if port != ctld)
         self.env = {**os.environ, "ASSAY_SLURM_STATE": str(state), "ASSAY_SLURM_ETC_COPY": "0",
                     "ASSAY_SLURM_NODE": "faults-node", "ASSAY_SLURM_CTLD_PORT": str(ctld),
-                    "ASSAY_SLURMD_PORT": str(slurmd)}
+                    "ASSAY_SLURMD_PORT": str(slurmd),
+                    # a killed slurmd ends its jobs NODE_FAIL after this, not 300 s
+                    "ASSAY_SLURMD_TIMEOUT": str(SLURMD_TIMEOUT_S),
+                    # a requeued job may start again this long after (SLURM: 120 s)
+                    "ASSAY_SLURM_CRED_EXPIRE": "10"}
 
     def run(self, command: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", str(CLUSTER), command], env=self.env, text=True,
@@ -78,8 +96,12 @@ class Cluster:
 
     def stop_slurmctld(self, how: signal.Signals = signal.SIGTERM) -> None:
         """Stop this cluster's slurmctld (by its recorded pid) and wait until it is gone."""
-        pid = int((self.state / "slurmctld.pid").read_text())
-        assert Path(f"/proc/{pid}/comm").read_text().strip() == "slurmctld"
+        self.stop_daemon("slurmctld", how)
+
+    def stop_daemon(self, name: str, how: signal.Signals = signal.SIGTERM) -> None:
+        """Stop this cluster's daemon ``name`` (by its recorded pid); wait until it is gone."""
+        pid = int((self.state / f"{name}.pid").read_text())
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == name
         os.kill(pid, how)
         while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
             time.sleep(0.1)
@@ -97,6 +119,40 @@ class Cluster:
     def squeue(self, *args: str) -> str:
         return subprocess.run(["squeue", "-h", *args], env=self.client_env(), text=True,
                               capture_output=True, timeout=60).stdout
+
+
+def job_processes(job: str) -> list[int]:
+    """Pids of a SLURM job's processes on this host: its slurmstepd and what runs in it."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (cmdline.startswith(f"slurmstepd: [{job}.".encode())
+                or f"SLURM_JOB_ID={job}".encode() in environ):
+            pids.append(int(entry))
+    return pids
+
+
+def kill_job_processes(job: str) -> int:
+    """SIGKILL every process of SLURM job ``job`` here, as a node that dies would; how many."""
+    killed: set[int] = set()
+    for _ in range(50):
+        pids = [pid for pid in job_processes(job) if "Z" not in _proc_state(pid)]
+        if not pids:
+            return len(killed)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"processes of SLURM job {job} survive SIGKILL: {job_processes(job)}")
 
 
 def _proc_state(pid: int) -> str:
@@ -185,6 +241,22 @@ def finish(run: Watched, within: float = BOUND_S) -> subprocess.CompletedProcess
 
     run.wait_until(ended, "the end of snakemake") if run.proc.poll() is None else None
     return run.wait()
+
+
+def wait_within(run: Watched, seen: str, within: float, *also: str) -> float:
+    """Wait until the run's stderr holds ``seen`` (and each of ``also``) on one line; fail
+    if that takes over ``within`` s (a run that keeps printing never counts as stalled)."""
+    deadline = time.monotonic() + within
+
+    def there() -> bool:
+        if any(seen in line and all(a in line for a in also) for line in run.stderr.splitlines()):
+            return True
+        if time.monotonic() > deadline:
+            run.fail(f"no line with {seen!r} within {within:g} s")
+        return False
+
+    run.wait_until(there, repr(seen))
+    return time.monotonic()
 
 
 def output(proc: subprocess.CompletedProcess) -> str:
@@ -321,6 +393,39 @@ def test_slurmctld_killed_and_restarted(cluster, baseline, tmp_path):
           f"{time.monotonic() - back:.0f} s after it was back")
 
 
+def test_slurmctld_sigkilled_and_restarted_without_its_state(cluster, baseline, tmp_path):
+    """slurmctld is SIGKILLed and comes back from an empty StateSaveLocation (a lost disk):
+    SLURM no longer knows the running job (and its slurmd kills it as an orphan). After 3 x
+    the patience it is reported failed in a line saying so, not waited for forever; the
+    profile's retry submits it again and the study ends with the fault-free numbers."""
+    workdir = study(tmp_path)
+    with start(cluster, workdir, *SLURM_PART) as run:
+        job = running_job(cluster, run)
+        cluster.stop_slurmctld(signal.SIGKILL)
+        saved = cluster.state / "ctld"
+        shutil.rmtree(saved)
+        saved.mkdir()
+        up = cluster.run("up")
+        assert up.returncode == 0, up.stderr[-3000:]
+        back = time.monotonic()
+        noticed = wait_within(run, "SLURM no longer knows job", 60 + 3 * PATIENCE_S,
+                              f"SLURM job {job} (")
+        proc = finish(run)
+    text = output(proc)
+    assert proc.returncode == 0, text[-6000:]
+    line = next(line for line in text.splitlines() if "SLURM no longer knows job" in line)
+    assert re.match(rf"SLURM job {job} \(group replicate \(run free/1, .*\)\): SLURM no longer "
+                    rf"knows job {job}: `squeue` has not listed it for \d+ s \(slurmctld "
+                    r"restarted without its state", line), line
+    assert "message: None" not in text
+    # the retry may get the lost job's id again (SLURM counts from 1 anew): not a "requeue"
+    assert "was requeued" not in text, text[-6000:]
+    check_numbers(workdir, baseline)
+    print(f"\nslurmctld back without its state: the lost job named {noticed - back:.0f} s "
+          f"later (3 x patience {PATIENCE_S} s); snakemake ended {time.monotonic() - back:.0f} s "
+          "after slurmctld was back")
+
+
 # --- failed jobs in one line ------------------------------------------------------------------
 def test_sbatch_refusal_is_one_line_with_its_error(cluster, tmp_path):
     workdir = study(tmp_path)
@@ -359,24 +464,120 @@ def test_cancelled_job_is_one_line_with_slurms_words(cluster, tmp_path):
 
 
 # --- the main snakemake killed ----------------------------------------------------------------
-def test_restart_after_sigkill_follows_the_documented_recipe(cluster, baseline, tmp_path):
+def test_restart_after_sigkill_waits_for_the_old_job_and_keeps_its_logs(cluster, baseline,
+                                                                         tmp_path):
     """SIGKILL of the main snakemake while its SLURM job runs: `assay status` names the job
-    and the scancel line; the restart recipe of docs/hpc.md finishes the study."""
+    and the scancel line. The restart recipe of docs/hpc.md (``--unlock``, then
+    ``--rerun-incomplete``) submits nothing while the old job lives (one live attempt), takes
+    what it finished as done, and leaves its logs (the rule logs, its SLURM log) whole."""
     workdir = study(tmp_path)
-    with start(cluster, workdir) as run:
+    run_log = workdir / "results" / "logs" / "run" / "free" / "1.log"
+    with start(cluster, workdir, "--slurm-keep-successful-logs") as run:
         job = running_job(cluster, run)
+        run.wait_until(lambda: run_log.exists() and "job started" in run_log.read_text(),
+                       "the old job's first run")
         os.kill(run.proc.pid, signal.SIGKILL)   # the main snakemake only, not its group
         run.proc.wait()
+    # keep the old job alive however fast the restart is (SIGSTOP to its processes)
+    subprocess.run(["scontrol", "suspend", job], env=cluster.client_env(), check=True,
+                   capture_output=True, timeout=60)
     status = subprocess.run([str(Path(sys.executable).parent / "assay"), "status"],
                             cwd=workdir, text=True, capture_output=True,
                             env=cluster.client_env(), timeout=120)
     assert "SLURM JOBS STILL RUNNING HERE (1)" in status.stdout, status.stdout + status.stderr
     assert f"scancel {job}" in status.stdout
-    # the recipe: unlock, then the same command with --rerun-incomplete (beside the old job:
-    # the runs' claims make the new one wait for it, then hit the cache)
+    old_log = run_log.read_text()
+    old_inode = run_log.stat().st_ino
+    [slurm_log] = (workdir / ".snakemake" / "slurm_logs").rglob(f"{job}.log")
+    old_slurm_log = slurm_log.read_text()
     with start(cluster, workdir, "--unlock") as unlock:
         assert finish(unlock).returncode == 0
     with start(cluster, workdir, "--rerun-incomplete") as rerun:
+        wait_within(rerun, "of a snakemake that is gone still work here", 120, f"{job} SUSPENDED",
+                    f"scancel {job}")
+        time.sleep(PATIENCE_S)   # what it would have submitted by now, it has
+        assert "has been submitted with SLURM jobid" not in rerun.stderr, rerun.stderr[-3000:]
+        assert cluster.squeue("-o", "%i").split() == [job]
+        assert run_log.stat().st_ino == old_inode and run_log.read_text() == old_log
+        subprocess.run(["scontrol", "resume", job], env=cluster.client_env(), check=True,
+                       capture_output=True, timeout=60)
         proc = finish(rerun)
-    assert proc.returncode == 0, output(proc)[-6000:]
+    text = output(proc)
+    assert proc.returncode == 0, text[-6000:]
+    assert f"The SLURM job(s) {job} left by the killed snakemake ended after" in text
+    # what the old job had not finished when the restart built its DAG (run free/1, at least)
+    assert re.search(r"\ngroup replicate \(run free/1.*\): made by a SLURM job of the killed "
+                     r"snakemake; not submitted again\n", text), text[-6000:]
+    assert "has been submitted with SLURM jobid" not in text   # nothing ran a second time
+    # the old job's logs are whole: its rule log went on where it was, its SLURM log too
+    assert run_log.stat().st_ino == old_inode
+    assert run_log.read_text().startswith(old_log)
+    assert "[assay run] ref results/runs/free/1.json -> " in run_log.read_text()
+    assert slurm_log.read_text().startswith(old_slurm_log)
     check_numbers(workdir, baseline)
+
+
+# --- a node that dies, a requeued and a held job ----------------------------------------------
+def test_slurmd_killed_then_requeued_job_held_and_released(cluster, baseline, tmp_path):
+    """slurmd and every process of the running job are SIGKILLed (a node that dies). While
+    SLURM still calls the job RUNNING a warning names it and its silent node; after
+    SlurmdTimeout SLURM requeues it (NODE_FAIL) and a line says so. With slurmd back, the
+    requeued job is held (``scontrol hold``): a line names it as held; released, it runs again
+    from the start and the study ends with the fault-free numbers."""
+    workdir = study(tmp_path)
+
+    def scontrol(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["scontrol", *args], env=cluster.client_env(), text=True,
+                              capture_output=True, timeout=60)
+
+    with start(cluster, workdir, *SLURM_PART, "--slurm-keep-successful-logs") as run:
+        job = running_job(cluster, run)
+        # the job's script runs (the node's snakemake), not only its slurmstepd
+        run.wait_until(lambda: len(job_processes(job)) >= 2, "the job's processes")
+        try:
+            cluster.stop_daemon("slurmd", signal.SIGKILL)
+            assert kill_job_processes(job) >= 2   # slurmstepd, the node's snakemake, ...
+            killed = time.monotonic()
+            warned = wait_within(run, "whose slurmd does not answer", 60 + SLURMD_TIMEOUT_S)
+            requeued = wait_within(run, "was requeued", 60 + 3 * SLURMD_TIMEOUT_S,
+                                   f"SLURM job {job} (")
+        finally:
+            up = cluster.run("up")   # slurmd back (the node returns by itself: ReturnToService)
+            assert up.returncode == 0, up.stderr[-3000:]
+        back = time.monotonic()
+        # the requeued job waits cred_expire (10 s here) before it may start: hold it now
+        hold = scontrol("hold", job)
+        assert hold.returncode == 0, hold.stderr
+        noted = wait_within(run, "JobHeld", 60, f"SLURM job {job} (",
+                            "It will not start by itself")
+        # released once it may start (a release then starts it at once; before, it would wait
+        # for SLURM's next periodic scheduling pass, up to 30-60 s later)
+        eligible = re.search(r"EligibleTime=(\S+)", scontrol("-o", "show", "job", job).stdout)
+        if eligible and eligible.group(1)[:1].isdigit():
+            from datetime import datetime
+
+            wait = datetime.fromisoformat(eligible.group(1)).timestamp() + 1 - time.time()
+            time.sleep(min(max(wait, 0.0), 30.0))
+        release = scontrol("release", job)
+        assert release.returncode == 0, release.stderr
+        proc = finish(run)
+    text = output(proc)
+    assert proc.returncode == 0, text[-6000:]
+    what = r"\(group replicate \(run free/1, .*\)\)"
+    warning = next(line for line in text.splitlines() if "whose slurmd does not answer" in line)
+    assert re.search(rf"SLURM job {job} {what} is RUNNING on faults-node, whose slurmd does not "
+                     r"answer slurmctld \(faults-node: \S+\*", warning), warning
+    assert "SlurmdTimeout" in warning and "sinfo -R" in warning, warning
+    [line] = [line for line in text.splitlines() if "was requeued" in line]
+    assert re.search(rf"SLURM job {job} {what} was requeued after its node faults-node stopped "
+                     r"answering \(NODE_FAIL\): RUNNING before, PENDING now.*, restart 1\. ",
+                     line), line
+    held = next(line for line in text.splitlines() if "JobHeld" in line)
+    assert re.search(rf"SLURM job {job} {what} has been PENDING for \d+ s: JobHeld", held), held
+    assert "message: None" not in text
+    check_numbers(workdir, baseline)
+    print(f"\nslurmd killed: warned after {warned - killed:.0f} s, requeue noticed after "
+          f"{requeued - killed:.0f} s (SlurmdTimeout {SLURMD_TIMEOUT_S} s); slurmd back after "
+          f"{back - killed:.0f} s, hold noted {noted - back:.0f} s later; snakemake ended "
+          f"{time.monotonic() - killed:.0f} s after the kill, {killed - run.started:.0f} s "
+          "after it started")

@@ -18,6 +18,12 @@
 #   ASSAY_SLURM_NODE     node name (default assay-node)
 #   ASSAY_SLURM_PARTITION partition name (default main)
 #   ASSAY_SLURM_CTLD_PORT / ASSAY_SLURMD_PORT   ports (default 6817 / 6818)
+#   ASSAY_SLURMD_TIMEOUT  SlurmdTimeout: seconds before slurmctld marks a silent node
+#                        DOWN and ends its jobs NODE_FAIL (default 300, SLURM's own;
+#                        tests/test_slurm_faults.py uses 20 for its own cluster)
+#   ASSAY_SLURM_CRED_EXPIRE  AuthInfo cred_expire: also how long a requeued job waits
+#                        before it may start again (default 120, SLURM's own; the
+#                        fault tests use 10)
 #   ASSAY_SLURM_ETC_COPY  1 (default): copy the config to /etc/slurm/slurm.conf (see
 #                        below); 0: never touch /etc/slurm/slurm.conf, for a second
 #                        instance beside the shared one (its clients then need
@@ -61,6 +67,8 @@ PARTITION=${ASSAY_SLURM_PARTITION:-main}
 CTLD_PORT=${ASSAY_SLURM_CTLD_PORT:-6817}
 SLURMD_PORT=${ASSAY_SLURMD_PORT:-6818}
 ETC_COPY=${ASSAY_SLURM_ETC_COPY:-1}
+SLURMD_TIMEOUT=${ASSAY_SLURMD_TIMEOUT:-300}
+CRED_EXPIRE=${ASSAY_SLURM_CRED_EXPIRE:-120}
 
 CONF=$STATE/slurm.conf
 ETC_CONF=/etc/slurm/slurm.conf
@@ -183,7 +191,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$MUNGE_SOCKET
+# cred_expire: also how long a requeued job waits before it may start again
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=$CRED_EXPIRE
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -196,6 +205,8 @@ DefMemPerCPU=256
 ReturnToService=2
 # finished jobs stay visible to squeue this long (the profile uses squeue)
 MinJobAge=300
+# a node whose slurmd is silent this long is DOWN and its jobs end NODE_FAIL
+SlurmdTimeout=$SLURMD_TIMEOUT
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$STATE/jobcomp.log

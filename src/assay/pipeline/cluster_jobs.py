@@ -1,31 +1,43 @@
-"""SLURM jobs of a study that outlived their snakemake, for `assay status`.
+"""SLURM jobs of a study that outlived their snakemake: `assay status`, and the restart.
 
 A snakemake killed by SIGKILL (or a lost login session) cannot cancel its SLURM jobs: they
-keep running, finish their runs and publish them. A restarted snakemake submits new jobs
-for the same runs; each waits on the run's claim (assay.store.claims) for the live holder and
-then takes its result from the action cache, so nothing runs twice, but the user should
-know those jobs exist and how to stop them. They are found by one ``squeue`` call: the
+keep running, finish their runs and publish them. They are found by one ``squeue`` call: the
 user's jobs not finished whose working directory is the study (the profile submits every
-job from it), joined with the claims in ``store/claims`` that name the run each one holds.
+job from it) and whose name is a snakemake run id, joined with the claims in
+``store/claims`` that name the run each one holds.
+
+`assay status` lists them with the ``scancel`` line. A restarted snakemake (assay's workflow,
+`assay.slurm_watch`) submits nothing until they have ended, then takes what they finished as
+done instead of submitting it again: a new job for the same runs would otherwise start beside
+them, its snakemake would delete their rule logs on the node, and its run would wait on the
+old job's claim, holding an allocation, for at most ``claim_wait_seconds`` before failing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 SQUEUE_TIMEOUT_S = 10.0
 ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
          "RESIZING", "STOPPED", "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED")
 
 
+# the SLURM executor names each job after its run id, a UUID (with --slurm-jobname-prefix,
+# "<prefix>_<uuid>"): an interactive session or a notebook job started here is none of them
+SNAKEMAKE_JOB_NAME = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
 def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S
                ) -> tuple[list[dict[str, str]] | None, str | None]:
-    """(this user's unfinished SLURM jobs working in ``root``, or None; why not asked)."""
+    """(this user's unfinished SLURM jobs of a snakemake working in ``root``, or None; why
+    not asked)."""
     exe = shutil.which("squeue")
     if exe is None:
         return None, "no squeue on PATH"
@@ -40,9 +52,11 @@ def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S
         return None, f"squeue exited {proc.returncode}: {' '.join(proc.stderr.split())[:200]}"
     here = os.path.realpath(root)
     jobs = []
+    mine = os.environ.get("SLURM_JOB_ID")   # a snakemake inside a SLURM job: not its own
     for line in proc.stdout.splitlines():
         parts = line.split("|", 4)
-        if len(parts) == 5 and os.path.realpath(parts[4]) == here:
+        if (len(parts) == 5 and os.path.realpath(parts[4]) == here
+                and parts[0].split("_")[0] != mine and SNAKEMAKE_JOB_NAME.search(parts[3])):
             jobs.append({"id": parts[0], "state": parts[1], "reason": parts[2], "name": parts[3]})
     held = claimed_runs(Path(root))
     for job in jobs:
@@ -100,6 +114,53 @@ def leftover_lines(status: Any, root: str | Path) -> list[str]:
              for j in jobs]
     return [f"\nSLURM JOBS STILL RUNNING HERE ({len(jobs)}), left by a snakemake that is gone:",
             "  " + ", ".join(shown),
-            "  they finish what they run and publish it; a restarted snakemake waits for "
-            "them (one live attempt per run), then takes their results from the cache.",
+            "  they finish what they run and publish it; a restarted snakemake submits "
+            "nothing until they have ended (one live attempt per run), then takes what they "
+            "finished as done.",
             "  to stop them instead: scancel " + " ".join(j["id"] for j in jobs)]
+
+
+WAIT_POLL_S = 2.0       # first look after this, then 1.5 x longer each time
+WAIT_POLL_MAX_S = 30.0
+WAIT_NOTE_S = 600.0     # a line while waiting, this often
+
+
+def wait_for_leftovers(root: str | Path, say: Callable[[str], None],
+                       poll: float = WAIT_POLL_S) -> list[str] | None:
+    """Wait until no SLURM job left by another (killed) snakemake works in ``root``; the ids
+    it waited for ([] if none), or None when SLURM could not be asked (then it says so)."""
+    jobs, problem = study_jobs(root)
+    if jobs is None:
+        say(f"Could not ask SLURM for jobs a killed snakemake may have left running here "
+            f"({problem}). If some still run, each run's claim keeps a new job from computing "
+            "beside them; `assay status` lists them")
+        return None
+    if not jobs:
+        return []
+    ids = [j["id"] for j in jobs]
+    shown = ", ".join(f"{j['id']} {j['state']}" + (f" ({j['holds']})" if j["holds"] else "")
+                      for j in jobs)
+    say(f"{len(jobs)} SLURM job(s) of a snakemake that is gone still work here: {shown}. "
+        "Nothing is submitted until they end (one live attempt per run); what they finish is "
+        f"taken as done. To stop them instead: scancel {' '.join(ids)}")
+    began = last_note = time.monotonic()
+    delay, failing = poll, None
+    while True:
+        time.sleep(delay)
+        delay = min(1.5 * delay, WAIT_POLL_MAX_S)
+        now_jobs, problem = study_jobs(root)
+        now = time.monotonic()
+        if now_jobs is None:
+            failing = failing or problem
+        else:
+            failing = None
+            alive = [j["id"] for j in now_jobs if j["id"] in ids]
+            if not alive:
+                say(f"The SLURM job(s) {', '.join(ids)} left by the killed snakemake ended "
+                    f"after {now - began:.0f} s; going on")
+                return ids
+        if now - last_note >= WAIT_NOTE_S:
+            last_note = now
+            say(f"Still waiting for SLURM job(s) {', '.join(ids)} after {now - began:.0f} s"
+                + (f" (squeue fails: {failing})" if failing else "")
+                + f"; to stop them: scancel {' '.join(ids)}")

@@ -1,4 +1,4 @@
-"""Two fixes to snakemake-executor-plugin-slurm (2.8.0) that assay applies in the main snakemake.
+"""Fixes to snakemake-executor-plugin-slurm (2.8.0) that assay applies in the main snakemake.
 
 1. **A status query that fails no longer loses the jobs.** When ``squeue``/``sacct`` fails on
    every attempt of a check (slurmctld down or restarting, a flaky network, a broken
@@ -18,11 +18,26 @@
    path. Snakemake 9.27 drops the executor's message for a group job and prints
    ``message: None`` for each member; here each member gets that line as its message.
 
-Both are upstream-ready: (1) is "yield every job whose state is unknown" in
+3. **A job SLURM still calls RUNNING on a dead node is named**: a status check comes at least
+   every patience while any job is alive, and asks ``sinfo --dead`` once while jobs run; a job
+   on a node whose slurmd does not answer is named with the node (SLURM keeps it RUNNING for
+   ``SlurmdTimeout``, 300 s by default, then ends it NODE_FAIL or, for a batch job by
+   default, requeues it). A job seen
+   RUNNING and then PENDING is named as requeued, with its state, reason and restart count.
+   sbatch gets ``--open-mode=append`` (unless the user chose an open mode), so a requeued
+   job's second start does not truncate the SLURM log of its first.
+4. **A restart never runs beside the jobs of a killed snakemake**: before its first
+   submission the main snakemake waits for SLURM jobs another snakemake left working in the
+   study (`assay.cluster_jobs.wait_for_leftovers`), then reports as done, without submitting
+   them, the jobs whose outputs those made. Otherwise a new job starts beside the old one, its
+   node snakemake deletes the old job's rule logs, and both work on the same runs.
+
+(1) and (2) are upstream-ready: (1) is "yield every job whose state is unknown" in
 ``Executor.check_active_jobs`` (plugin issue #207 is the same hang with sacct); (2) is
 ``GroupJob.log_error`` passing ``msg`` on to its members. Until they land, the workflow calls
 `install()` in the main snakemake (workflow/rules/common.smk); it wraps public executor
-methods only, and does nothing when the plugin is not loaded.
+methods (and the plugin's ``get_submit_command``) only, and does nothing when the plugin is
+not loaded.
 """
 
 from __future__ import annotations
@@ -72,11 +87,11 @@ def install() -> bool:
         return states, seconds
 
     def report_job_success(self: Any, job_info: Any, *args: Any, **kwargs: Any) -> Any:
-        _state(self)["handled"].add(id(job_info))
+        _forget(_state(self), job_info)
         return success(self, job_info, *args, **kwargs)
 
     def report_job_error(self: Any, job_info: Any, msg: Any = None, **kwargs: Any) -> Any:
-        _state(self)["handled"].add(id(job_info))
+        _forget(_state(self), job_info)
         return error(self, job_info, msg=msg, **kwargs)
 
     async def check_active_jobs(self: Any, active_jobs: list[Any]) -> Any:
@@ -92,7 +107,16 @@ def install() -> bool:
             kept.add(id(job_info))
             yield job_info
         if answers:
-            _stuck_pending(self, state, [j for j in active_jobs if id(j) in kept], answers[-1])
+            alive = [j for j in active_jobs if id(j) in kept]
+            _stuck_pending(self, state, alive, answers[-1])
+            _requeued(self, state, alive, answers[-1])
+            _silent_nodes(self, state, alive, answers[-1])
+            if alive:
+                # look at least every patience (the plugin backs off to 180 s): a dead node,
+                # a requeue or a hold is then named within about that
+                patience = _patience()
+                self.next_seconds_between_status_checks = min(
+                    self.next_seconds_between_status_checks or patience, patience)
         lost = [j for j in active_jobs if id(j) not in kept and id(j) not in state["handled"]]
         if lost:
             _status_unknown(self, state, lost, problems[-1] if problems else "no answer", began)
@@ -105,13 +129,64 @@ def install() -> bool:
                     f"{time.monotonic() - state['failing_since']:.0f} s")
             state.update(failing_since=None, warned=False, next_warning=0.0)
 
+    run_jobs = executor.run_jobs
+
+    def run_jobs_after_leftovers(self: Any, jobs: list[Any]) -> Any:
+        """Before the first submission, wait for SLURM jobs a killed snakemake left working
+        here; then submit only what they did not finish (assay.cluster_jobs)."""
+        state = _state(self)
+        if "leftovers" not in state:
+            from .cluster_jobs import wait_for_leftovers
+
+            state["leftovers"] = wait_for_leftovers(os.getcwd(), self.logger.warning)
+        if state["leftovers"]:
+            jobs = [job for job in jobs if not _finished_by_leftover(self, job)]
+        return run_jobs(self, jobs) if jobs else None
+
+    submit_command = module.get_submit_command
+
+    def get_submit_command(*args: Any, **kwargs: Any) -> str:
+        """sbatch appends to the job's log: a requeued job (node failure, preemption,
+        ``scontrol requeue``) would otherwise truncate what its first start wrote."""
+        call = submit_command(*args, **kwargs)
+        return call if "--open-mode" in call else call + " --open-mode=append"
+
+    module.get_submit_command = get_submit_command
     module.query_job_status = query_job_status
     executor.check_active_jobs = check_active_jobs
+    executor.run_jobs = run_jobs_after_leftovers
     executor.report_job_success = report_job_success
     executor.report_job_error = report_job_error
     executor.print_job_error = _print_job_error
     executor._assay_watch = True
     return True
+
+
+def _finished_by_leftover(executor: Any, job: Any) -> bool:
+    """Every output of ``job`` (each member of a group) exists and none is marked incomplete:
+    a SLURM job of the killed snakemake made them. Reported done, not submitted again (its
+    new job would delete the old job's rule logs and redo the work as cache hits)."""
+    workflow = executor.workflow
+    for member in (job.jobs if job.is_group() else [job]):
+        if not all(os.path.exists(str(f)) for f in member.output):
+            return False
+        if workflow.async_run(workflow.persistence.incomplete(member)):
+            return False
+    from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+
+    executor.logger.info(f"{what_ran(job)}: made by a SLURM job of the killed snakemake; "
+                         "not submitted again")
+    executor.report_job_success(SubmittedJobInfo(job=job))
+    return True
+
+
+def _forget(state: dict[str, Any], job_info: Any) -> None:
+    """A reported job is done with; what was kept under its SLURM id goes (a slurmctld that
+    lost its state hands the same ids out again)."""
+    state["handled"].add(id(job_info))
+    job_id = str(job_info.external_jobid or "")
+    for key in ("seen", "silent", "pending", "unlisted"):
+        state.get(key, {}).pop(job_id, None)
 
 
 def _state(executor: Any) -> dict[str, Any]:
@@ -173,18 +248,124 @@ def _stuck_pending(executor: Any, state: dict[str, Any], jobs: list[Any],
     for job_info, waited in due:
         reason = reasons.get(str(job_info.external_jobid), "")
         if not reason or reason.split(",")[0] in WAITING_REASONS:
+            # look again after the patience: it may be held or its node drained later
+            pending[str(job_info.external_jobid)] = (now - waited, now + patience)
             continue
         stuck.add(str(job_info.external_jobid))
         executor.logger.warning(
             f"SLURM job {job_info.external_jobid} ({what_ran(job_info.job)}) has been PENDING "
             f"for {waited:.0f} s: {reason}. It will not start by itself: check `sinfo -R` and "
             f"`scontrol show job {job_info.external_jobid}` (a drained or down node, a held "
-            "job: your admins may need to resume or release it)")
+            "job: your admins may need to resume or release it; `scontrol release "
+            f"{job_info.external_jobid}` if you held it)")
     if stuck:
         # until a job that was stuck ends, look at least every patience: it may have waited
         # long already, so tell promptly when it moves
         executor.next_seconds_between_status_checks = min(
             executor.next_seconds_between_status_checks or patience, patience)
+
+
+RUNS = ("RUNNING", "COMPLETING", "SUSPENDED", "STOPPED")
+
+
+def _requeued(executor: Any, state: dict[str, Any], jobs: list[Any],
+              answer: dict[str, str]) -> None:
+    """Say so when a job SLURM ran is pending again: SLURM requeued it (its node failed, a
+    preemption, ``scontrol requeue``) and will start it again from the beginning."""
+    seen = state.setdefault("seen", {})
+    silent = state.setdefault("silent", {})
+    for job_info in jobs:
+        job_id = str(job_info.external_jobid or "")
+        now, before = answer.get(job_id), seen.get(job_id)
+        if now is None:
+            continue
+        seen[job_id] = now
+        if before not in RUNS or now in RUNS:
+            continue
+        facts = slurm_job_facts(job_id)
+        node = silent.pop(job_id, (None, None, None))[2]
+        why = (f"its node {node} stopped answering (NODE_FAIL)" if node
+               else "a node failure, a preemption or `scontrol requeue`")
+        restarts = facts.get("Restarts")
+        executor.logger.warning(
+            f"SLURM job {job_id} ({what_ran(job_info.job)}) was requeued after {why}: "
+            f"{before} before, {facts.get('JobState') or now} now"
+            + (f", reason {facts['Reason']}" if facts.get("Reason") not in (None, "None") else "")
+            + (f", restart {restarts}" if restarts else "")
+            + ". SLURM starts it again from the beginning: what it finished comes from the "
+            f"cache, an interrupted run resumes from its work directory. Check `scontrol show "
+            f"job {job_id}`")
+
+
+def _silent_nodes(executor: Any, state: dict[str, Any], jobs: list[Any],
+                  answer: dict[str, str]) -> None:
+    """Say so when a job SLURM calls RUNNING sits on a node whose slurmd does not answer
+    (slurmd or the node died): SLURM keeps the job RUNNING until ``SlurmdTimeout`` (300 s by
+    default), then ends it NODE_FAIL or requeues it (a batch job, by default). While jobs run,
+    each check (at least one every patience) costs one ``sinfo`` call more; a job is named
+    once, then every ``5 x`` the patience while it lasts."""
+    running = [j for j in jobs if answer.get(str(j.external_jobid or "")) == "RUNNING"]
+    silent = state.setdefault("silent", {})
+    live = {str(j.external_jobid) for j in jobs}
+    for job_id in [k for k in silent if k not in live]:
+        del silent[job_id]   # ended
+    dead = dead_nodes() if running else {}
+    if not dead:
+        for job_info in running:
+            silent.pop(str(job_info.external_jobid), None)
+        return
+    on_dead = jobs_on_nodes([str(j.external_jobid) for j in running], sorted(dead))
+    now = time.monotonic()
+    for job_info in running:
+        job_id = str(job_info.external_jobid)
+        nodes = on_dead.get(job_id)
+        if not nodes:
+            silent.pop(job_id, None)
+            continue
+        since, next_note, _node = silent.setdefault(job_id, (now, now, nodes[0]))
+        if now < next_note:
+            continue
+        silent[job_id] = (since, now + 5 * _patience(), nodes[0])
+        said = "; ".join(f"{node}: {dead.get(node, '?')}" for node in nodes)
+        executor.logger.warning(
+            f"SLURM job {job_id} ({what_ran(job_info.job)}) is RUNNING on {','.join(nodes)}, "
+            f"whose slurmd does not answer slurmctld ({said}; for {now - since:.0f} s here): "
+            "its processes may be gone. After SlurmdTimeout (`scontrol show config | grep "
+            "SlurmdTimeout`; 300 s by default) SLURM ends it NODE_FAIL or requeues it, and this "
+            f"run says which; check `sinfo -R` and `scontrol show node {nodes[0]}`, or ask your "
+            "admins")
+
+
+def dead_nodes(timeout: float = 30.0) -> dict[str, str]:
+    """Nodes whose slurmd does not answer: node -> 'state, reason' (``sinfo --dead``)."""
+    try:
+        proc = subprocess.run(["sinfo", "-h", "--dead", "-N", "-o", "%N|%T|%E"],
+                              capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out = {}
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        node, _, rest = line.strip().partition("|")
+        node_state, _, reason = rest.partition("|")
+        if node:
+            out[node] = node_state + (f", reason {reason}" if reason not in ("", "none") else "")
+    return out
+
+
+def jobs_on_nodes(job_ids: list[str], nodes: list[str],
+                  timeout: float = 30.0) -> dict[str, list[str]]:
+    """job id -> those of ``nodes`` it runs on (``squeue -w``); {} if squeue fails."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-w", ",".join(nodes),
+                               "-o", "%i|%N"], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out: dict[str, list[str]] = {}
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        job_id, _, listed = line.strip().partition("|")
+        if job_id:
+            out[job_id] = [n for n in nodes if n in listed.split(",")] or nodes
+    return out
 
 
 def pending_reasons(job_ids: list[str], timeout: float = 30.0) -> dict[str, str]:
@@ -288,7 +469,8 @@ def what_ran(job: Any) -> str:
 
 
 def slurm_job_facts(job_id: str, timeout: float = 10.0) -> dict[str, str]:
-    """JobState, Reason, ExitCode of a SLURM job (``scontrol -o show job``); {} if unknown."""
+    """JobState, Reason, ExitCode, Restarts of a SLURM job (``scontrol -o show job``); {} if
+    unknown."""
     try:
         proc = subprocess.run(["scontrol", "-o", "show", "job", str(job_id)], text=True,
                               capture_output=True, timeout=timeout)
@@ -297,7 +479,7 @@ def slurm_job_facts(job_id: str, timeout: float = 10.0) -> dict[str, str]:
     if proc.returncode != 0:
         return {}
     fields = dict(re.findall(r"(?:^|\s)(\w+)=(\S*)", proc.stdout))
-    return {k: fields[k] for k in ("JobState", "Reason", "ExitCode") if k in fields}
+    return {k: fields[k] for k in ("JobState", "Reason", "ExitCode", "Restarts") if k in fields}
 
 
 def last_slurm_line(log: Any, limit: int = 1 << 16) -> str | None:
