@@ -7,7 +7,7 @@ job from it) and whose name is a snakemake run id, joined with the claims in
 ``store/claims`` that name the run each one holds.
 
 `assay status` lists them with the ``scancel`` line. A restarted snakemake (assay's workflow,
-`assay.slurm_watch`) submits nothing until they have ended, then takes what they finished as
+`assay.pipeline.slurm_watch`) submits nothing until they have ended, then takes what they finished as
 done instead of submitting it again: a new job for the same runs would otherwise start beside
 them, its snakemake would delete their rule logs on the node, and its run would wait on the
 old job's claim, holding an allocation, for at most ``claim_wait_seconds`` before failing.

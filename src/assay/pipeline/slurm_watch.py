@@ -28,7 +28,7 @@
    job's second start does not truncate the SLURM log of its first.
 4. **A restart never runs beside the jobs of a killed snakemake**: before its first
    submission the main snakemake waits for SLURM jobs another snakemake left working in the
-   study (`assay.cluster_jobs.wait_for_leftovers`), then reports as done, without submitting
+   study (`assay.pipeline.cluster_jobs.wait_for_leftovers`), then reports as done, without submitting
    them, the jobs whose outputs those made. Otherwise a new job starts beside the old one, its
    node snakemake deletes the old job's rule logs, and both work on the same runs.
 
@@ -133,7 +133,7 @@ def install() -> bool:
 
     def run_jobs_after_leftovers(self: Any, jobs: list[Any]) -> Any:
         """Before the first submission, wait for SLURM jobs a killed snakemake left working
-        here; then submit only what they did not finish (assay.cluster_jobs)."""
+        here; then submit only what they did not finish (assay.pipeline.cluster_jobs)."""
         state = _state(self)
         if "leftovers" not in state:
             from .cluster_jobs import wait_for_leftovers
