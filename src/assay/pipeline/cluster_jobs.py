@@ -34,26 +34,36 @@ ALIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEU
 SNAKEMAKE_JOB_NAME = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S
-               ) -> tuple[list[dict[str, str]] | None, str | None]:
-    """(this user's unfinished SLURM jobs of a snakemake working in ``root``, or None; why
-    not asked)."""
+def run_squeue(args: list[str], timeout: float = SQUEUE_TIMEOUT_S) -> tuple[str | None, str | None]:
+    """(squeue's output, or None; why not): the one way assay asks squeue. No SLURM here,
+    a controller that does not answer or an error are reasons, never exceptions: a status
+    must still say what it knows without the cluster."""
     exe = shutil.which("squeue")
     if exe is None:
         return None, "no squeue on PATH"
     try:
-        proc = subprocess.run([exe, "-h", "--me", "-t", ",".join(ALIVE), "-o", "%i|%T|%r|%j|%Z"],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         return None, f"squeue did not answer within {timeout:g} s"
     except OSError as exc:
         return None, f"squeue: {exc}"
     if proc.returncode != 0:
         return None, f"squeue exited {proc.returncode}: {' '.join(proc.stderr.split())[:200]}"
+    return proc.stdout, None
+
+
+def study_jobs(root: str | Path, timeout: float = SQUEUE_TIMEOUT_S
+               ) -> tuple[list[dict[str, str]] | None, str | None]:
+    """(this user's unfinished SLURM jobs of a snakemake working in ``root``, or None; why
+    not asked)."""
+    out, why = run_squeue(["-h", "--me", "-t", ",".join(ALIVE), "-o", "%i|%T|%r|%j|%Z"], timeout)
+    if out is None:
+        return None, why
     here = os.path.realpath(root)
     jobs = []
     mine = os.environ.get("SLURM_JOB_ID")   # a snakemake inside a SLURM job: not its own
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         parts = line.split("|", 4)
         if (len(parts) == 5 and os.path.realpath(parts[4]) == here
                 and parts[0].split("_")[0] != mine and SNAKEMAKE_JOB_NAME.search(parts[3])):

@@ -38,9 +38,7 @@ import json
 import os
 import re
 import shlex
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -280,21 +278,13 @@ def snakemake_processes(root: Path) -> list[int] | None:
 def squeue_states(timeout: float = SQUEUE_TIMEOUT_S) -> tuple[dict[str, str] | None, str | None]:
     """(job id -> state of this user's SLURM jobs, including recently finished ones; why
     not). One ``squeue`` call; no SLURM is not an error."""
-    exe = shutil.which("squeue")
-    if exe is None:
-        return None, "no squeue on PATH"
-    try:
-        proc = subprocess.run([exe, "--me", "--noheader", "--states=all", "--format=%i|%T"],
-                              check=False, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return None, f"squeue did not answer within {timeout:g} s"
-    except OSError as exc:
-        return None, f"squeue: {exc}"
-    if proc.returncode != 0:
-        return None, f"squeue exited {proc.returncode}: {proc.stderr.strip()[:200]}"
+    from ..pipeline.cluster_jobs import run_squeue
+
+    out, why = run_squeue(["--me", "--noheader", "--states=all", "--format=%i|%T"], timeout)
+    if out is None:
+        return None, why
     states = {}
-    for line in proc.stdout.splitlines():
+    for line in out.splitlines():
         jobid, _, state = line.strip().partition("|")
         if jobid and state:
             states[jobid] = state.split()[0]
