@@ -110,6 +110,10 @@ def slurm_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """
     env = {**os.environ, **(extra or {})}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # A status check at least every 10 s while jobs live (assay.pipeline.slurm_watch; the
+    # plugin alone backs off to 180 s between checks): the tests wait for SLURM, not for
+    # the back-off. A user setting too (docs/hpc.md); test_slurm_faults sets its own.
+    env.setdefault("ASSAY_SLURM_STATUS_PATIENCE", "10")
     if "SLURM_CONF" not in env and (STATE / "slurm.conf").is_file():
         env["SLURM_CONF"] = str(STATE / "slurm.conf")
     return env
