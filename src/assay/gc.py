@@ -379,10 +379,16 @@ def _object_view(store_root: Path, marked: set[str], cutoff: float, report: GcRe
 
     path_str = ObjectStore(store_root).path_str
     candidates: list[tuple[str, str, int]] = []
+    loaded, unusable = None, None
     if object_index.has_index(store_root) and not rescan:
-        loaded = object_index.load(store_root, sharing)
+        try:
+            loaded = object_index.load(store_root, sharing)
+        except object_index.IndexUnusable as exc:
+            unusable = str(exc)
+    if loaded is not None:
         report.objects_from = "index"
         report.index_logs_read = loaded.logs_read
+        report.index_note = loaded.note()
         view = _ObjectView(candidates, loaded.entries, set(loaded.entries), False,
                            loaded.consumed, path_str)
         for i, (sha, entry) in enumerate(sorted(loaded.entries.items()), 1):
@@ -414,7 +420,9 @@ def _object_view(store_root: Path, marked: set[str], cutoff: float, report: GcRe
         scanned = {sha: (info.size_bytes, info.mtime_ns)
                    for sha, info in scan_objects(store_root).items()}
         report.objects_from = "scan"
-        report.index_note = NO_INDEX_NOTE
+        report.index_note = NO_INDEX_NOTE if unusable is None else (
+            f"the object index cannot be read ({unusable}), so objects/ was scanned; "
+            "`assay gc --rescan` rewrites it")
         view = _ObjectView(candidates, None, set(scanned), True, {}, path_str)
     for sha, (size, mtime_ns) in scanned.items():
         if sha in marked:
@@ -460,6 +468,9 @@ def _compact(store_root: Path, view: _ObjectView, deleted: dict[str, int],
     except object_index.Busy as busy:
         report.index_note = (f"the object index was not compacted: another gc holds {busy} "
                              "(the logs keep every line; the next gc compacts)")
+    except (object_index.IndexUnusable, OSError) as exc:
+        report.index_note = (f"the object index was not compacted ({exc}); the logs keep "
+                             "every line; `assay gc --rescan` rewrites it")
 
 
 def _unlink_unless_sticky(path: Path, sharing: SharingPolicy, report: GcReport) -> None:

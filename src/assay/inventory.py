@@ -514,16 +514,19 @@ def store_stats(store_root: Path, results_dir: Path, *, jobs: int | None = None,
     live = set(known)
     note = None
     sharing = SharingPolicy.for_store(store_root, check_world_writable=False)
+    loaded, unusable = None, None
     if object_index.has_index(store_root) and not rescan:
+        try:
+            loaded = object_index.load(store_root, sharing)
+        except object_index.IndexUnusable as exc:
+            unusable = str(exc)
+    if loaded is not None:
         source = "index"
-        loaded = object_index.load(store_root, sharing)
         sizes = {sha: e.size for sha, e in loaded.entries.items()}
         for sha, entry in loaded.entries.items():
             if sha not in known and entry.kind == object_index.MANIFEST:
                 typed[sha] = (str(entry.artifact_type), list(entry.sidecars))
-        if loaded.untrusted_logs:
-            note = (f"{loaded.untrusted_logs} index log(s) written by users the store does "
-                    "not trust were not read")
+        note = loaded.note()
     elif rescan:
         source = "rescan"
         entries, offsets = object_index.rebuild(store_root, jobs=jobs, progress=progress)
@@ -536,11 +539,15 @@ def store_stats(store_root: Path, results_dir: Path, *, jobs: int | None = None,
                 object_index.compact(store_root, entries, offsets, sharing)
         except object_index.Busy as busy:
             note = f"the rebuilt index was not written: a gc holds {busy}; run it again"
+        except OSError as exc:
+            note = f"the rebuilt index was not written ({exc})"
     else:
         source = "scan"
         note = ("this store has no object index (it was written before assay kept one), so "
                 "every object was listed and read; `assay gc --rescan` (or `assay stats "
-                "--rescan`) builds the index once")
+                "--rescan`) builds the index once") if unusable is None else (
+                f"the object index cannot be read ({unusable}), so every object was listed "
+                "and read; `assay gc --rescan` rewrites it")
         objects = scan_objects(store_root)
         sizes = {sha: o.size_bytes for sha, o in objects.items()}
         for sha, (manifest, _) in sniff_manifests(

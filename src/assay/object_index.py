@@ -68,8 +68,17 @@ def index_dir(store_root: str | os.PathLike[str]) -> Path:
 
 
 def has_index(store_root: str | os.PathLike[str]) -> bool:
-    """Whether the index is authoritative (a snapshot exists)."""
-    return os.path.isfile(index_dir(store_root) / SNAPSHOT)
+    """Whether the index is authoritative (a snapshot exists, as a file of its own)."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.lstat(index_dir(store_root) / SNAPSHOT).st_mode)
+    except OSError:
+        return False
+
+
+class IndexUnusable(Exception):
+    """The snapshot cannot be read: callers scan objects/ instead and say why."""
 
 
 # --- lines -----------------------------------------------------------------------------
@@ -227,6 +236,20 @@ class Loaded:
     consumed: dict[str, int]        # log name -> bytes read (whole lines)
     logs_read: int = 0
     untrusted_logs: int = 0
+    unreadable_logs: int = 0
+
+    def note(self) -> str | None:
+        """What the counts leave out, if anything (those objects are kept by gc)."""
+        parts = []
+        if self.untrusted_logs:
+            parts.append(f"{self.untrusted_logs} index log(s) written by users the store "
+                         "does not trust were not read")
+        if self.unreadable_logs:
+            parts.append(f"{self.unreadable_logs} index log(s) could not be read (not a "
+                         "regular file, or not readable)")
+        if not parts:
+            return None
+        return "; ".join(parts) + ": counts may miss their objects (`assay gc --rescan`)"
 
 
 def _read_lines(data: bytes, merged: dict[str, tuple[str, Entry]]) -> int:
@@ -250,18 +273,29 @@ def _read_lines(data: bytes, merged: dict[str, tuple[str, Entry]]) -> int:
 
 def load(store_root: str | os.PathLike[str], sharing: "SharingPolicy | None" = None) -> Loaded:
     """The snapshot plus every log past what the snapshot read. Needs ``has_index``."""
+    from .hashing import open_regular
+
     directory = index_dir(store_root)
     merged: dict[str, tuple[str, Entry]] = {}
-    with open(directory / SNAPSHOT, "rb") as handle:
-        data = handle.read()
+    problem = None
+    try:
+        with open(open_regular(directory / SNAPSHOT), "rb") as handle:
+            data = handle.read()
+    except OSError as exc:   # never through a link, never a FIFO
+        raise IndexUnusable(f"{directory / SNAPSHOT}: {exc.strerror or exc}") from None
     header, _, body = data.partition(b"\n")
     text = header.decode("ascii", "replace")
-    if not text.startswith(HEADER + "\t"):
-        from .errors import ArtifactStoreError
-
-        raise ArtifactStoreError(f"{directory / SNAPSHOT} is not an object index snapshot: "
-                                 "remove it and run `assay gc --rescan`")
-    consumed: dict[str, int] = json.loads(text[len(HEADER) + 1:])["consumed"]
+    try:
+        if not text.startswith(HEADER + "\t"):
+            raise ValueError
+        consumed = json.loads(text[len(HEADER) + 1:])["consumed"]
+        if not (isinstance(consumed, dict) and all(
+                isinstance(k, str) and type(v) is int for k, v in consumed.items())):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        problem = "not an object index snapshot"
+    if problem is not None:
+        raise IndexUnusable(f"{directory / SNAPSHOT} is {problem}")
     _read_lines(body, merged)
     loaded = Loaded({}, dict(consumed))
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
@@ -278,10 +312,13 @@ def load(store_root: str | os.PathLike[str], sharing: "SharingPolicy | None" = N
             loaded.untrusted_logs += 1
             continue
         try:
-            with open(entry.path, "rb") as handle:
+            with open(open_regular(entry.path), "rb") as handle:
                 handle.seek(done)
                 chunk = handle.read()
         except FileNotFoundError:
+            continue
+        except OSError:   # a link, a FIFO, unreadable: its lines only keep objects alive
+            loaded.unreadable_logs += 1
             continue
         loaded.consumed[entry.name] = done + _read_lines(chunk, merged)
         loaded.logs_read += 1
@@ -374,7 +411,11 @@ class CompactionLock:
                     os.unlink(self.path)
                 except FileNotFoundError:
                     pass
+                except OSError as exc:   # a directory in its place, not ours to remove
+                    raise Busy(f"{self.path} ({exc.strerror})") from None
                 continue
+            except OSError as exc:
+                raise Busy(f"{self.path} ({exc.strerror})") from None
             os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
             os.close(fd)
             return self
