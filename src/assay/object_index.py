@@ -201,6 +201,16 @@ class IndexLog:
         return fd
 
 
+def _after_fork_in_child() -> None:
+    """A forked child starts its own log (never appends to its parent's), and a lock held
+    by another thread of the parent at the fork must not block it forever."""
+    IndexLog._lock = threading.Lock()
+    IndexLog._open = {}
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def note_published(store_root: Path, sha: str, size: int, kind: str,
                    artifact_type: str | None = None,
                    sidecars: Iterable[tuple[str, int | None]] = (),
