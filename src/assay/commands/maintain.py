@@ -110,6 +110,10 @@ def run_gc(args: Any) -> int:
         return 0
     print(f"roots: {report.roots} refs; reachable: {report.live_objects} objects "
           f"({human_bytes(report.live_bytes)})")
+    if report.objects_from == "rescan" and not report.index_note:
+        print("object index rebuilt from a scan of objects/ "
+              f"({report.live_objects + report.garbage_objects + report.young_objects} "
+              "objects)")
     if report.live_figures:
         print(f"figures: {report.live_figures} under plots/, their cached bytes kept")
     for where in report.member_results:
