@@ -303,3 +303,50 @@ def test_two_members_write_one_index_at_the_same_time(lab):
     procs[0].communicate(timeout=300)
     assert lab.call(lab.bob, _index_as_member, str(store)) == rebuilt(store)
     assert len(rebuilt(store)) == 9
+
+
+def _write_and_forge(store: str, alice_sha: str) -> str:
+    """An outsider's log: a line saying alice's object is gone (to keep it from gc), a
+    manifest that does not exist (to skew stats), and a real object of her own."""
+    from assay import ArtifactStore
+
+    with ArtifactStore(store) as s:
+        own = s.objects.put_bytes(b"the outsider's own garbage\n").sha256
+    object_index.note_gone(Path(store), [alice_sha])
+    object_index.note_published(Path(store), "f" * 64, 10**12, "manifest", "run", [])
+    return own
+
+
+def _put_as_member(store: str, data: bytes) -> str:
+    from assay import ArtifactStore
+
+    with ArtifactStore(store) as s:
+        return s.objects.put_bytes(data).sha256
+
+
+def _stats_as_member(store: str, results: str) -> dict:
+    from assay.inventory import store_stats
+
+    return store_stats(Path(store), Path(results))
+
+
+def test_an_outsiders_log_neither_hides_garbage_nor_counts(lab):
+    """A user the store does not trust (holding its group) writes a log: her `gone` line
+    does not keep a member's garbage from gc, her forged manifest is not counted by
+    stats (which says it left her log out), and her own garbage is swept as a scan
+    would sweep it."""
+    from lab_helpers import User
+
+    store = lab.shared_store("store-index-outsider")
+    garbage = lab.call(lab.alice, _put_as_member, str(store), b"alice's garbage\n")
+    mallory = User(lab.mallory.name, lab.mallory.uid, lab.mallory.gid,
+                   (*lab.mallory.groups, lab.gid), lab.mallory.home)
+    hers = lab.call(mallory, _write_and_forge, str(store), garbage)
+    bob_results = lab.own_dir(lab.bob, "bob-index-outsider") / "results"
+    stats = lab.call(lab.bob, _stats_as_member, str(store), str(bob_results))
+    assert stats["objects"] == 1 and stats["artifacts"] == 0
+    assert "1 index log(s) written by users the store does not trust" in stats["note"]
+    age_tree(store, 2 * HOUR)
+    done = lab.call(lab.bob, _gc_as_member, str(store), str(bob_results))
+    assert done["deleted"] == 2 and done["from"] == "index"
+    assert object_files(store) == {}, hers

@@ -388,10 +388,13 @@ def _object_view(store_root: Path, marked: set[str], cutoff: float, report: GcRe
     if loaded is not None:
         report.objects_from = "index"
         report.index_logs_read = loaded.logs_read
-        report.index_note = loaded.note()
-        view = _ObjectView(candidates, loaded.entries, set(loaded.entries), False,
-                           loaded.consumed, path_str)
-        for i, (sha, entry) in enumerate(sorted(loaded.entries.items()), 1):
+        if loaded.unreadable_logs:   # (untrusted logs were read: their objects are candidates)
+            report.index_note = (f"{loaded.unreadable_logs} index log(s) could not be read; "
+                                 "gc keeps the objects only they name (`assay gc --rescan`)")
+        view = _ObjectView(candidates, loaded.entries, set(loaded.entries)
+                           | set(loaded.untrusted_entries), False, loaded.consumed, path_str)
+        every = {**loaded.untrusted_entries, **loaded.entries}
+        for i, (sha, entry) in enumerate(sorted(every.items()), 1):
             if sha in marked:
                 report.live_objects += 1
                 report.live_bytes += entry.size
@@ -408,7 +411,7 @@ def _object_view(store_root: Path, marked: set[str], cutoff: float, report: GcRe
                 report.young_objects += 1
                 report.young_bytes += st.st_size
             if i % 4096 == 0:
-                progress("gc candidates", i, len(loaded.entries))
+                progress("gc candidates", i, len(every))
         report.missing_indexed = len(view.missing)
         return view
     if rescan:

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -247,13 +247,17 @@ class Loaded:
     logs_read: int = 0
     untrusted_logs: int = 0
     unreadable_logs: int = 0
+    # Objects only logs of users the store does not trust name (never their `gone` lines:
+    # an outsider must not hide garbage from gc). gc takes them as candidates (it decides
+    # by lstat, as a scan would); stats and the snapshot leave them out.
+    untrusted_entries: dict[str, Entry] = field(default_factory=dict)
 
     def note(self) -> str | None:
         """What the counts leave out, if anything (those objects are kept by gc)."""
         parts = []
         if self.untrusted_logs:
             parts.append(f"{self.untrusted_logs} index log(s) written by users the store "
-                         "does not trust were not read")
+                         "does not trust were not counted")
         if self.unreadable_logs:
             parts.append(f"{self.unreadable_logs} index log(s) could not be read (not a "
                          "regular file, or not readable)")
@@ -262,8 +266,10 @@ class Loaded:
         return "; ".join(parts) + ": counts may miss their objects (`assay gc --rescan`)"
 
 
-def _read_lines(data: bytes, merged: dict[str, tuple[str, Entry]]) -> int:
-    """Merge whole lines into ``merged``; the number of bytes up to the last newline."""
+def _read_lines(data: bytes, merged: dict[str, tuple[str, Entry]], *,
+                gone: bool = True) -> int:
+    """Merge whole lines into ``merged`` (``gone=False``: not the deletions); the number
+    of bytes up to the last newline."""
     end = data.rfind(b"\n") + 1
     for raw in data[:end].split(b"\n"):
         if not raw:
@@ -275,6 +281,8 @@ def _read_lines(data: bytes, merged: dict[str, tuple[str, Entry]]) -> int:
         if parsed is None:
             continue
         sha, kind, entry = parsed
+        if kind == GONE and not gone:
+            continue
         old = merged.get(sha)
         if old is None or entry.time_ns >= old[1].time_ns:
             merged[sha] = (kind, entry)
@@ -290,6 +298,7 @@ def load(store_root: str | os.PathLike[str], sharing: "SharingPolicy | None" = N
     problem = None
     try:
         with open(open_regular(directory / SNAPSHOT), "rb") as handle:
+            owner = os.fstat(handle.fileno()).st_uid
             data = handle.read()
     except OSError as exc:   # never through a link, never a FIFO
         raise IndexUnusable(f"{directory / SNAPSHOT}: {exc.strerror or exc}") from None
@@ -306,8 +315,13 @@ def load(store_root: str | os.PathLike[str], sharing: "SharingPolicy | None" = N
         problem = "not an object index snapshot"
     if problem is not None:
         raise IndexUnusable(f"{directory / SNAPSHOT} is {problem}")
+    if sharing is not None and not sharing.is_trusted(owner):
+        # it could hide objects from gc (keeping garbage alive) or skew stats
+        raise IndexUnusable(f"{directory / SNAPSHOT} was written by {sharing.writer(owner)}, "
+                            "whom the store does not trust")
     _read_lines(body, merged)
     loaded = Loaded({}, dict(consumed))
+    outsiders: dict[str, tuple[str, Entry]] = {}
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         if not entry.name.endswith(LOG_SUFFIX):
             continue
@@ -318,9 +332,7 @@ def load(store_root: str | os.PathLike[str], sharing: "SharingPolicy | None" = N
         done = consumed.get(entry.name, 0)
         if st.st_size <= done:
             continue
-        if sharing is not None and not sharing.is_trusted(st.st_uid):
-            loaded.untrusted_logs += 1
-            continue
+        trusted = sharing is None or sharing.is_trusted(st.st_uid)
         try:
             with open(open_regular(entry.path), "rb") as handle:
                 handle.seek(done)
@@ -330,10 +342,17 @@ def load(store_root: str | os.PathLike[str], sharing: "SharingPolicy | None" = N
         except OSError:   # a link, a FIFO, unreadable: its lines only keep objects alive
             loaded.unreadable_logs += 1
             continue
+        if not trusted:   # never consumed: read again each time, never compacted
+            loaded.untrusted_logs += 1
+            _read_lines(chunk, outsiders, gone=False)
+            continue
         loaded.consumed[entry.name] = done + _read_lines(chunk, merged)
         loaded.logs_read += 1
     loaded.entries = {sha: e for sha, (kind, e) in merged.items() if kind != GONE}
+    loaded.untrusted_entries = {sha: e for sha, (_, e) in outsiders.items()
+                                if sha not in loaded.entries}
     return loaded
+
 
 
 def log_offsets(store_root: str | os.PathLike[str]) -> dict[str, int]:
