@@ -8,6 +8,11 @@ artifacts (a record whose artifact is gone is only a cache miss, but it would ne
 again). The grace period protects a job that is still running: its fresh sidecars and
 manifest are not referenced by a ref until it finishes.
 
+The sweep's candidates come from the object index (assay.object_index), not from a
+listing of objects/: only objects the index holds and mark did not reach are lstat'ed. A
+store without an index (older than it) is scanned, and the report says so; ``--rescan``
+scans on purpose and writes the index. ``--delete`` compacts the index's logs.
+
 Dry run is the default; nothing is deleted unless ``delete=True``.
 """
 
