@@ -39,15 +39,41 @@ STAT_CALLS = ("stat", "lstat", "newfstatat", "statx", "fstatat64", "access", "fa
 DIR_CALLS = ("getdents64", "getdents")
 LATENCIES_MS = (0.2, 1.0)
 
-# (label, argv after `assay --store S --results R`, per-study?)
+# The mark phase of gc alone: the refs, the manifests they reach, the object index merged,
+# the candidates (indexed, unmarked) named; no lstat, no sweep. What `assay gc` does before
+# it looks at its candidates (assay.gc.collect_garbage).
+GC_MARK = """
+import sys, time
+from pathlib import Path
+from assay import object_index
+from assay.inventory import input_shas, load_refs, sidecar_shas, walk_manifests
+store, results = Path(sys.argv[1]), Path(sys.argv[2])
+started = time.perf_counter()
+refs = load_refs(results)
+graph = walk_manifests(store, [r.sha256 for r in refs if r.sha256], verify=False)
+marked = set(graph.manifests)
+for m in graph.manifests.values():
+    marked.update(s for s, _ in sidecar_shas(m))
+    marked.update(input_shas(m))
+entries = object_index.load(store).entries
+candidates = [s for s in entries if s not in marked]
+print(len(entries), len(marked), len(candidates), f"{time.perf_counter() - started:.2f}")
+"""
+
+# (label, argv after `assay --store S --results R` (or a python script), scope)
+# scope: "study" per-study command; "store" store-wide from the object index; "scan" a
+# store-wide command as it runs without an index (index/ moved aside), for comparison.
 COMMANDS = [
-    ("catalog build", ["catalog", "build"], True),
-    ("verify", ["verify"], True),
-    ("ls", ["ls"], True),
-    ("status", ["status"], True),
-    ("catalog build --store-wide", ["catalog", "build", "--store-wide"], False),
-    ("stats", ["stats"], False),
-    ("gc (dry run)", ["gc"], False),
+    ("catalog build", ["catalog", "build"], "study"),
+    ("verify", ["verify"], "study"),
+    ("ls", ["ls"], "study"),
+    ("status", ["status"], "study"),
+    ("catalog build --store-wide", ["catalog", "build", "--store-wide"], "scan"),
+    ("stats", ["stats"], "store"),
+    ("gc mark phase", ["-c", GC_MARK], "store"),
+    ("gc (dry run)", ["gc"], "store"),
+    ("stats (no index: scan)", ["stats"], "scan"),
+    ("gc (dry run, no index: scan)", ["gc"], "scan"),
 ]
 
 
@@ -60,10 +86,19 @@ def run_demo(study: Path) -> None:
                    check=True, capture_output=True, text=True)
 
 
+FOREIGN_PER_LOG = 1000   # objects per writer log: a batch of other studies' jobs
+
+
 def add_foreign(store: Path, start: int, stop: int) -> None:
     """Objects ``start..stop-1`` of other studies: every 10th a run manifest, every 3rd
-    with an action record (what a lab store holds besides this study)."""
+    with an action record (what a lab store holds besides this study). Each is logged in
+    the object index as its writer would log it (one log per FOREIGN_PER_LOG objects);
+    ``compact_index`` then folds the logs into the snapshot, as `gc --delete` does."""
+    from assay import object_index
+
     made: set[Path] = set()
+    log = None
+    index = store / object_index.INDEX_DIR
 
     def write(path: Path, data: bytes, mode: int) -> None:
         if path.parent not in made:
@@ -85,11 +120,33 @@ def add_foreign(store: Path, start: int, stop: int) -> None:
             data = f"other study object {i}\n".encode() * 8
         sha = hashlib.sha256(data).hexdigest()
         write(store / "objects" / sha[:2] / sha, data, 0o444)
+        if log is None or i % FOREIGN_PER_LOG == 0:
+            if log is not None:
+                log.close()
+            log = open(index / f"foreign.{i // FOREIGN_PER_LOG}{object_index.LOG_SUFFIX}",
+                       "ab")
+        kind = object_index.classify(data)
+        log.write(object_index.format_line(sha, len(data), kind[0], time.time_ns(),
+                                           kind[1], kind[2]))
         if i % 3 == 0:
             key = hashlib.sha256(f"key {i}".encode()).hexdigest()
             record = {"key": key, "digest": f"sha256:{sha}", "stage": "run", "plugin": "other"}
             write(store / "actions" / key[:2] / f"{key}.json",
                   json.dumps(record, sort_keys=True).encode(), 0o644)
+    if log is not None:
+        log.close()
+
+
+def compact_index(store: Path) -> None:
+    """Fold every log into the snapshot (what `assay gc --delete` leaves), removing the
+    benchmark's own logs (gc removes a log once it is read to its end and a day old)."""
+    from assay import object_index
+
+    loaded = object_index.load(store)
+    with object_index.CompactionLock(store, None):
+        object_index.compact(store, loaded.entries, loaded.consumed)
+    for log in (store / object_index.INDEX_DIR).glob("foreign.*"):
+        log.unlink()
 
 
 def count_calls(argv: list[str], cwd: Path) -> dict[str, int]:
@@ -113,20 +170,37 @@ def count_calls(argv: list[str], cwd: Path) -> dict[str, int]:
         return counts
 
 
-def measure(study: Path, foreign: int, baseline: dict[str, int]) -> list[list[object]]:
+def measure(study: Path, foreign: int, baseline: dict[str, int],
+            scan_up_to: int) -> list[list[object]]:
     rows = []
-    for label, args, per_study in COMMANDS:
-        argv = [sys.executable, "-m", "assay.cli", "--store", str(study / "store"),
-                "--results", str(study / "results"), *args]
-        started = time.perf_counter()
-        subprocess.run(argv, cwd=study, capture_output=True, text=True)
-        local = time.perf_counter() - started
-        counts = count_calls(argv, study)
+    store, results = study / "store", study / "results"
+    for label, args, scope in COMMANDS:
+        if scope == "scan" and foreign > scan_up_to:
+            continue
+        if args[0] == "-c":
+            argv = [sys.executable, *args, str(store), str(results)]
+        else:
+            argv = [sys.executable, "-m", "assay.cli", "--store", str(store),
+                    "--results", str(results), *args]
+        aside = store / "index.aside"
+        if scope == "scan":
+            os.rename(store / "index", aside)
+        try:
+            started = time.perf_counter()
+            proc = subprocess.run(argv, cwd=study, capture_output=True, text=True)
+            local = time.perf_counter() - started
+            if proc.returncode != 0:   # catalog build --store-wide: the fixture's action
+                print(f"({label}: exit {proc.returncode})", flush=True)   # records name blobs
+            counts = count_calls(argv, study)
+        finally:
+            if scope == "scan":
+                shutil.rmtree(store / "index", ignore_errors=True)   # gc's own note log
+                os.rename(aside, store / "index")
         total = sum(counts.values())
         if foreign == 0:
             baseline[label] = total
         growth = (f"{total / baseline[label]:.2f}x" if baseline.get(label) else "-")
-        rows.append([label, "study" if per_study else "store", f"{foreign:,}",
+        rows.append([label, scope, f"{foreign:,}",
                      f"{counts['opens']:,}", f"{counts['stats']:,}",
                      f"{counts['dir reads']:,}", growth, f"{local:.2f} s",
                      *(f"{total * ms / 1000:.1f} s" for ms in LATENCIES_MS)])
@@ -137,6 +211,8 @@ def measure(study: Path, foreign: int, baseline: dict[str, int]) -> list[list[ob
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 100_000])
+    parser.add_argument("--scan-up-to", type=int, default=100_000, metavar="N",
+                        help="run the scan rows (no index) only up to N foreign objects")
     parser.add_argument("--keep", type=Path, help="work here and keep it (default: temp dir)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write RESULTS.md")
     args = parser.parse_args()
@@ -151,17 +227,31 @@ def main() -> None:
         baseline: dict[str, int] = {}
         have = 0
         for size in sorted(args.sizes):
+            started = time.perf_counter()
             add_foreign(study / "store", have, size)
+            compact_index(study / "store")
+            print(f"{size:,} foreign objects made in {time.perf_counter() - started:.0f} s",
+                  flush=True)
             have = size
-            rows += measure(study, size, baseline)
+            rows += measure(study, size, baseline, args.scan_up_to)
         headers = ["command", "scope", "foreign objects", "opens", "stats", "dir reads",
                    "ops vs empty store", "local time",
                    *(f"at {ms:g} ms/op" for ms in LATENCIES_MS)]
         body = "\n".join([
             "`python benchmarks/lab_store.py --sizes " + " ".join(map(str, sorted(args.sizes)))
             + "`: the demo study (real snakemake), then other studies' objects added to its "
-            "store (every 10th a run manifest, every 3rd with an action record). Each command "
-            "runs once for its local time and once under `strace -f -c` for the counts "
+            "store (every 10th a run manifest, every 3rd with an action record), each logged "
+            "in the object index as its writer would (assay.object_index; one log per "
+            f"{FOREIGN_PER_LOG:,} objects) and the logs then compacted into the snapshot, as "
+            "`gc --delete` leaves them. Scope: 'study' is a per-study command; 'store' a "
+            "store-wide one reading the object index; 'scan' the same store-wide command on "
+            "the store with index/ moved aside (a store written before the index: it lists "
+            "objects/, and stats opens every object), or one that has no index path yet "
+            "(catalog build --store-wide). 'gc mark phase' is gc up to its candidates: refs, "
+            "the manifests they reach, the index merged, the candidates named (no lstat); "
+            "`gc (dry run)` then lstats each candidate (the grace check needs its real mtime: "
+            "here every foreign object is an unreferenced candidate). Each command runs once "
+            "for its local time and once under `strace -f -c` for the counts "
             "(opens: openat; stats: the stat family, access, readlink; dir reads: getdents64, "
             "each returning up to ~32 KiB of entries). 'ops vs empty store' is the command's "
             "operations divided by its own count with no foreign objects: 1.00x means it "

@@ -747,7 +747,8 @@ def test_private_store_keeps_its_modes(tmp_path):
     modes = {p.relative_to(tmp_path / "store").as_posix().split("/")[0]:
              stat.filemode(p.stat().st_mode) for p in (tmp_path / "store").rglob("*")
              if p.parent.parent == tmp_path / "store"}
-    assert modes == {"objects": "drwxr-xr-x", "actions": "drwxr-xr-x"}
+    assert modes == {"objects": "drwxr-xr-x", "actions": "drwxr-xr-x",
+                     "index": "-rw-r--r--"}   # the object index's snapshot and log
     assert stat.S_IMODE(store.objects.path_for(ref.sha256).stat().st_mode) == 0o444
     assert not (tmp_path / "store" / "roots").exists()
 

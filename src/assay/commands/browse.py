@@ -133,9 +133,12 @@ def _copy_verified(source: Path, sha256: str, size: int, target: Path, *, what: 
 def run_stats(args: Any) -> int:
     progress = progress_for(args)
     try:
-        stats = store_stats(store_root(args), results_dir(args), progress=progress)
+        stats = store_stats(store_root(args), results_dir(args), progress=progress,
+                            rescan=args.rescan)
     finally:
         progress.close()
+    if stats["note"]:
+        print(f"assay stats: note: {stats['note']}", file=sys.stderr)
     if args.json:
         print_json(stats)
         return 0
@@ -188,4 +191,7 @@ def register(sub: Any) -> None:
 
     p = add_command(sub, "stats", "objects, bytes, artifacts by type, deduplication ratio",
                 run_stats)
+    p.add_argument("--rescan", action="store_true",
+                   help="list and read objects/ instead of reading the object index, and "
+                        "rebuild the index from that scan")
     add_json(p)

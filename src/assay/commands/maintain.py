@@ -101,14 +101,20 @@ def run_gc(args: Any) -> int:
         report = collect_garbage(store_root(args), results_dir(args), roots=args.root,
                                  grace_seconds=args.grace, delete=args.delete, jobs=args.jobs,
                                  work_grace_seconds=args.work_grace,
-                                 progress=progress)
+                                 rescan=args.rescan, progress=progress)
     finally:
         progress.close()
+    if report.index_note:
+        print(f"assay gc: note: {report.index_note}", file=sys.stderr)
     if args.json:
         print_json(report.to_dict())
         return 0
     print(f"roots: {report.roots} refs; reachable: {report.live_objects} objects "
           f"({human_bytes(report.live_bytes)})")
+    if report.objects_from == "rescan" and not report.index_note:
+        print("object index rebuilt from a scan of objects/ "
+              f"({report.live_objects + report.garbage_objects + report.young_objects} "
+              "objects)")
     if report.live_figures:
         print(f"figures: {report.live_figures} under plots/, their cached bytes kept")
     for where in report.member_results:
@@ -181,6 +187,10 @@ def register(sub: Any) -> None:
     p.add_argument("--work-grace", type=float, default=7 * 24 * 3600.0, metavar="SECONDS",
                    help="remove a run's work directory (its checkpoints) once untouched this "
                         "long (default 7 days) or once its result is published")
+    p.add_argument("--rescan", action="store_true",
+                   help="list objects/ instead of reading the object index, and rebuild the "
+                        "index from that scan (a store written before the index, or after "
+                        "objects were added or removed by hand)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--delete", action="store_true", help="actually delete")
     mode.add_argument("--dry-run", action="store_true", help="only report (the default)")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import object_index
 from .atomic import fsync_and_close, publish, write_all
 from ..errors import ArtifactIntegrityError
 from .hashing import (
@@ -226,7 +227,8 @@ class ObjectStore:
             self.mark_verified(sha256, path)
         return self.touch(sha256, st)
 
-    def publish(self, tmp_path: Path, sha256: str, size: int) -> StoredObject:
+    def publish(self, tmp_path: Path, sha256: str, size: int, *,
+                kind: "object_index.Kind | None" = None) -> StoredObject:
         """Move a finished, fsynced tmp file into place unless an intact twin already exists.
 
         Two writers of the same bytes both succeed: the loser finds the object, refreshes its
@@ -235,18 +237,30 @@ class ObjectStore:
         read-only) or that an untrusted writer stored.
         """
         dest = self.path_for(sha256)
+        if kind is None:
+            kind = object_index.classify_file(tmp_path, size)
         if self._reusable(sha256, size):
             os.unlink(tmp_path)
+            self._index(sha256, size, kind)
             return StoredObject(sha256, size)
         self.sharing.make_dirs(dest.parent)
         with self.sharing.writing(dest):
             os.chmod(tmp_path, OBJECT_MODE)
             publish(tmp_path, dest)
+        self._index(sha256, size, kind)
         return StoredObject(sha256, size, fresh=True)
+
+    def _index(self, sha256: str, size: int, kind: "object_index.Kind") -> None:
+        """Log the object in this process's index file, after it is in place (a line lost
+        to a crash here only keeps the object out of gc's reach, never the reverse)."""
+        object_index.note_published(self.root, sha256, size, kind[0], kind[1], kind[2],
+                                    sharing=self.sharing)
 
     def put_bytes(self, data: bytes) -> StoredObject:
         sha = sha256_hex(data)
+        kind = object_index.classify(data)
         if self._reusable(sha, len(data)):
+            self._index(sha, len(data), kind)
             return StoredObject(sha, len(data))
         tmp, fd = self._open_tmp()
         try:
@@ -256,7 +270,7 @@ class ObjectStore:
             os.unlink(tmp)
             raise
         fsync_and_close(fd)
-        return self.publish(tmp, sha, len(data))
+        return self.publish(tmp, sha, len(data), kind=kind)
 
     def put_stream(self, produce: Callable[[HashingFileWriter], None]) -> StoredObject:
         """Let ``produce`` write into a hashing tmp file, then publish it under its digest."""

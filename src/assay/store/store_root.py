@@ -24,7 +24,8 @@ from ..errors import ArtifactStoreError
 
 MARKER = ".assay-store"
 MARKER_TEXT = b"assay store, format 1: do not put other files in this directory\n"
-STORE_FOLDERS = ("objects", "actions", "tmp", "work", "claims", "roots", "origins")
+STORE_FOLDERS = ("objects", "actions", "tmp", "work", "claims", "roots", "origins",
+                 "index")
 
 
 def has_objects(root: str | os.PathLike[str]) -> bool:
@@ -92,7 +93,12 @@ def check_store_root(root: str | os.PathLike[str], *, adopt: bool = True,
             f"there): set `store:` to a new or empty directory, e.g. {root / 'assay-store'}")
     if adopt:
         from .atomic import atomic_write_bytes
+        from .object_index import create_empty, has_index
 
+        if "objects" not in entries and not has_index(root):
+            # A new store: its object index starts empty and complete. (A store made
+            # before the marker keeps its objects unindexed until `assay gc --rescan`.)
+            create_empty(root, sharing if sharing is not None else _policy(root))
         if sharing is not None:
             atomic_write_bytes(root / MARKER, MARKER_TEXT, sharing=sharing)
         else:

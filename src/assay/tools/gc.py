@@ -8,6 +8,11 @@ artifacts (a record whose artifact is gone is only a cache miss, but it would ne
 again). The grace period protects a job that is still running: its fresh sidecars and
 manifest are not referenced by a ref until it finishes.
 
+The sweep's candidates come from the object index (assay.object_index), not from a
+listing of objects/: only objects the index holds and mark did not reach are lstat'ed. A
+store without an index (older than it) is scanned, and the report says so; ``--rescan``
+scans on purpose and writes the index. ``--delete`` compacts the index's logs.
+
 Dry run is the default; nothing is deleted unless ``delete=True``.
 """
 
@@ -77,6 +82,13 @@ class GcReport:
     live_figures: int = 0           # figures under results/plots whose cached bytes are kept
     # Sticky records folders: other members' records gc may not delete, by owner.
     kept_sticky: dict[str, int] = field(default_factory=dict)
+    # Where the objects came from: "index", "scan" (no index yet) or "rescan" (the index
+    # rebuilt from this scan); what compaction did, or why it did not.
+    objects_from: str = "index"
+    index_note: str | None = None
+    index_logs_read: int = 0
+    index_logs_removed: int = 0
+    missing_indexed: int = 0        # indexed objects that were not there (dropped)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "swept"}
@@ -214,9 +226,14 @@ def abandoned_work_dirs(store_root: Path, work_grace_seconds: float) -> list[tup
 def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.PathLike[str], *,
                     roots: list[str] | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
                     work_grace_seconds: float = DEFAULT_WORK_GRACE_SECONDS,
-                    delete: bool = False, jobs: int | None = None,
+                    delete: bool = False, jobs: int | None = None, rescan: bool = False,
                     progress: Progress = no_progress) -> GcReport:
     """Mark from the refs (and ``roots``: ref files or directories of them), then sweep.
+
+    The sweep's candidates are the objects the object index (assay.object_index) holds
+    that mark did not reach: only those are lstat'ed. Without an index (a store older
+    than it), or with ``rescan``, objects/ is scanned instead; ``rescan`` then writes the
+    index from that scan.
 
     Refuses to delete anything while a reachable manifest exists but cannot be read: its
     sidecars would look unreferenced. Run ``assay verify --repair`` first.
@@ -272,18 +289,10 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
             f"read as manifests (e.g. sha256:{first} {unreadable[first]}), so what they "
             "reference is unknown. Run `assay verify --repair` first.")
 
-    objects = scan_objects(store_root)
-    candidates: list[tuple[str, str, int]] = []
-    for sha, info in objects.items():
-        if sha in marked:
-            report.live_objects += 1
-            report.live_bytes += info.size_bytes
-        elif info.mtime_ns / 1e9 < cutoff:
-            candidates.append((sha, info.path, info.size_bytes))
-        else:
-            report.young_objects += 1
-            report.young_bytes += info.size_bytes
-    candidates.sort()
+    sharing = SharingPolicy.for_store(store_root, check_world_writable=False)
+    view = _object_view(store_root, marked, cutoff, report, rescan=rescan, jobs=jobs,
+                        sharing=sharing, progress=progress)
+    candidates = view.candidates
     report.garbage_objects = len(candidates)
     report.garbage_bytes = sum(size for _, _, size in candidates)
     report.swept = [format_digest(sha) for sha, _, _ in candidates]
@@ -297,14 +306,15 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
 
     gone = {sha for sha, _, _ in candidates}
     doomed_actions = [a for a in load_actions(store_root, jobs=jobs)
-                      if a.sha256 is not None and (a.sha256 in gone or a.sha256 not in objects)]
+                      if a.sha256 is not None and (a.sha256 in gone or view.absent(a.sha256))]
     report.actions = len(doomed_actions)
     abandoned = abandoned_work_dirs(store_root, work_grace_seconds)
     report.work_dirs = [info for _, info in abandoned]
     report.work_bytes = sum(info["size_bytes"] for info in report.work_dirs)
     if not delete:
+        if rescan:
+            _compact(store_root, view, {}, sharing, report)
         return report
-    sharing = SharingPolicy.for_store(store_root, check_world_writable=False)
     for work, _ in abandoned:
         work.remove()
         report.deleted_work_dirs += 1
@@ -315,19 +325,25 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     # hitting an artifact that is about to go.
     for action in doomed_actions:
         _unlink_unless_sticky(Path(action.path), sharing, report)
-    for i, (sha, path, size) in enumerate(candidates, 1):
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if st.st_mtime >= time.time() - grace_seconds:
-            continue  # rewritten (touched) since the scan: someone is using it again
-        with sharing.writing(path):
-            os.unlink(path)
-        report.deleted_objects += 1
-        report.deleted_bytes += size
-        if i % 1024 == 0:
-            progress("gc sweep", i, len(candidates))
+    deleted: dict[str, int] = {}
+    try:
+        for i, (sha, path, size) in enumerate(candidates, 1):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                view.missing[sha] = time.time_ns()
+                continue
+            if st.st_mtime >= time.time() - grace_seconds:
+                continue  # rewritten (touched) since the scan: someone is using it again
+            with sharing.writing(path):
+                os.unlink(path)
+            deleted[sha] = time.time_ns()
+            report.deleted_objects += 1
+            report.deleted_bytes += size
+            if i % 1024 == 0:
+                progress("gc sweep", i, len(candidates))
+    finally:
+        _compact(store_root, view, deleted, sharing, report)
     for path, _ in stale:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -336,6 +352,133 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
         else:
             _unlink_unless_sticky(path, sharing, report)
     return report
+
+
+@dataclass
+class _ObjectView:
+    """What the sweep needs of objects/: its candidates, and whether an object is absent."""
+
+    candidates: list[tuple[str, str, int]]
+    entries: dict[str, Any] | None          # the index's entries (None: a plain scan)
+    present: set[str]
+    scanned: bool                           # ``present`` is a scan: what is there
+    consumed: dict[str, int]
+    path_str: Any
+    missing: dict[str, int] = field(default_factory=dict)   # sha -> when found missing
+
+    def absent(self, sha: str) -> bool:
+        """No such object (an action record naming it is a dead record). The index alone
+        never says so: a lost line would make a live record look dead."""
+        if sha in self.missing:
+            return True
+        if sha in self.present:
+            return False
+        return self.scanned or not os.path.lexists(self.path_str(sha))
+
+
+def _object_view(store_root: Path, marked: set[str], cutoff: float, report: GcReport, *,
+                 rescan: bool, jobs: int | None, sharing: SharingPolicy,
+                 progress: Progress) -> _ObjectView:
+    from . import object_index
+    from .objects import ObjectStore
+
+    path_str = ObjectStore(store_root).path_str
+    candidates: list[tuple[str, str, int]] = []
+    loaded, unusable = None, None
+    if object_index.has_index(store_root) and not rescan:
+        try:
+            loaded = object_index.load(store_root, sharing)
+        except object_index.IndexUnusable as exc:
+            unusable = str(exc)
+    if loaded is not None:
+        report.objects_from = "index"
+        report.index_logs_read = loaded.logs_read
+        if loaded.unreadable_logs:   # (untrusted logs were read: their objects are candidates)
+            report.index_note = (f"{loaded.unreadable_logs} index log(s) could not be read; "
+                                 "gc keeps the objects only they name (`assay gc --rescan`)")
+        view = _ObjectView(candidates, loaded.entries, set(loaded.entries)
+                           | set(loaded.untrusted_entries), False, loaded.consumed, path_str)
+        every = {**loaded.untrusted_entries, **loaded.entries}
+        for i, (sha, entry) in enumerate(sorted(every.items()), 1):
+            if sha in marked:
+                report.live_objects += 1
+                report.live_bytes += entry.size
+                continue
+            path = path_str(sha)
+            try:   # only candidates are looked at: the grace check needs the real mtime
+                st = os.lstat(path)
+            except FileNotFoundError:
+                view.missing[sha] = time.time_ns()
+                continue
+            if st.st_mtime_ns / 1e9 < cutoff:
+                candidates.append((sha, path, st.st_size))
+            else:
+                report.young_objects += 1
+                report.young_bytes += st.st_size
+            if i % 4096 == 0:
+                progress("gc candidates", i, len(every))
+        report.missing_indexed = len(view.missing)
+        return view
+    if rescan:
+        entries, offsets = object_index.rebuild(store_root, jobs=jobs, progress=progress)
+        scanned = {sha: (e.size, e.time_ns) for sha, e in entries.items()}
+        report.objects_from = "rescan"
+        view = _ObjectView(candidates, entries, set(entries), True, offsets, path_str)
+    else:
+        scanned = {sha: (info.size_bytes, info.mtime_ns)
+                   for sha, info in scan_objects(store_root).items()}
+        report.objects_from = "scan"
+        report.index_note = NO_INDEX_NOTE if unusable is None else (
+            f"the object index cannot be read ({unusable}), so objects/ was scanned; "
+            "`assay gc --rescan` rewrites it")
+        view = _ObjectView(candidates, None, set(scanned), True, {}, path_str)
+    for sha, (size, mtime_ns) in scanned.items():
+        if sha in marked:
+            report.live_objects += 1
+            report.live_bytes += size
+        elif mtime_ns / 1e9 < cutoff:
+            candidates.append((sha, path_str(sha), size))
+        else:
+            report.young_objects += 1
+            report.young_bytes += size
+    candidates.sort()
+    return view
+
+
+NO_INDEX_NOTE = ("this store has no object index (it was written before assay kept one), so "
+                 "objects/ was scanned; `assay gc --rescan` builds the index once, then gc "
+                 "and stats read it instead")
+
+
+def _compact(store_root: Path, view: _ObjectView, deleted: dict[str, int],
+             sharing: SharingPolicy, report: GcReport) -> None:
+    """Log what was deleted or found missing (at the time it was), write the index as a
+    snapshot (after a rescan: the scan), then drop logs it has read to the end. Skipped,
+    and said, when another gc compacts right now: the logs keep every line meanwhile."""
+    from . import object_index
+
+    if view.entries is None:
+        return   # no index to write (a plain scan of a store without one)
+    # A missing object published again since we looked is no longer missing.
+    gone = {**{s: t for s, t in view.missing.items() if not os.path.lexists(view.path_str(s))},
+            **deleted}
+    object_index.note_gone_at(store_root, sorted(gone.items()), sharing)
+    try:
+        with object_index.CompactionLock(store_root, sharing):
+            if view.scanned:   # a rescan: the scan, then the logs past where it began
+                entries = {sha: e for sha, e in view.entries.items() if sha not in gone}
+                consumed = view.consumed
+            else:   # reread under the lock: the newest snapshot and every line since
+                fresh = object_index.load(store_root, sharing)
+                entries, consumed = fresh.entries, fresh.consumed
+            report.index_logs_removed = object_index.compact(store_root, entries, consumed,
+                                                             sharing)
+    except object_index.Busy as busy:
+        report.index_note = (f"the object index was not compacted: another gc holds {busy} "
+                             "(the logs keep every line; the next gc compacts)")
+    except (object_index.IndexUnusable, OSError) as exc:
+        report.index_note = (f"the object index was not compacted ({exc}); the logs keep "
+                             "every line; `assay gc --rescan` rewrites it")
 
 
 def _unlink_unless_sticky(path: Path, sharing: SharingPolicy, report: GcReport) -> None:

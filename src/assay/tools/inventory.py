@@ -476,52 +476,102 @@ def dependents(start: Iterable[str], parents: dict[str, set[str]]) -> set[str]:
 
 # --- stats -----------------------------------------------------------------------------
 def store_stats(store_root: Path, results_dir: Path, *, jobs: int | None = None,
-                progress: Progress = no_progress) -> dict[str, Any]:
+                progress: Progress = no_progress, rescan: bool = False) -> dict[str, Any]:
     """Objects and bytes; artifacts by type; how much deduplication saves.
 
     ``dedup_ratio`` = bytes the artifacts name (each manifest plus each sidecar it lists,
     counted once per artifact) / bytes those objects take on disk, each stored once.
+
+    Objects, their sizes and which are manifests come from the object index
+    (assay.object_index): one read, not a stat and an open per object. Without an index
+    (a store older than it) every object is listed and every JSON-looking one read, and
+    ``note`` says so; ``rescan`` does that on purpose and writes the index from it.
     """
+    from . import object_index
+    from .sharing import SharingPolicy
+
     store_root = Path(store_root)
-    objects = scan_objects(store_root)
     refs = load_refs(results_dir, jobs=jobs)
     actions = action_paths(store_root)
     graph = walk_manifests(store_root, [r.sha256 for r in refs if r.sha256], verify=False,
                            jobs=jobs, progress=progress, stage="stats")
-    manifests = dict(graph.manifests)
-    known = set(manifests)
-    for manifest in manifests.values():
-        known.update(s for s, _ in sidecar_shas(manifest))
+    # sha -> (artifact type, sidecars); the reachable ones as read, the rest as found
+    typed: dict[str, tuple[str, list[tuple[str, int | None]]]] = {
+        sha: (str(m.get("artifact_type")), sidecar_shas(m)) for sha, m in graph.manifests.items()}
+    known = set(typed)
+    for _, sidecars in list(typed.values()):
+        known.update(s for s, _ in sidecars)
     live = set(known)
-    for sha, (manifest, _) in sniff_manifests(
-            [o for s, o in objects.items() if s not in known], jobs=jobs,
-            progress=progress).items():
-        manifests[sha] = manifest
+    note = None
+    sharing = SharingPolicy.for_store(store_root, check_world_writable=False)
+    loaded, unusable = None, None
+    if object_index.has_index(store_root) and not rescan:
+        try:
+            loaded = object_index.load(store_root, sharing)
+        except object_index.IndexUnusable as exc:
+            unusable = str(exc)
+    if loaded is not None:
+        source = "index"
+        sizes = {sha: e.size for sha, e in loaded.entries.items()}
+        for sha, entry in loaded.entries.items():
+            if sha not in known and entry.kind == object_index.MANIFEST:
+                typed[sha] = (str(entry.artifact_type), list(entry.sidecars))
+        note = loaded.note()
+    elif rescan:
+        source = "rescan"
+        entries, offsets = object_index.rebuild(store_root, jobs=jobs, progress=progress)
+        sizes = {sha: e.size for sha, e in entries.items()}
+        for sha, entry in entries.items():
+            if sha not in known and entry.kind == object_index.MANIFEST:
+                typed[sha] = (str(entry.artifact_type), list(entry.sidecars))
+        try:
+            with object_index.CompactionLock(store_root, sharing):
+                object_index.compact(store_root, entries, offsets, sharing)
+        except object_index.Busy as busy:
+            note = f"the rebuilt index was not written: a gc holds {busy}; run it again"
+        except OSError as exc:
+            note = f"the rebuilt index was not written ({exc})"
+    else:
+        source = "scan"
+        note = ("this store has no object index (it was written before assay kept one), so "
+                "every object was listed and read; `assay gc --rescan` (or `assay stats "
+                "--rescan`) builds the index once") if unusable is None else (
+                f"the object index cannot be read ({unusable}), so every object was listed "
+                "and read; `assay gc --rescan` rewrites it")
+        objects = scan_objects(store_root)
+        sizes = {sha: o.size_bytes for sha, o in objects.items()}
+        for sha, (manifest, _) in sniff_manifests(
+                [o for s, o in objects.items() if s not in known], jobs=jobs,
+                progress=progress).items():
+            typed[sha] = (str(manifest.get("artifact_type")), sidecar_shas(manifest))
     by_type: dict[str, int] = {}
     logical = 0
     named: set[str] = set()
-    for sha, manifest in manifests.items():
-        kind = str(manifest.get("artifact_type"))
+    for sha, (kind, sidecars) in typed.items():
         by_type[kind] = by_type.get(kind, 0) + 1
-        logical += objects[sha].size_bytes if sha in objects else 0
+        logical += sizes.get(sha, 0)
         named.add(sha)
-        for child, size in sidecar_shas(manifest):
+        for child, size in sidecars:
             logical += size or 0
             named.add(child)
-    physical = sum(objects[s].size_bytes for s in named if s in objects)
+    physical = sum(sizes[s] for s in named if s in sizes)
+    live_sizes = [size for s, size in sizes.items() if s in live]
+    total = sum(sizes.values())
     return {
-        "objects": len(objects),
-        "bytes": sum(o.size_bytes for o in objects.values()),
-        "artifacts": len(manifests),
+        "objects": len(sizes),
+        "bytes": total,
+        "artifacts": len(typed),
         "artifacts_by_type": dict(sorted(by_type.items())),
         "refs": len(refs),
         "broken_refs": sum(1 for r in refs if r.digest is None or r.sha256 in graph.missing),
         "action_records": len(actions),
-        "live_objects": sum(1 for s in objects if s in live),
-        "live_bytes": sum(o.size_bytes for s, o in objects.items() if s in live),
-        "unreferenced_objects": sum(1 for s in objects if s not in live),
-        "unreferenced_bytes": sum(o.size_bytes for s, o in objects.items() if s not in live),
+        "live_objects": len(live_sizes),
+        "live_bytes": sum(live_sizes),
+        "unreferenced_objects": len(sizes) - len(live_sizes),
+        "unreferenced_bytes": total - sum(live_sizes),
         "logical_bytes": logical,
         "physical_bytes": physical,
         "dedup_ratio": round(logical / physical, 4) if physical else 1.0,
+        "objects_from": source,
+        "note": note,
     }
