@@ -41,12 +41,12 @@ LATENCIES_MS = (0.2, 1.0)
 
 # The mark phase of gc alone: the refs, the manifests they reach, the object index merged,
 # the candidates (indexed, unmarked) named; no lstat, no sweep. What `assay gc` does before
-# it looks at its candidates (assay.gc.collect_garbage).
+# it looks at its candidates (assay.tools.gc.collect_garbage).
 GC_MARK = """
 import sys, time
 from pathlib import Path
-from assay import object_index
-from assay.inventory import input_shas, load_refs, sidecar_shas, walk_manifests
+from assay.store import object_index
+from assay.tools.inventory import input_shas, load_refs, sidecar_shas, walk_manifests
 store, results = Path(sys.argv[1]), Path(sys.argv[2])
 started = time.perf_counter()
 refs = load_refs(results)
@@ -94,7 +94,7 @@ def add_foreign(store: Path, start: int, stop: int) -> None:
     with an action record (what a lab store holds besides this study). Each is logged in
     the object index as its writer would log it (one log per FOREIGN_PER_LOG objects);
     ``compact_index`` then folds the logs into the snapshot, as `gc --delete` does."""
-    from assay import object_index
+    from assay.store import object_index
 
     made: set[Path] = set()
     log = None
@@ -140,7 +140,7 @@ def add_foreign(store: Path, start: int, stop: int) -> None:
 def compact_index(store: Path) -> None:
     """Fold every log into the snapshot (what `assay gc --delete` leaves), removing the
     benchmark's own logs (gc removes a log once it is read to its end and a day old)."""
-    from assay import object_index
+    from assay.store import object_index
 
     loaded = object_index.load(store)
     with object_index.CompactionLock(store, None):
@@ -241,7 +241,7 @@ def main() -> None:
             "`python benchmarks/lab_store.py --sizes " + " ".join(map(str, sorted(args.sizes)))
             + "`: the demo study (real snakemake), then other studies' objects added to its "
             "store (every 10th a run manifest, every 3rd with an action record), each logged "
-            "in the object index as its writer would (assay.object_index; one log per "
+            "in the object index as its writer would (assay.store.object_index; one log per "
             f"{FOREIGN_PER_LOG:,} objects) and the logs then compacted into the snapshot, as "
             "`gc --delete` leaves them. Scope: 'study' is a per-study command; 'store' a "
             "store-wide one reading the object index; 'scan' the same store-wide command on "

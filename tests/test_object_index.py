@@ -1,4 +1,4 @@
-"""The object index (assay.object_index): what `assay gc` and `assay stats` read instead of
+"""The object index (assay.store.object_index): what `assay gc` and `assay stats` read instead of
 listing (and, for stats, opening) every object of a lab's store (issue 25, item 2).
 
 Real processes and real stores throughout: a workflow's maintained index against a
@@ -28,8 +28,8 @@ from reliability_helpers import age_tree, assay, copy_study, finished_study
 from reliability_helpers import object_files as files_under_objects
 
 from assay import ArtifactStore, ReplicateArtifact
-from assay import object_index
-from assay.gc import collect_garbage
+from assay.store import object_index
+from assay.tools.gc import collect_garbage
 
 HOUR = 3600
 
@@ -325,7 +325,7 @@ def _put_as_member(store: str, data: bytes) -> str:
 
 
 def _stats_as_member(store: str, results: str) -> dict:
-    from assay.inventory import store_stats
+    from assay.tools.inventory import store_stats
 
     return store_stats(Path(store), Path(results))
 

@@ -8,7 +8,7 @@ artifacts (a record whose artifact is gone is only a cache miss, but it would ne
 again). The grace period protects a job that is still running: its fresh sidecars and
 manifest are not referenced by a ref until it finishes.
 
-The sweep's candidates come from the object index (assay.object_index), not from a
+The sweep's candidates come from the object index (assay.store.object_index), not from a
 listing of objects/: only objects the index holds and mark did not reach are lstat'ed. A
 store without an index (older than it) is scanned, and the report says so; ``--rescan``
 scans on purpose and writes the index. ``--delete`` compacts the index's logs.
@@ -26,9 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactStoreError
+from ..store.actions import ACTIONS_DIR
+from ..store.claims import CLAIMS_DIR
 from ..store.hashing import format_digest
 from ..store.member_roots import registered_results
+from ..store.objects import TMP_DIR
 from ..store.sharing import SharingPolicy
+from ..store.store_root import has_objects
+from ..store.workdirs import WORK_DIR
 from ..pipeline.layout import PLOTS_DIR, REF_DIRS
 from .inventory import (
     Progress,
@@ -203,7 +208,7 @@ def abandoned_work_dirs(store_root: Path, work_grace_seconds: float) -> list[tup
     actions = ActionCache.at(store_root)
     now = time.time()
     out = []
-    for work in WorkDirs(store_root / "work"):
+    for work in WorkDirs(store_root / WORK_DIR):
         try:
             lease_until = os.lstat(Claim(store_root, work.key).lock_path).st_mtime
         except FileNotFoundError:
@@ -230,7 +235,7 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
                     progress: Progress = no_progress) -> GcReport:
     """Mark from the refs (and ``roots``: ref files or directories of them), then sweep.
 
-    The sweep's candidates are the objects the object index (assay.object_index) holds
+    The sweep's candidates are the objects the object index (assay.store.object_index) holds
     that mark did not reach: only those are lstat'ed. Without an index (a store older
     than it), or with ``rescan``, objects/ is scanned instead; ``rescan`` then writes the
     index from that scan.
@@ -244,7 +249,7 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     store_root, results_dir = Path(store_root), Path(results_dir)
     if grace_seconds < 0:
         raise ArtifactStoreError(f"grace period must be >= 0 seconds, got {grace_seconds}")
-    if not (store_root / "objects").is_dir():
+    if not has_objects(store_root):
         raise ArtifactStoreError(f"no store at {store_root} (no objects/ directory)")
     report = GcReport(delete=delete, grace_seconds=grace_seconds)
     now = time.time()
@@ -297,9 +302,9 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     report.garbage_bytes = sum(size for _, _, size in candidates)
     report.swept = [format_digest(sha) for sha, _, _ in candidates]
 
-    stale = _stale_tmp(store_root / "tmp", cutoff)
+    stale = _stale_tmp(store_root / TMP_DIR, cutoff)
     stale += _stale_atomic_temporaries(
-        [store_root / "actions", *(results_dir / sub for sub in REF_DIRS)], cutoff)
+        [store_root / ACTIONS_DIR, *(results_dir / sub for sub in REF_DIRS)], cutoff)
     stale += _stale_claim_files(store_root, cutoff)
     report.tmp_entries = len(stale)
     report.tmp_bytes = sum(size for _, size in stale)
@@ -347,7 +352,7 @@ def collect_garbage(store_root: str | os.PathLike[str], results_dir: str | os.Pa
     for path, _ in stale:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
-        elif path.parent.name == "claims" and _renewed_since(path, cutoff):
+        elif path.parent.name == CLAIMS_DIR and _renewed_since(path, cutoff):
             continue   # a lock taken again since the scan: a live holder's now
         else:
             _unlink_unless_sticky(path, sharing, report)
@@ -379,8 +384,8 @@ class _ObjectView:
 def _object_view(store_root: Path, marked: set[str], cutoff: float, report: GcReport, *,
                  rescan: bool, jobs: int | None, sharing: SharingPolicy,
                  progress: Progress) -> _ObjectView:
-    from . import object_index
-    from .objects import ObjectStore
+    from ..store import object_index
+    from ..store.objects import ObjectStore
 
     path_str = ObjectStore(store_root).path_str
     candidates: list[tuple[str, str, int]] = []
@@ -455,7 +460,7 @@ def _compact(store_root: Path, view: _ObjectView, deleted: dict[str, int],
     """Log what was deleted or found missing (at the time it was), write the index as a
     snapshot (after a rescan: the scan), then drop logs it has read to the end. Skipped,
     and said, when another gc compacts right now: the logs keep every line meanwhile."""
-    from . import object_index
+    from ..store import object_index
 
     if view.entries is None:
         return   # no index to write (a plain scan of a store without one)

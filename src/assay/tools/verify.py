@@ -378,7 +378,7 @@ def repair_store(store_root: str | os.PathLike[str], results_dir: str | os.PathL
             removed = _unlink(path, store_root)
         if removed:
             done.objects.append(digest)
-            from .object_index import note_gone
+            from ..store.object_index import note_gone
 
             note_gone(store_root, [sha], objects.sharing)
     if done.refs or done.objects:

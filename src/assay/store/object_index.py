@@ -85,7 +85,7 @@ class IndexUnusable(Exception):
 def classify(data: bytes) -> Kind:
     """Kind, artifact type and sidecars of an object's bytes: the same test ``stats`` uses
     when it sniffs objects (a JSON object with the manifest envelope)."""
-    from .inventory import parse_manifest_bytes, sidecar_shas
+    from .manifests import parse_manifest_bytes, sidecar_shas
 
     manifest = parse_manifest_bytes(data) if 2 <= len(data) <= MAX_CLASSIFY_BYTES else None
     if manifest is None:
@@ -97,7 +97,7 @@ def classify_file(path: str | os.PathLike[str], size: int) -> Kind:
     """``classify`` for a file: only JSON-looking files of manifest size are read whole."""
     if not 2 <= size <= MAX_CLASSIFY_BYTES:
         return BLOB, None, ()
-    from .inventory import read_small
+    from .manifests import read_small
 
     data = read_small(os.fspath(path), MAX_CLASSIFY_BYTES)
     return classify(data) if data is not None else (BLOB, None, ())
@@ -381,7 +381,7 @@ def rebuild(store_root: str | os.PathLike[str], *, jobs: int | None = None,
             progress: Any = None) -> tuple[dict[str, Entry], dict[str, int]]:
     """Entries from a scan of ``objects/`` (every JSON-looking object read to classify it),
     and the log offsets taken before the scan: the logs' later lines complete it."""
-    from .inventory import map_batched, no_progress, read_small
+    from .manifests import map_batched, no_progress, read_small
     from .objects import ObjectStore
 
     offsets = log_offsets(store_root)
