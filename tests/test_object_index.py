@@ -46,7 +46,9 @@ def comparable(entries: dict[str, object_index.Entry]) -> dict[str, tuple]:
 
 
 def rebuilt(store: Path) -> dict[str, tuple]:
-    return comparable(object_index.rebuild(store)[0])
+    from assay.store.objects import ObjectStore
+
+    return comparable(object_index.rebuild(store, ObjectStore(store).scan)[0])
 
 
 def maintained(store: Path) -> dict[str, tuple]:

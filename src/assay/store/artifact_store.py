@@ -25,7 +25,8 @@ from .lru import MISSING, CacheInfo, LRUCache
 from ..errors import ArtifactIntegrityError, ArtifactSchemaError, ArtifactStoreError
 from .hashing import hex_of, is_digest, parse_digest
 from .store_root import check_store_root
-from .objects import MAX_MANIFEST_BYTES, OBJECTS_DIR, TMP_DIR, ObjectStore
+from .objects import OBJECTS_DIR, TMP_DIR, ObjectStore
+from .reading import MAX_MANIFEST_BYTES
 from .refs import Ref, read_ref, write_ref
 from .sharing import SharingPolicy, SharingSettings, UntrustedWriterError
 from .workdirs import WORK_DIR, WorkDirs

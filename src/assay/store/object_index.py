@@ -33,7 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 if TYPE_CHECKING:
     from .sharing import SharingPolicy
@@ -85,7 +85,7 @@ class IndexUnusable(Exception):
 def classify(data: bytes) -> Kind:
     """Kind, artifact type and sidecars of an object's bytes: the same test ``stats`` uses
     when it sniffs objects (a JSON object with the manifest envelope)."""
-    from .manifests import parse_manifest_bytes, sidecar_shas
+    from .reading import parse_manifest_bytes, sidecar_shas
 
     manifest = parse_manifest_bytes(data) if 2 <= len(data) <= MAX_CLASSIFY_BYTES else None
     if manifest is None:
@@ -97,7 +97,7 @@ def classify_file(path: str | os.PathLike[str], size: int) -> Kind:
     """``classify`` for a file: only JSON-looking files of manifest size are read whole."""
     if not 2 <= size <= MAX_CLASSIFY_BYTES:
         return BLOB, None, ()
-    from .manifests import read_small
+    from .reading import read_small
 
     data = read_small(os.fspath(path), MAX_CLASSIFY_BYTES)
     return classify(data) if data is not None else (BLOB, None, ())
@@ -377,15 +377,17 @@ def log_offsets(store_root: str | os.PathLike[str]) -> dict[str, int]:
     return out
 
 
-def rebuild(store_root: str | os.PathLike[str], *, jobs: int | None = None,
-            progress: Any = None) -> tuple[dict[str, Entry], dict[str, int]]:
-    """Entries from a scan of ``objects/`` (every JSON-looking object read to classify it),
-    and the log offsets taken before the scan: the logs' later lines complete it."""
-    from .manifests import map_batched, no_progress, read_small
-    from .objects import ObjectStore
+def rebuild(store_root: str | os.PathLike[str], scan: Callable[[], dict[str, Any]], *,
+            jobs: int | None = None, progress: Any = None
+            ) -> tuple[dict[str, Entry], dict[str, int]]:
+    """Entries from ``scan()`` of ``objects/`` (``ObjectStore.scan``; every JSON-looking
+    object read to classify it), and the log offsets taken before the scan: the logs' later
+    lines complete it. (The scan is passed in: ``objects`` writes to this index, so the
+    index does not import it back.)"""
+    from .reading import map_batched, no_progress, read_small
 
     offsets = log_offsets(store_root)
-    scanned = ObjectStore(Path(store_root)).scan()
+    scanned = scan()
     small = [o for o in scanned.values() if 2 <= o.size_bytes <= MAX_CLASSIFY_BYTES]
     kinds: dict[str, tuple[str, str | None, tuple]] = {}
     report = progress or no_progress

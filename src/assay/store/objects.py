@@ -25,7 +25,6 @@ from .sharing import SharingPolicy, StorePermissionError, is_fresh
 
 OBJECT_MODE = 0o444
 MAX_SMALL_OBJECT = 256 * 1024 * 1024   # read_bytes without a declared size (manifests, figures)
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a manifest is compact JSON; more is not one
 TMP_SUFFIX = ".part"
 
 
@@ -239,9 +238,8 @@ class ObjectStore:
         dest = self.path_for(sha256)
         if kind is None:
             kind = object_index.classify_file(tmp_path, size)
-        if self._reusable(sha256, size):
+        if self._reusable(sha256, size):   # already in place, so already in the index
             os.unlink(tmp_path)
-            self._index(sha256, size, kind)
             return StoredObject(sha256, size)
         self.sharing.make_dirs(dest.parent)
         with self.sharing.writing(dest):
@@ -260,7 +258,6 @@ class ObjectStore:
         sha = sha256_hex(data)
         kind = object_index.classify(data)
         if self._reusable(sha, len(data)):
-            self._index(sha, len(data), kind)
             return StoredObject(sha, len(data))
         tmp, fd = self._open_tmp()
         try:

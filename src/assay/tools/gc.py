@@ -425,7 +425,8 @@ def _object_view(store_root: Path, marked: set[str], cutoff: float, report: GcRe
         report.missing_indexed = len(view.missing)
         return view
     if rescan:
-        entries, offsets = object_index.rebuild(store_root, jobs=jobs, progress=progress)
+        entries, offsets = object_index.rebuild(
+            store_root, ObjectStore(store_root).scan, jobs=jobs, progress=progress)
         scanned = {sha: (e.size, e.time_ns) for sha, e in entries.items()}
         report.objects_from = "rescan"
         view = _ObjectView(candidates, entries, set(entries), True, offsets, path_str)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from ..errors import ArtifactStoreError
 from ..pipeline.layout import REF_DIRS
 from ..store.actions import ActionCache
+from ..store.objects import ObjectStore
 from ..store.hashing import hex_of, is_digest, is_sha256_hex, read_regular
 from ..store.refs import MAX_REF_BYTES, Ref, read_ref
 from ..store.manifests import (  # the store's walks; tools import them from here too
@@ -26,7 +26,6 @@ from ..store.manifests import (  # the store's walks; tools import them from her
     read_small, scan_objects, sidecar_shas, sniff_manifests, stat_objects, walk_manifests,
 )
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 # --- refs ------------------------------------------------------------------------------
@@ -274,7 +273,8 @@ def store_stats(store_root: Path, results_dir: Path, *, jobs: int | None = None,
         note = loaded.note()
     elif rescan:
         source = "rescan"
-        entries, offsets = object_index.rebuild(store_root, jobs=jobs, progress=progress)
+        entries, offsets = object_index.rebuild(
+            store_root, ObjectStore(store_root).scan, jobs=jobs, progress=progress)
         sizes = {sha: e.size for sha, e in entries.items()}
         for sha, entry in entries.items():
             if sha not in known and entry.kind == object_index.MANIFEST:

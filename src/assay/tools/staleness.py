@@ -89,7 +89,7 @@ def _manifest(objects: Any, digest: str) -> tuple[dict[str, Any] | None, str | N
     """(a manifest whose bytes hash to its digest, or None; why not): a verdict is never
     drawn from bytes that changed or went away."""
     from ..store.hashing import read_regular, sha256_hex
-    from ..store.objects import MAX_MANIFEST_BYTES
+    from ..store.reading import MAX_MANIFEST_BYTES
 
     sha = digest.partition(":")[2]
     try:
