@@ -48,7 +48,10 @@ def test_bad_sidecar_paths_are_refused_everywhere(tmp_path, path):
         store.register_sidecar(path)
     with pytest.raises(SidecarPathError):
         ArtifactSidecarRef.from_dict({"path": path, "sha256": HEX, "size_bytes": 1})
-    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".assay-store"]
+    # what a new store holds from the start: its marker and its (empty) object index
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()
+                and p.relative_to(tmp_path).as_posix() not in (".assay-store",
+                                                                "index/snapshot.tsv")]
 
 
 def test_sidecar_path_errors_are_store_and_value_errors():
@@ -427,3 +430,14 @@ def test_strict_json_payload_is_canonical_or_refuses(value):
     encoded = canonical_json(out)  # never raises: only finite JSON primitives remain
     assert strict_json_payload(out, analysis_name="prop") == out  # idempotent
     assert canonical_json(strict_json_payload(out, analysis_name="prop")) == encoded
+
+
+def test_a_numpy_string_key_is_the_text_numpy_says_and_two_keys_never_merge_silently():
+    """Found by the hostile-payload property test: numpy drops trailing NULs from a str_
+    (``np.str_('\\x00')`` is ``''`` to numpy), its raw buffer does not; the payload keeps
+    numpy's text. Two keys that become the same JSON text are refused, never one picked."""
+    from assay import PayloadError, strict_json_payload
+
+    assert strict_json_payload({np.str_("\x00"): 1}, analysis_name="a") == {"": 1}
+    with pytest.raises(PayloadError, match="has two keys that are both 'k' as JSON text"):
+        strict_json_payload({np.str_("k\x00"): 1, "k": 2}, analysis_name="a")

@@ -140,7 +140,7 @@ MD_CONTACTS_TAKES = ("md_contacts takes: blocks, cutoff, equilibration, min_fram
                      "topology_kind, trajectory_kind, unwrap")
 OPENMM_TAKES = ("runner openmm takes: checkpoint_interval, constraints, forcefield, "
                 "friction_per_ps, integrator, minimize, minimize_max_iterations, nonbonded_cutoff_nm, platform, precision, "
-                "report_interval, solvent, steps, structure, temperature_k, threads, "
+                "report_interval, run_length, solvent, steps, structure, temperature_k, threads, "
                 "timestep_fs")
 SHELL_FIELDS = ("{condition}, {replicate}, {seed}, {params}, {settings}, {workdir}, {outdir}, "
                 "{study_dir}, {threads}, {attempt}")

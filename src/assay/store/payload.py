@@ -57,7 +57,13 @@ def strict_json_payload(value: Any, *, analysis_name: str,
 
 
 def _text(value: str, name: str, where: str, *, key: bool = False) -> str:
-    """A plain str that UTF-8 can encode (a lone surrogate from a JSON escape cannot)."""
+    """A plain str that UTF-8 can encode (a lone surrogate from a JSON escape cannot).
+
+    A numpy string is the text numpy says it holds (``str(v)``, trailing NULs dropped as
+    numpy drops them), never its raw buffer: ``np.str_('\\x00')`` is ``''`` to numpy.
+    """
+    if type(value) is not str and type(value).__module__ == "numpy":
+        value = str(value)
     if not value.isascii():
         try:
             value.encode("utf-8")
@@ -98,6 +104,8 @@ def _convert(value: Any, name: str, where: str, depth: int, limit: int) -> Any:
             if not isinstance(key, str):
                 raise _fail(name, where, f"has a non-string key {_short(key)}")
             key = _text(key, name, where, key=True)
+            if key in out:   # e.g. np.str_('a\x00') and 'a': one key in JSON, never a silent pick
+                raise _fail(name, where, f"has two keys that are both {key!r} as JSON text")
             out[key] = _convert(item, name, f"{where}[{key!r}]", depth + 1, limit)
         return out
     module = type(value).__module__
