@@ -35,7 +35,8 @@ LONGEST_FIRST = (
     "test_reliability_kill.py", "test_status.py",
     "test_one_live_attempt.py", "test_store_proofs.py", "test_templates.py",
     "test_code_change_reruns.py", "test_cli.py", "test_slurm_twins.py",
-    "test_openmm_workflow.py", "test_status_stale.py",
+    "test_openmm_workflow.py", "test_status_stale.py", "test_figures.py", "test_adaptive.py",
+    "test_openmm_code_reruns.py", "test_object_index.py",
 )
 
 
