@@ -311,16 +311,14 @@ def _silent_nodes(executor: Any, state: dict[str, Any], jobs: list[Any],
         del silent[job_id]   # ended
     dead = dead_nodes() if running else {}
     if not dead:
-        for job_info in running:
-            silent.pop(str(job_info.external_jobid), None)
-        return
+        return   # a node seen silent stays on record while its job lives: a requeue that
+        #          follows names it, even when slurmd answers again before SLURM requeues
     on_dead = jobs_on_nodes([str(j.external_jobid) for j in running], sorted(dead))
     now = time.monotonic()
     for job_info in running:
         job_id = str(job_info.external_jobid)
         nodes = on_dead.get(job_id)
         if not nodes:
-            silent.pop(job_id, None)
             continue
         since, next_note, _node = silent.setdefault(job_id, (now, now, nodes[0]))
         if now < next_note:
