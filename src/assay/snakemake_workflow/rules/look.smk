@@ -7,7 +7,7 @@ checkpoint look:
     input:
         PLAN.look_inputs,
     output:
-        PLAN.look_path(),  # first: the decision file the plan reads (checkpoints.look)
+        decision=PLAN.look_path(),  # first: the file the plan reads (checkpoints.look)
         ref=PLAN.decision_ref_output(),  # the decision artifact's ref (catalog, gc)
     params:
         store=STORE,
@@ -18,4 +18,4 @@ checkpoint look:
         "../envs/assay.yaml"
     shell:
         "python -m assay.pipeline.adaptive --store {params.store:q} --spec {params.spec} "
-        "--inputs {input:q} --output {output[0]:q} --ref {output.ref:q} > {log:q} 2>&1"
+        "--inputs {input:q} --output {output.decision:q} --ref {output.ref:q} > {log:q} 2>&1"
