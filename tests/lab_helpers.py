@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import pytest
+
 from workflow_helpers import REPO, write_config
 
 
@@ -322,3 +324,14 @@ def _copy_code(code: Path) -> None:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):
                 os.chmod(path, 0o644)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator["Lab"]:
+    """Two real users and their group for one test module (skipped where users cannot be
+    made); imported by the modules that use it."""
+    if can_make_users() is not None:
+        pytest.skip(can_make_users())
+    made = make_lab()
+    yield made
+    made.close()

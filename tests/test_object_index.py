@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lab_helpers import can_make_users, make_lab
+from lab_helpers import lab  # noqa: F401  (the module's two real users)
 from reliability_helpers import age_tree, assay, copy_study, finished_study
 from reliability_helpers import object_files as files_under_objects
 
@@ -245,15 +245,6 @@ LAB_WRITER = textwrap.dedent("""
             store.objects.put_bytes(f"{who} {i}\\n".encode() * (1 + i % 7))
         store.objects.put_bytes(b"shared by both members\\n")   # the same object, twice
 """)
-
-
-@pytest.fixture(scope="module")
-def lab():
-    if can_make_users() is not None:
-        pytest.skip(can_make_users())
-    made = make_lab()
-    yield made
-    made.close()
 
 
 def _gc_as_member(store: str, results: str) -> dict:

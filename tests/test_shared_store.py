@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from lab_helpers import Lab, User, can_make_users, make_lab
+from lab_helpers import Lab, User, can_make_users, lab  # noqa: F401 (lab: a fixture)
 from reliability_helpers import REDUCED_CONFIG, bad_objects, finished_study, flip_byte, job_logs
 from workflow_helpers import digests, snakemake, write_config
 
@@ -38,15 +38,6 @@ needs_users = pytest.mark.skipif(can_make_users() is not None,
 CHANGED_CONFIG = copy.deepcopy(REDUCED_CONFIG)
 CHANGED_CONFIG["conditions"][1]["params"] = {"surface_epsilon": 2.0}
 TWO_HOURS = 2 * 3600
-
-
-@pytest.fixture(scope="module")
-def lab():
-    if can_make_users() is not None:
-        pytest.skip(can_make_users())
-    made = make_lab()
-    yield made
-    made.close()
 
 
 @pytest.fixture(scope="module")

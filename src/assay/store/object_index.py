@@ -361,6 +361,18 @@ def load(store_root: str | os.PathLike[str], sharing: "SharingPolicy | None" = N
 
 
 
+def load_unless_rescan(store_root: str | os.PathLike[str], sharing: "SharingPolicy | None",
+                       *, rescan: bool) -> tuple[Loaded | None, str | None]:
+    """(the index, or None: there is none, a rescan was asked, or it cannot be read; why it
+    cannot be read). gc and stats both start here, and scan when they get None."""
+    if rescan or not has_index(store_root):
+        return None, None
+    try:
+        return load(store_root, sharing), None
+    except IndexUnusable as exc:
+        return None, str(exc)
+
+
 def log_offsets(store_root: str | os.PathLike[str]) -> dict[str, int]:
     """How far each log reaches now (before a rescan: lines past this are read later)."""
     out: dict[str, int] = {}

@@ -389,12 +389,7 @@ def _object_view(store_root: Path, marked: set[str], cutoff: float, report: GcRe
 
     path_str = ObjectStore(store_root).path_str
     candidates: list[tuple[str, str, int]] = []
-    loaded, unusable = None, None
-    if object_index.has_index(store_root) and not rescan:
-        try:
-            loaded = object_index.load(store_root, sharing)
-        except object_index.IndexUnusable as exc:
-            unusable = str(exc)
+    loaded, unusable = object_index.load_unless_rescan(store_root, sharing, rescan=rescan)
     if loaded is not None:
         report.objects_from = "index"
         report.index_logs_read = loaded.logs_read

@@ -258,12 +258,7 @@ def store_stats(store_root: Path, results_dir: Path, *, jobs: int | None = None,
     live = set(known)
     note = None
     sharing = SharingPolicy.for_store(store_root, check_world_writable=False)
-    loaded, unusable = None, None
-    if object_index.has_index(store_root) and not rescan:
-        try:
-            loaded = object_index.load(store_root, sharing)
-        except object_index.IndexUnusable as exc:
-            unusable = str(exc)
+    loaded, unusable = object_index.load_unless_rescan(store_root, sharing, rescan=rescan)
     if loaded is not None:
         source = "index"
         sizes = {sha: e.size for sha, e in loaded.entries.items()}
